@@ -1,0 +1,39 @@
+#pragma once
+// Thread count for the whole library. OpenMP is optional: without it everything runs on one thread.
+// set_num_threads takes effect for every later call, both in our loops and inside Eigen's GEMM.
+
+#include <Eigen/Core>
+
+#include "resnet/core/error.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace resnet {
+
+namespace detail {
+inline int& thread_setting() {
+  static int threads = 0;  // 0: not set, follow OMP_NUM_THREADS / the OpenMP default
+  return threads;
+}
+}  // namespace detail
+
+inline int num_threads() {
+#ifdef _OPENMP
+  return detail::thread_setting() > 0 ? detail::thread_setting() : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+inline void set_num_threads(int n) {
+  check(n >= 1, "set_num_threads: need at least 1 thread, got ", n);
+  detail::thread_setting() = n;
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+  Eigen::setNbThreads(n);
+}
+
+}  // namespace resnet

@@ -1,0 +1,157 @@
+#pragma once
+// Tensor<T>: a contiguous, row-major (NCHW for images), 64-byte aligned array with a shape.
+//
+// Copies share storage, like a torch.Tensor: `Tensor b = a;` and `a.reshape(...)` see the same elements.
+// `clone()` makes an independent deep copy. Layers rely on this to keep what backward needs without copying:
+// they hold a Tensor that shares the input's storage, so a temporary argument stays alive.
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <initializer_list>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "resnet/core/error.hpp"
+#include "resnet/core/rng.hpp"
+
+namespace resnet {
+
+template <typename T>
+using MatrixMap =
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Aligned64>;
+template <typename T>
+using ConstMatrixMap =
+    Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Aligned64>;
+
+inline constexpr std::size_t kTensorAlignment = 64;
+
+template <typename T>
+class Tensor {
+ public:
+  Tensor() = default;
+
+  // Zero-filled.
+  explicit Tensor(std::vector<std::int64_t> shape) : Tensor(std::move(shape), T(0)) {}
+
+  Tensor(std::vector<std::int64_t> shape, T value) : shape_(std::move(shape)), numel_(count(shape_)) {
+    storage_ = allocate(numel_);
+    std::fill(storage_.get(), storage_.get() + numel_, value);
+  }
+
+  const std::vector<std::int64_t>& shape() const { return shape_; }
+  std::int64_t dim() const { return static_cast<std::int64_t>(shape_.size()); }
+  std::int64_t numel() const { return numel_; }
+  bool empty() const { return storage_ == nullptr; }
+
+  // Size of one dimension; negative indexes count from the end, as in PyTorch.
+  std::int64_t size(std::int64_t d) const {
+    const std::int64_t n = dim();
+    check(d >= -n && d < n, "Tensor::size: dimension ", d, " out of range for shape ", shape_string(shape_));
+    return shape_[static_cast<std::size_t>(d < 0 ? d + n : d)];
+  }
+
+  T* data() { return storage_.get(); }
+  const T* data() const { return storage_.get(); }
+
+  // Flat element access (bounds-checked; meant for tests and small loops, not kernels).
+  T& operator[](std::int64_t i) { return storage_.get()[checked_flat(i)]; }
+  const T& operator[](std::int64_t i) const { return storage_.get()[checked_flat(i)]; }
+
+  // Multi-index access, e.g. t.at({n, c, h, w}).
+  T& at(std::initializer_list<std::int64_t> index) { return storage_.get()[offset(index)]; }
+  const T& at(std::initializer_list<std::int64_t> index) const { return storage_.get()[offset(index)]; }
+
+  // Same storage, new shape; the element count must match.
+  Tensor reshape(std::vector<std::int64_t> shape) const {
+    check(count(shape) == numel_, "Tensor::reshape: cannot view ", shape_string(shape_), " (", numel_,
+          " elements) as ", shape_string(shape));
+    Tensor view = *this;
+    view.shape_ = std::move(shape);
+    return view;
+  }
+
+  Tensor clone() const {
+    Tensor copy(shape_);
+    std::copy(data(), data() + numel_, copy.data());
+    return copy;
+  }
+
+  Tensor& fill(T value) {
+    std::fill(data(), data() + numel_, value);
+    return *this;
+  }
+  Tensor& fill_normal(Rng& rng, double mean = 0.0, double std = 1.0) {
+    for (std::int64_t i = 0; i < numel_; ++i)
+      data()[i] = static_cast<T>(rng.normal(mean, std));
+    return *this;
+  }
+  Tensor& fill_uniform(Rng& rng, double low, double high) {
+    for (std::int64_t i = 0; i < numel_; ++i)
+      data()[i] = static_cast<T>(rng.uniform(low, high));
+    return *this;
+  }
+
+  // The tensor as a row-major [rows, cols] matrix over the same memory (no copy).
+  MatrixMap<T> matrix(std::int64_t rows, std::int64_t cols) {
+    check(rows * cols == numel_, "Tensor::matrix: ", rows, "x", cols, " does not match ",
+          shape_string(shape_));
+    return MatrixMap<T>(data(), rows, cols);
+  }
+  ConstMatrixMap<T> matrix(std::int64_t rows, std::int64_t cols) const {
+    check(rows * cols == numel_, "Tensor::matrix: ", rows, "x", cols, " does not match ",
+          shape_string(shape_));
+    return ConstMatrixMap<T>(data(), rows, cols);
+  }
+  // All elements as one column vector.
+  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Aligned64> vector() { return {data(), numel_}; }
+  Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>, Eigen::Aligned64> vector() const {
+    return {data(), numel_};
+  }
+
+ private:
+  static std::int64_t count(const std::vector<std::int64_t>& shape) {
+    std::int64_t n = 1;
+    for (std::int64_t d : shape) {
+      check(d >= 0, "Tensor: negative dimension in shape ", shape_string(shape));
+      n *= d;
+    }
+    return n;
+  }
+
+  static std::shared_ptr<T> allocate(std::int64_t n) {
+    // Round up so aligned_alloc gets a multiple of the alignment; at least one element so data() is never
+    // null.
+    const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T);
+    const std::size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+    void* memory = std::aligned_alloc(kTensorAlignment, rounded);
+    if (memory == nullptr) throw std::bad_alloc();
+    return std::shared_ptr<T>(static_cast<T*>(memory), [](T* p) { std::free(p); });
+  }
+
+  std::int64_t checked_flat(std::int64_t i) const {
+    check(i >= 0 && i < numel_, "Tensor: flat index ", i, " out of range for ", numel_, " elements");
+    return i;
+  }
+
+  std::int64_t offset(std::initializer_list<std::int64_t> index) const {
+    check(index.size() == shape_.size(), "Tensor::at: ", index.size(), " indices for shape ",
+          shape_string(shape_));
+    std::int64_t flat = 0;
+    std::size_t d = 0;
+    for (std::int64_t i : index) {
+      check(i >= 0 && i < shape_[d], "Tensor::at: index ", i, " out of range in dimension ", d, " of shape ",
+            shape_string(shape_));
+      flat = flat * shape_[d++] + i;
+    }
+    return flat;
+  }
+
+  std::shared_ptr<T> storage_;
+  std::vector<std::int64_t> shape_;
+  std::int64_t numel_ = 0;
+};
+
+}  // namespace resnet

@@ -1,0 +1,140 @@
+#pragma once
+// The module protocol, in the manner of the PyTorch C++ frontend: a module names its parameters, buffers and
+// children once, in `visit`, and Module<Derived, T> derives the rest from that one list: dotted state-dict
+// names
+// ("layer1.0.conv1.weight"), train()/eval() over the whole tree, zero_grad().
+//
+// A module Derived provides
+//   template <typename Visitor> void visit(Visitor& v);   // v.parameter(name, value, grad); v.buffer(name,
+//   value);
+//                                                         // v.child(name, module) for each sub-module
+//   Tensor<T> forward(const Tensor<T>& input);            // in training mode caches what backward needs
+//   Tensor<T> backward(const Tensor<T>& grad_output);     // returns d/d input; ADDS to parameter gradients
+// A module never writes into its input or into a tensor it returned: copies share storage (see tensor.hpp),
+// so what one module caches for backward may be another module's output.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "resnet/core/tensor.hpp"
+
+namespace resnet::nn {
+
+template <typename T>
+struct Parameter {
+  std::string name;
+  Tensor<T>* value;
+  Tensor<T>* grad;
+};
+
+template <typename T>
+struct Buffer {
+  std::string name;
+  Tensor<T>* value;
+};
+
+namespace detail {
+
+// Walks a module tree and lists parameters and buffers with their dotted names.
+template <typename T>
+struct StateCollector {
+  std::string prefix;
+  std::vector<Parameter<T>>* parameters = nullptr;
+  std::vector<Buffer<T>>* buffers = nullptr;
+
+  void parameter(const std::string& name, Tensor<T>& value, Tensor<T>& grad) {
+    if (parameters) parameters->push_back({prefix + name, &value, &grad});
+  }
+  void buffer(const std::string& name, Tensor<T>& value) {
+    if (buffers) buffers->push_back({prefix + name, &value});
+  }
+  template <typename Child>
+  void child(const std::string& name, Child& module) {
+    StateCollector nested{prefix + name + ".", parameters, buffers};
+    module.visit(nested);
+  }
+};
+
+// Sets the mode of every direct child; each child passes it on to its own children.
+template <typename T>
+struct ModeSetter {
+  bool training;
+  void parameter(const std::string&, Tensor<T>&, Tensor<T>&) {}
+  void buffer(const std::string&, Tensor<T>&) {}
+  template <typename Child>
+  void child(const std::string&, Child& module) {
+    module.train(training);
+  }
+};
+
+}  // namespace detail
+
+// Argument checks shared by every module; messages name the module, the argument and the shapes.
+template <typename T>
+void expect_rank(const Tensor<T>& t, std::int64_t rank, const char* where, const char* layout) {
+  check(!t.empty(), where, ": got an empty tensor, expected ", layout);
+  check(t.dim() == rank, where, ": expected a ", rank, "-d tensor ", layout, ", got shape ",
+        shape_string(t.shape()));
+}
+template <typename T>
+void expect_shape(const Tensor<T>& t, const std::vector<std::int64_t>& shape, const char* where,
+                  const char* what) {
+  check(t.shape() == shape, where, ": ", what, " has shape ", shape_string(t.shape()), ", expected ",
+        shape_string(shape));
+}
+// backward needs what a training-mode forward cached.
+inline void expect_cached(bool cached, const char* where) {
+  check(cached, where,
+        ": backward called without a training-mode forward before it (call train() and forward first)");
+}
+
+template <typename Derived, typename T>
+class Module {
+ public:
+  using Scalar = T;
+
+  void train(bool on = true) {
+    training_ = on;
+    detail::ModeSetter<T> setter{on};
+    self().visit(setter);
+  }
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  std::vector<Parameter<T>> named_parameters() {
+    std::vector<Parameter<T>> parameters;
+    detail::StateCollector<T> collector{"", &parameters, nullptr};
+    self().visit(collector);
+    return parameters;
+  }
+
+  std::vector<Buffer<T>> named_buffers() {
+    std::vector<Buffer<T>> buffers;
+    detail::StateCollector<T> collector{"", nullptr, &buffers};
+    self().visit(collector);
+    return buffers;
+  }
+
+  void zero_grad() {
+    for (auto& p : named_parameters())
+      p.grad->fill(T(0));
+  }
+
+  // Number of trainable scalars, as sum(p.numel() for p in model.parameters()) in PyTorch.
+  std::int64_t parameter_count() {
+    std::int64_t total = 0;
+    for (auto& p : named_parameters())
+      total += p.value->numel();
+    return total;
+  }
+
+ protected:
+  Module() = default;
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+  bool training_ = true;
+};
+
+}  // namespace resnet::nn
