@@ -1,0 +1,137 @@
+#pragma once
+// Batch normalisation on raw arrays, per channel over x [N, C, HW] (HW = H*W), following PyTorch's CPU
+// kernels (aten/src/ATen/native/batch_norm.cpp, native/cpu/batch_norm_kernel.cpp). Sums accumulate in
+// BatchNormAcc<T>: double when T is float. Each channel is reduced by one thread in a fixed order, so results
+// do not depend on the thread count.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "resnet/core/parallel.hpp"
+
+namespace resnet::kernels {
+
+template <typename T>
+using BatchNormAcc = std::common_type_t<T, double>;
+
+namespace detail {
+// sum of f(i) for i in [0, n), in Acc, over four partial sums: a single running sum makes every add wait for
+// the previous one (the compiler may not reorder floating-point adds), four let them overlap. The order is
+// fixed, so the result is the same on every run and thread count.
+template <typename Acc, typename F>
+Acc sum_of(std::int64_t n, F&& f) {
+  Acc partial[4] = {0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int lane = 0; lane < 4; ++lane)
+      partial[lane] += f(i + lane);
+  }
+  for (; i < n; ++i)
+    partial[0] += f(i);
+  return (partial[0] + partial[1]) + (partial[2] + partial[3]);
+}
+}  // namespace detail
+
+// Below this many elements a call runs on one thread: the work would not pay for waking the others.
+inline constexpr std::int64_t kBatchNormParallelMinElements = std::int64_t{1} << 15;
+
+// x [N, C, HW] -> mean [C], var [C]: the mean and the BIASED variance of each channel's N*HW values.
+// Two passes (the mean, then the squared deviations from it) instead of E[x^2] - E[x]^2, which cancels
+// catastrophically when |mean| >> std; PyTorch's batch_norm_cpu_collect_stats does the same, with the mean
+// rounded to T before the second pass.
+template <typename T>
+void batchnorm_statistics(const T* x, std::int64_t N, std::int64_t C, std::int64_t HW, T* mean, T* var) {
+  using Acc = BatchNormAcc<T>;
+  const Acc count = static_cast<Acc>(N * HW);
+#pragma omp parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements)
+  for (std::int64_t c = 0; c < C; ++c) {
+    Acc sum = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* xc = x + (n * C + c) * HW;
+      sum += detail::sum_of<Acc>(HW, [xc](std::int64_t i) { return static_cast<Acc>(xc[i]); });
+    }
+    const T m = static_cast<T>(sum / count);
+    Acc squares = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* xc = x + (n * C + c) * HW;
+      squares += detail::sum_of<Acc>(HW, [xc, m](std::int64_t i) {
+        const Acc d = static_cast<Acc>(xc[i]) - static_cast<Acc>(m);
+        return d * d;
+      });
+    }
+    mean[c] = m;
+    var[c] = static_cast<T>(squares / count);
+  }
+}
+
+// var [C] -> invstd [C] = 1 / sqrt(var + eps).
+template <typename T>
+void batchnorm_invstd(const T* var, double eps, std::int64_t C, T* invstd) {
+  using Acc = BatchNormAcc<T>;
+  for (std::int64_t c = 0; c < C; ++c)
+    invstd[c] = static_cast<T>(Acc(1) / std::sqrt(static_cast<Acc>(var[c]) + static_cast<Acc>(eps)));
+}
+
+// x [N, C, HW]; mean, invstd, gamma, beta [C] -> y [N, C, HW]:
+//   y = (x - mean) * invstd * gamma + beta,
+// evaluated as y = x * scale + shift with scale = gamma * invstd, shift = beta - mean * scale per channel, as
+// PyTorch's batch_norm_cpu_transform_input. Training passes the batch statistics, eval the running ones.
+template <typename T>
+void batchnorm_forward(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
+                       std::int64_t N, std::int64_t C, std::int64_t HW, T* y) {
+  using Acc = BatchNormAcc<T>;
+#pragma omp parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements)
+  for (std::int64_t plane = 0; plane < N * C; ++plane) {
+    const std::int64_t c = plane % C;
+    const Acc scale_acc = static_cast<Acc>(gamma[c]) * static_cast<Acc>(invstd[c]);
+    const T scale = static_cast<T>(scale_acc);
+    const T shift = static_cast<T>(static_cast<Acc>(beta[c]) - static_cast<Acc>(mean[c]) * scale_acc);
+    const T* xp = x + plane * HW;
+    T* yp = y + plane * HW;
+    for (std::int64_t i = 0; i < HW; ++i)
+      yp[i] = xp[i] * scale + shift;
+  }
+}
+
+// Training-mode backward, where mean and invstd are themselves functions of x.
+// x, dy [N, C, HW]; mean, invstd, gamma [C] -> dx [N, C, HW] (assigned); dgamma, dbeta [C] (ADDED to).
+// With xhat = (x - mean) * invstd and M = N*HW (PyTorch's batch_norm_backward_cpu_template):
+//   dbeta  += sum(dy)
+//   dgamma += sum(dy * xhat)
+//   dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M)
+template <typename T>
+void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
+                        std::int64_t N, std::int64_t C, std::int64_t HW, T* dx, T* dgamma, T* dbeta) {
+  using Acc = BatchNormAcc<T>;
+  const Acc count = static_cast<Acc>(N * HW);
+#pragma omp parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements)
+  for (std::int64_t c = 0; c < C; ++c) {
+    const Acc m = mean[c], istd = invstd[c];
+    Acc sum_dy = 0, sum_dy_xmu = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* xc = x + (n * C + c) * HW;
+      const T* dyc = dy + (n * C + c) * HW;
+      sum_dy += detail::sum_of<Acc>(HW, [dyc](std::int64_t i) { return static_cast<Acc>(dyc[i]); });
+      sum_dy_xmu += detail::sum_of<Acc>(HW, [xc, dyc, m](std::int64_t i) {
+        return (static_cast<Acc>(xc[i]) - m) * static_cast<Acc>(dyc[i]);
+      });
+    }
+    dbeta[c] = static_cast<T>(static_cast<Acc>(dbeta[c]) + sum_dy);
+    dgamma[c] = static_cast<T>(static_cast<Acc>(dgamma[c]) + sum_dy_xmu * istd);
+    // dx = (dy - mean(dy) - (x - mean) * k) * gamma * invstd, with k = sum(dy * (x - mean)) * invstd^2 / M.
+    const T mean_dy = static_cast<T>(sum_dy / count);
+    const T k = static_cast<T>(sum_dy_xmu * istd * istd / count);
+    const T mu = mean[c];
+    const T scale = static_cast<T>(static_cast<Acc>(gamma[c]) * istd);
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* xc = x + (n * C + c) * HW;
+      const T* dyc = dy + (n * C + c) * HW;
+      T* dxc = dx + (n * C + c) * HW;
+      for (std::int64_t i = 0; i < HW; ++i)
+        dxc[i] = (dyc[i] - mean_dy - (xc[i] - mu) * k) * scale;
+    }
+  }
+}
+
+}  // namespace resnet::kernels

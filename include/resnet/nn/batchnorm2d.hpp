@@ -1,0 +1,131 @@
+#pragma once
+// BatchNorm2d, as torch.nn.BatchNorm2d (affine, track_running_stats): per channel of [N, C, H, W],
+//   y = (x - mean) / sqrt(var + eps) * weight + bias.
+// Training mode normalises with the batch mean and BIASED variance and updates the running statistics with
+//   running = (1 - momentum) * running + momentum * batch, using the UNBIASED variance (n / (n - 1));
+// eval mode normalises with the running statistics and caches nothing.
+
+#include <cstdint>
+
+#include "resnet/kernels/batchnorm.hpp"
+#include "resnet/nn/module.hpp"
+
+namespace resnet::nn {
+
+template <typename T>
+class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
+ public:
+  explicit BatchNorm2d(int num_features, double eps = 1e-5, double momentum = 0.1)
+      : num_features_(num_features), eps_(eps), momentum_(momentum) {
+    check(num_features > 0, "BatchNorm2d: num_features must be positive, got ", num_features);
+    check(eps >= 0, "BatchNorm2d: eps must be non-negative, got ", eps);
+    check(momentum >= 0 && momentum <= 1, "BatchNorm2d: momentum must be in [0, 1], got ", momentum);
+    const std::vector<std::int64_t> channels{num_features};
+    weight_ = Tensor<T>(channels);
+    weight_grad_ = Tensor<T>(channels);
+    bias_ = Tensor<T>(channels);
+    bias_grad_ = Tensor<T>(channels);
+    running_mean_ = Tensor<T>(channels);
+    running_var_ = Tensor<T>(channels);
+    num_batches_tracked_ = Tensor<T>(std::vector<std::int64_t>{});
+    mean_ = Tensor<T>(channels);
+    var_ = Tensor<T>(channels);
+    invstd_ = Tensor<T>(channels);
+    reset_parameters();
+  }
+
+  // PyTorch's BatchNorm reset_parameters: weight 1, bias 0, running mean 0, running var 1, no batches
+  // tracked. BatchNorm's init draws nothing, so unlike Conv2d and Linear it needs no Rng.
+  void reset_parameters() {
+    weight_.fill(T(1));
+    bias_.fill(T(0));
+    running_mean_.fill(T(0));
+    running_var_.fill(T(1));
+    num_batches_tracked_.fill(T(0));
+  }
+
+  template <typename Visitor>
+  void visit(Visitor& v) {
+    v.parameter("weight", weight_, weight_grad_);
+    v.parameter("bias", bias_, bias_grad_);
+    v.buffer("running_mean", running_mean_);
+    v.buffer("running_var", running_var_);
+    v.buffer("num_batches_tracked", num_batches_tracked_);
+  }
+
+  // input [N, C, H, W] -> output [N, C, H, W]
+  Tensor<T> forward(const Tensor<T>& input) {
+    expect_rank(input, 4, "BatchNorm2d.forward", "[N, C, H, W]");
+    check(input.size(1) == num_features_, "BatchNorm2d.forward: input has ", input.size(1),
+          " channels, expected ", num_features_, " (input shape ", shape_string(input.shape()), ")");
+    const std::int64_t N = input.size(0), C = num_features_, HW = input.size(2) * input.size(3);
+    Tensor<T> output(input.shape());
+    if (!this->is_training()) {
+      kernels::batchnorm_invstd(running_var_.data(), eps_, C, invstd_.data());
+      kernels::batchnorm_forward(input.data(), running_mean_.data(), invstd_.data(), weight_.data(),
+                                 bias_.data(), N, C, HW, output.data());
+      input_ = Tensor<T>();
+      return output;
+    }
+    // PyTorch refuses too: the biased variance of one value is 0 and its unbiased variance undefined.
+    check(N * HW > 1,
+          "BatchNorm2d.forward: expected more than 1 value per channel when training, got input shape ",
+          shape_string(input.shape()));
+    kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
+    kernels::batchnorm_invstd(var_.data(), eps_, C, invstd_.data());
+    kernels::batchnorm_forward(input.data(), mean_.data(), invstd_.data(), weight_.data(), bias_.data(), N, C,
+                               HW, output.data());
+    update_running_stats(N * HW);
+    input_ = input;
+    return output;
+  }
+
+  // grad_output [N, C, H, W] -> grad_input [N, C, H, W]; adds to the weight and bias gradients.
+  Tensor<T> backward(const Tensor<T>& grad_output) {
+    expect_cached(!input_.empty(), "BatchNorm2d.backward");
+    expect_shape(grad_output, input_.shape(), "BatchNorm2d.backward", "grad_output");
+    Tensor<T> grad_input(input_.shape());
+    kernels::batchnorm_backward(input_.data(), grad_output.data(), mean_.data(), invstd_.data(),
+                                weight_.data(), input_.size(0), num_features_,
+                                input_.size(2) * input_.size(3), grad_input.data(), weight_grad_.data(),
+                                bias_grad_.data());
+    return grad_input;
+  }
+
+  Tensor<T>& weight() { return weight_; }
+  const Tensor<T>& weight() const { return weight_; }
+  Tensor<T>& bias() { return bias_; }
+  const Tensor<T>& bias() const { return bias_; }
+  Tensor<T>& running_mean() { return running_mean_; }
+  const Tensor<T>& running_mean() const { return running_mean_; }
+  Tensor<T>& running_var() { return running_var_; }
+  const Tensor<T>& running_var() const { return running_var_; }
+  Tensor<T>& num_batches_tracked() { return num_batches_tracked_; }
+  const Tensor<T>& num_batches_tracked() const { return num_batches_tracked_; }
+  int num_features() const { return num_features_; }
+  double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
+
+ private:
+  // From mean_ and var_ (biased) of a batch with `count` values per channel.
+  void update_running_stats(std::int64_t count) {
+    using Acc = kernels::BatchNormAcc<T>;
+    const Acc m = momentum_, unbiased = static_cast<Acc>(count) / static_cast<Acc>(count - 1);
+    for (std::int64_t c = 0; c < num_features_; ++c) {
+      running_mean_[c] = static_cast<T>((1 - m) * running_mean_[c] + m * mean_[c]);
+      running_var_[c] = static_cast<T>((1 - m) * running_var_[c] + m * (var_[c] * unbiased));
+    }
+    num_batches_tracked_[0] += T(1);
+  }
+
+  int num_features_;
+  double eps_, momentum_;
+  Tensor<T> weight_, weight_grad_;        // [C]
+  Tensor<T> bias_, bias_grad_;            // [C]
+  Tensor<T> running_mean_, running_var_;  // [C]
+  Tensor<T> num_batches_tracked_;         // shape {}: training-mode forwards so far
+  Tensor<T> mean_, var_, invstd_;         // [C]: the statistics the last forward normalised with
+  Tensor<T> input_;                       // training mode: the forward input, for backward
+};
+
+}  // namespace resnet::nn
