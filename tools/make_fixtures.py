@@ -1,0 +1,336 @@
+#!/usr/bin/python3
+"""Writes the PyTorch parity fixtures that tests/test_parity_layers.cpp and tests/test_parity_resnet.cpp load.
+
+Run with Debian's PyTorch (torch 1.13, torchvision 0.14):  /usr/bin/python3 tools/make_fixtures.py
+It rewrites every file in tests/fixtures/ (or the directory given with --out) and is deterministic: seeded,
+one thread, so a re-run gives byte-identical files on the same machine.
+
+Files are in the safetensors layout, written by hand so no package beyond torch is needed (numpy comes with it):
+an 8-byte little-endian header length, a JSON header {key: {"dtype", "shape", "data_offsets"}, "__metadata__":
+{string: string}}, then the raw little-endian data. The metadata holds each case's configuration (module
+arguments), so the C++ tests build their modules from the same numbers as this script.
+
+Layer fixtures (one file per case): the input, the module's parameters and buffers under their own names, a
+random grad_output, and what PyTorch computes from them: output, grad_input, "grad.<parameter>" and, for
+BatchNorm2d, "after.<buffer>" (the buffers after the forward). All float32, computed in float32.
+
+Whole-network fixtures (resnet18_*.safetensors): weights, buffers and input come from a closed-form formula that
+tests/support/formula_weights.hpp computes identically (integer hash -> double -> float, bit for bit), so no
+weights are stored. See formula_unit / formula_value below, and the comment above each network case.
+"""
+
+import argparse
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+DTYPES = {torch.float32: ("F32", "<f4"), torch.float64: ("F64", "<f8"), torch.int64: ("I64", "<i8")}
+
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: ordered dict name -> torch tensor; metadata: dict str -> str."""
+    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
+    chunks, offset = [], 0
+    for name, t in tensors.items():
+        dtype, np_dtype = DTYPES[t.dtype]
+        data = t.detach().contiguous().numpy().astype(np_dtype).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # pad so the data starts 8-byte aligned, as safetensors writers do
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for c in chunks:
+            f.write(c)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layer fixtures
+
+
+def randn(*shape, scale=1.0, offset=0.0):
+    return torch.randn(*shape) * scale + offset
+
+
+def layer_case(out_dir, name, module, x, metadata, grad_output=True, after_buffers=False):
+    """Runs module forward and backward on x and writes everything a C++ test needs to repeat it."""
+    tensors = {"input": x.clone()}
+    for n, p in module.named_parameters():
+        tensors[n] = p.detach().clone()
+    for n, b in module.named_buffers():
+        tensors[n] = b.detach().clone()
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    g = torch.randn_like(y)
+    tensors["grad_output"] = g
+    y.backward(g)
+    tensors["output"] = y.detach()
+    tensors["grad_input"] = x.grad
+    for n, p in module.named_parameters():
+        tensors["grad." + n] = p.grad.clone()
+    if after_buffers:
+        for n, b in module.named_buffers():
+            tensors["after." + n] = b.detach().clone()
+    write_safetensors(os.path.join(out_dir, name + ".safetensors"), tensors, metadata)
+
+
+def make_layer_fixtures(out_dir):
+    # Conv2d: (case, in, out, kernel, stride, padding, bias, input shape). Batch 3, odd and non-square sizes.
+    convs = [
+        ("conv2d_3x3_s1_p1", 5, 6, 3, 1, 1, True, (3, 5, 9, 7)),
+        ("conv2d_3x3_s2_p1", 4, 7, 3, 2, 1, True, (3, 4, 11, 8)),
+        ("conv2d_1x1_s2_nobias", 6, 8, 1, 2, 0, False, (3, 6, 9, 10)),
+        ("conv2d_7x7_s2_p3", 3, 5, 7, 2, 3, True, (3, 3, 23, 19)),
+        ("conv2d_1x1_s1", 8, 4, 1, 1, 0, True, (3, 8, 5, 6)),
+        # The last input row and column fall outside every window: their grad_input must be exactly zero.
+        ("conv2d_3x3_s2_p0_nobias", 3, 4, 3, 2, 0, False, (3, 3, 10, 9)),
+    ]
+    for case, cin, cout, k, s, p, bias, shape in convs:
+        m = nn.Conv2d(cin, cout, k, s, p, bias=bias)
+        meta = dict(module="Conv2d", in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p,
+                    bias=int(bias))
+        layer_case(out_dir, case, m, randn(*shape), meta)
+
+    for case, fin, fout, bias, n in [("linear", 17, 10, True, 3), ("linear_nobias", 9, 5, False, 3)]:
+        m = nn.Linear(fin, fout, bias=bias)
+        layer_case(out_dir, case, m, randn(n, fin),
+                   dict(module="Linear", in_features=fin, out_features=fout, bias=int(bias)))
+
+    # BatchNorm2d: non-trivial affine parameters and running stats; inputs with a per-channel mean far from 0 and
+    # a spread unlike 1, so one-pass variance formulas and a wrong (unbiased) normalisation both show.
+    def batchnorm(c, eps, momentum):
+        m = nn.BatchNorm2d(c, eps=eps, momentum=momentum)
+        with torch.no_grad():
+            m.weight.copy_(1 + 0.2 * torch.randn(c))
+            m.bias.copy_(0.1 * torch.randn(c))
+            m.running_mean.copy_(0.5 * torch.randn(c))
+            m.running_var.copy_(torch.rand(c) * 1.5 + 0.5)
+            m.num_batches_tracked.fill_(5)
+        return m
+
+    def channel_offsets(shape):
+        c = shape[1]
+        return randn(*shape) * (torch.rand(1, c, 1, 1) * 2 + 0.5) + torch.randn(1, c, 1, 1) * 3
+
+    for case, c, eps, momentum, shape in [("batchnorm2d_train", 5, 1e-5, 0.1, (3, 5, 7, 6)),
+                                          ("batchnorm2d_train_eps_momentum", 4, 1e-3, 0.25, (2, 4, 3, 5))]:
+        m = batchnorm(c, eps, momentum).train()
+        meta = dict(module="BatchNorm2d", num_features=c, eps=repr(eps), momentum=repr(momentum), training=1)
+        layer_case(out_dir, case, m, channel_offsets(shape), meta, after_buffers=True)
+
+    # Eval mode uses the running stats; our modules cache nothing in eval, so only the output is compared.
+    m = batchnorm(5, 1e-5, 0.1).eval()
+    x = channel_offsets((3, 5, 7, 6))
+    tensors = {"input": x}
+    tensors.update({n: p.detach().clone() for n, p in m.named_parameters()})
+    tensors.update({n: b.detach().clone() for n, b in m.named_buffers()})
+    with torch.no_grad():
+        tensors["output"] = m(x)
+    write_safetensors(os.path.join(out_dir, "batchnorm2d_eval.safetensors"), tensors,
+                      dict(module="BatchNorm2d", num_features=5, eps=repr(1e-5), momentum=repr(0.1), training=0))
+
+    layer_case(out_dir, "relu", nn.ReLU(), randn(3, 4, 5, 6), dict(module="ReLU"))
+
+    # MaxPool2d. The "ties" case feeds ReLU'd integers, so many windows hold equal maxima (all zeros, as after a
+    # ReLU in the ImageNet stem): PyTorch sends the gradient to the first maximum in row-major window order.
+    ties = torch.relu(torch.round(randn(3, 4, 10, 9, scale=1.5)))
+    for case, k, s, p, x in [("maxpool2d_3x3_s2_p1", 3, 2, 1, randn(3, 4, 11, 9)),
+                             ("maxpool2d_2x2_s2", 2, 2, 0, randn(3, 4, 9, 8)),
+                             ("maxpool2d_3x3_s2_p1_ties", 3, 2, 1, ties)]:
+        layer_case(out_dir, case, nn.MaxPool2d(k, s, p), x,
+                   dict(module="MaxPool2d", kernel_size=k, stride=s, padding=p))
+
+    # AdaptiveAvgPool2d: (3, 2) from 7x5 gives overlapping windows of unequal size.
+    for case, oh, ow, shape in [("adaptive_avg_pool2d_1x1", 1, 1, (3, 5, 7, 6)),
+                                ("adaptive_avg_pool2d_3x2", 3, 2, (3, 4, 7, 5))]:
+        layer_case(out_dir, case, nn.AdaptiveAvgPool2d((oh, ow)), randn(*shape),
+                   dict(module="AdaptiveAvgPool2d", output_h=oh, output_w=ow))
+
+    # CrossEntropyLoss (mean over the batch): output is the scalar loss, grad_input is d loss / d logits. The
+    # large-logits case overflows a naive exp() in float, so it checks the log-sum-exp shift.
+    for case, smoothing, scale in [("cross_entropy", 0.0, 2.0), ("cross_entropy_smoothing", 0.1, 2.0),
+                                   ("cross_entropy_large_logits", 0.0, 60.0)]:
+        logits = randn(5, 7, scale=scale).requires_grad_(True)
+        targets = torch.randint(0, 7, (5,))
+        loss = F.cross_entropy(logits, targets, label_smoothing=smoothing)
+        loss.backward()
+        write_safetensors(os.path.join(out_dir, case + ".safetensors"),
+                          {"input": logits.detach(), "targets": targets, "output": loss.detach(),
+                           "grad_input": logits.grad},
+                          dict(module="CrossEntropyLoss", label_smoothing=repr(smoothing)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whole-network fixtures. The formula (mirrored in tests/support/formula_weights.hpp; change both together):
+#   unit(tag, j) = splitmix64(tag * 2^32 + j) -> top 53 bits -> [-1, 1), exact in double
+#   parameter t of named_parameters has tag t; buffer t of named_buffers has tag 1000 + t; the input of step s
+#   has tag 2000 + s
+#   conv weight [O, I, k, k]: unit * sqrt(6 / (O k k))   (uniform with Kaiming's fan_out std sqrt(2 / (O k k)))
+#   linear weight [out, in]:  unit * sqrt(3 / in)        (std 1 / sqrt(in))
+#   batch-norm weight:        1 + 0.1 unit;   any bias: 0.05 unit
+#   running_mean: 0.1 unit;   running_var: 1 + 0.2 unit;   num_batches_tracked: 0;   input: unit
+# Each value is computed in double and rounded once to float.
+
+PARAMETER_TAG, BUFFER_TAG, INPUT_TAG = 0, 1000, 2000
+
+
+def formula_unit(tag, n):
+    z = (np.uint64(tag) << np.uint64(32)) + np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -52 - 1.0
+
+
+def formula_value(name, shape, is_buffer, u):
+    leaf = name.rsplit(".", 1)[-1]
+    if is_buffer:
+        if leaf == "running_mean":
+            return 0.1 * u
+        if leaf == "running_var":
+            return 1.0 + 0.2 * u
+        if leaf == "num_batches_tracked":
+            return 0.0 * u
+    elif leaf == "weight" and len(shape) == 4:
+        return u * math.sqrt(6.0 / (shape[0] * shape[2] * shape[3]))
+    elif leaf == "weight" and len(shape) == 2:
+        return u * math.sqrt(3.0 / shape[1])
+    elif leaf == "weight" and len(shape) == 1:
+        return 1.0 + 0.1 * u
+    elif leaf == "bias":
+        return 0.05 * u
+    raise ValueError("no formula for %s %s" % (name, shape))
+
+
+def formula_tensor(tag, name, shape, is_buffer):
+    n = int(np.prod(shape, dtype=np.int64))
+    values = formula_value(name, shape, is_buffer, formula_unit(tag, n)).astype(np.float32)
+    return torch.from_numpy(values.reshape(shape))
+
+
+def apply_formula_weights(model):
+    with torch.no_grad():
+        for t, (name, p) in enumerate(model.named_parameters()):
+            p.copy_(formula_tensor(PARAMETER_TAG + t, name, tuple(p.shape), False))
+        for t, (name, b) in enumerate(model.named_buffers()):
+            b.copy_(formula_tensor(BUFFER_TAG + t, name, tuple(b.shape), True).to(b.dtype))
+
+
+SAMPLES = 16
+
+
+def sample_indices(numel):
+    return torch.tensor([(k * 7919 + 13) % numel for k in range(SAMPLES)])
+
+
+def formula_input(step, shape):
+    return torch.from_numpy(formula_unit(INPUT_TAG + step, int(np.prod(shape))).astype(np.float32).reshape(shape))
+
+
+# Two SGD steps, each forward/backward/step on its own batch (input tags 2000 and 2001; the second batch also
+# catches a layer that reuses a stale cache). lr 0.01, not 0.1: with batch 2, lr 0.1 moves some parameters by
+# up to 2.7x their own norm in the first step (max lr |g| / |w|), and in that blown-up state float32 rounding
+# alone changes PyTorch's own second-step gradients by up to 2e-2 (measured against the same run in float64),
+# so no tolerance could both pass a correct float implementation and catch a wrong one. At lr 0.01 (max
+# lr |g| / |w| 0.27) float32 stays within ~1e-5 of float64 everywhere, and the update still carries a clear
+# signature of each SGD option (dropping weight decay changes some update by ~10%).
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
+
+
+def network_case(out_dir, name, stem, num_classes, input_shape, targets, nesterov):
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    if stem == "cifar":
+        model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+    apply_formula_weights(model)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                          nesterov=nesterov)
+    params = list(model.named_parameters())
+    initial = {n: p.detach().clone() for n, p in params}
+
+    def norm(t):
+        return torch.tensor(t.double().norm().item(), dtype=torch.float64)
+
+    def sample(t):
+        return t.reshape(-1)[sample_indices(t.numel())].clone()
+
+    tensors = {}
+    for step in range(2):
+        x, y = formula_input(step, input_shape), torch.tensor(targets[step])
+        opt.zero_grad()
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        tensors["targets_step%d" % step] = y
+        tensors["loss_step%d" % step] = loss.detach()
+        if step == 0:
+            tensors["logits"] = logits.detach()
+            for n, p in params:
+                tensors["grad_norm/" + n] = norm(p.grad)
+                tensors["grad_sample/" + n] = sample(p.grad)
+            for n, b in model.named_buffers():
+                tensors["after_forward/" + n] = b.detach().clone()
+        opt.step()
+    for n, p in params:
+        # The change from the formula weights, in double (exact for a difference of floats), so that an error
+        # in the update itself (weight decay, momentum, Nesterov) is not hidden under the size of the weight.
+        delta = p.detach().double() - initial[n].double()
+        tensors["param_norm/" + n] = norm(p.detach())
+        tensors["param_sample/" + n] = sample(p.detach())
+        tensors["delta_norm/" + n] = norm(delta)
+        tensors["delta_sample/" + n] = sample(delta)
+    for n, b in model.named_buffers():
+        tensors["final/" + n] = b.detach().clone()
+    model.eval()
+    with torch.no_grad():
+        tensors["eval_logits"] = model(formula_input(0, input_shape))
+
+    meta = dict(stem=stem, num_classes=num_classes, input_shape=json.dumps(list(input_shape)), lr=repr(LR),
+                momentum=repr(MOMENTUM), weight_decay=repr(WEIGHT_DECAY), nesterov=int(nesterov),
+                samples=SAMPLES,
+                parameters=json.dumps([[n, list(p.shape)] for n, p in params]),
+                buffers=json.dumps([[n, list(b.shape)] for n, b in model.named_buffers()]))
+    write_safetensors(os.path.join(out_dir, name + ".safetensors"), tensors, meta)
+    print("%s: loss %.4f, %.4f; |logits| %.3g, |eval logits| %.3g" %
+          (name, tensors["loss_step0"].item(), tensors["loss_step1"].item(), tensors["logits"].norm().item(),
+           tensors["eval_logits"].norm().item()))
+
+
+def make_network_fixtures(out_dir):
+    # CIFAR stem: torchvision's resnet18 with conv1 = 3x3/1 and no max-pool, 32x32 inputs, 10 classes.
+    network_case(out_dir, "resnet18_cifar", "cifar", 10, (2, 3, 32, 32), [[3, 7], [5, 1]], nesterov=False)
+    network_case(out_dir, "resnet18_cifar_nesterov", "cifar", 10, (2, 3, 32, 32), [[3, 7], [5, 1]],
+                 nesterov=True)
+    # ImageNet stem at 72x72 instead of 224x224: ~10x cheaper in CI, and the odd sizes it produces
+    # (72 -> 36 -> 18 -> 9 -> 5 -> 3) put stride-2 downsampling on odd inputs in layer3 and layer4 and a 3x3
+    # average pool, which 224 (-> 7x7, all stride-2 inputs even) never exercises.
+    network_case(out_dir, "resnet18_imagenet", "imagenet", 1000, (2, 3, 72, 72), [[17, 981], [400, 3]],
+                 nesterov=False)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+    parser.add_argument("--out", default=default_out)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    make_layer_fixtures(args.out)
+    make_network_fixtures(args.out)
+
+
+if __name__ == "__main__":
+    main()
