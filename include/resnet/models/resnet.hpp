@@ -1,0 +1,157 @@
+#pragma once
+// ResNet over BasicBlocks, laid out as torchvision.models.resnet.ResNet so state-dict names and parameter
+// counts match it: conv1, bn1, (maxpool), layer1..layer4 of BasicBlocks with 64/128/256/512 channels (stride
+// 2 at the start of layers 2-4), global average pool, flatten, fc.
+//
+// Stem::ImageNet is torchvision's: 7x7 stride-2 conv, BN, ReLU, 3x3 stride-2 max-pool.
+// Stem::Cifar is the usual small-image variant: 3x3 stride-1 conv, BN, ReLU, no pool.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "resnet/core/rng.hpp"
+#include "resnet/nn/adaptive_avgpool2d.hpp"
+#include "resnet/nn/basic_block.hpp"
+#include "resnet/nn/batchnorm2d.hpp"
+#include "resnet/nn/conv2d.hpp"
+#include "resnet/nn/init.hpp"
+#include "resnet/nn/linear.hpp"
+#include "resnet/nn/maxpool2d.hpp"
+#include "resnet/nn/module.hpp"
+#include "resnet/nn/relu.hpp"
+
+namespace resnet::models {
+
+enum class Stem { ImageNet, Cifar };
+
+template <typename T>
+class ResNet : public nn::Module<ResNet<T>, T> {
+ public:
+  // blocks_per_stage: {2, 2, 2, 2} is ResNet18, {3, 4, 6, 3} ResNet34. base_width scales every stage's
+  // channels (64 in torchvision; smaller values give narrow networks for tests).
+  ResNet(std::array<int, 4> blocks_per_stage, int num_classes = 1000, Stem stem = Stem::ImageNet,
+         int in_channels = 3, std::uint64_t seed = 0, int base_width = 64)
+      : stem_(stem),
+        in_channels_(in_channels),
+        num_classes_(num_classes),
+        conv1_(checked_in_channels(in_channels), base_width, stem == Stem::ImageNet ? 7 : 3,
+               stem == Stem::ImageNet ? 2 : 1, stem == Stem::ImageNet ? 3 : 1, false),
+        bn1_(base_width),
+        avgpool_(1, 1),
+        fc_(8 * base_width, checked_num_classes(num_classes)) {
+    check(base_width >= 1, "ResNet: base_width must be positive, got ", base_width);
+    if (stem == Stem::ImageNet) maxpool_.emplace(3, 2, 1);
+    int channels = base_width;
+    for (int s = 0; s < 4; ++s) {
+      check(blocks_per_stage[s] >= 1, "ResNet: stage ", s + 1, " needs at least one block, got ",
+            blocks_per_stage[s]);
+      const int width = base_width << s;
+      for (int b = 0; b < blocks_per_stage[s]; ++b) {
+        stages_[s].emplace_back(channels, width, b == 0 && s > 0 ? 2 : 1);
+        channels = width;
+      }
+    }
+    Rng rng(seed);
+    reset_parameters(rng);
+  }
+
+  // torchvision's ResNet init: every conv Kaiming normal (fan_out, ReLU gain), fc PyTorch's Linear default
+  // (BatchNorm starts at weight 1, bias 0 by construction). Drawn in state-dict order from one generator, so
+  // a seed fixes the whole model.
+  void reset_parameters(Rng& rng) {
+    for (auto& p : this->named_parameters()) {
+      if (p.value->dim() == 4) nn::init::kaiming_normal_fan_out(*p.value, rng);
+    }
+    fc_.reset_parameters(rng);
+  }
+
+  template <typename Visitor>
+  void visit(Visitor& v) {
+    v.child("conv1", conv1_);
+    v.child("bn1", bn1_);
+    v.child("relu", relu_);
+    if (maxpool_) v.child("maxpool", *maxpool_);
+    for (int s = 0; s < 4; ++s) {
+      for (std::size_t b = 0; b < stages_[s].size(); ++b)
+        v.child("layer" + std::to_string(s + 1) + "." + std::to_string(b), stages_[s][b]);
+    }
+    v.child("avgpool", avgpool_);
+    v.child("fc", fc_);
+  }
+
+  // [N, in_channels, H, W] -> logits [N, num_classes].
+  Tensor<T> forward(const Tensor<T>& input) {
+    nn::expect_rank(input, 4, "ResNet.forward", "[N, C, H, W]");
+    check(input.size(1) == in_channels_, "ResNet.forward: input has ", input.size(1), " channels, expected ",
+          in_channels_, " (input shape ", shape_string(input.shape()), ")");
+    Tensor<T> x = relu_.forward(bn1_.forward(conv1_.forward(input)));
+    if (maxpool_) x = maxpool_->forward(x);
+    for (auto& stage : stages_) {
+      for (auto& block : stage)
+        x = block.forward(x);
+    }
+    x = avgpool_.forward(x);
+    pooled_shape_ = this->is_training() ? x.shape() : std::vector<std::int64_t>{};
+    return fc_.forward(x.reshape({x.size(0), x.size(1)}));  // flatten [N, C, 1, 1] -> [N, C]
+  }
+
+  // d loss / d logits [N, num_classes] -> d loss / d input; parameter gradients accumulate.
+  Tensor<T> backward(const Tensor<T>& grad_logits) {
+    nn::expect_cached(!pooled_shape_.empty(), "ResNet.backward");
+    Tensor<T> grad = avgpool_.backward(fc_.backward(grad_logits).reshape(pooled_shape_));
+    for (int s = 3; s >= 0; --s) {
+      for (auto block = stages_[s].rbegin(); block != stages_[s].rend(); ++block)
+        grad = block->backward(grad);
+    }
+    if (maxpool_) grad = maxpool_->backward(grad);
+    return conv1_.backward(bn1_.backward(relu_.backward(grad)));
+  }
+
+  Stem stem() const { return stem_; }
+  int in_channels() const { return in_channels_; }
+  int num_classes() const { return num_classes_; }
+
+ private:
+  static int checked_in_channels(int n) {
+    check(n >= 1, "ResNet: in_channels must be positive, got ", n);
+    return n;
+  }
+  static int checked_num_classes(int n) {
+    check(n >= 1, "ResNet: num_classes must be positive, got ", n);
+    return n;
+  }
+
+  Stem stem_;
+  int in_channels_;
+  int num_classes_;
+  nn::Conv2d<T> conv1_;
+  nn::BatchNorm2d<T> bn1_;
+  nn::ReLU<T> relu_;
+  std::optional<nn::MaxPool2d<T>> maxpool_;
+  std::array<std::vector<nn::BasicBlock<T>>, 4> stages_;
+  nn::AdaptiveAvgPool2d<T> avgpool_;
+  nn::Linear<T> fc_;
+  std::vector<std::int64_t> pooled_shape_;  // shape before flatten, from the last training-mode forward
+};
+
+// torchvision.models.resnet18 / resnet34 (BasicBlock, [2,2,2,2] / [3,4,6,3]).
+template <typename T>
+class ResNet18 : public ResNet<T> {
+ public:
+  explicit ResNet18(int num_classes = 1000, Stem stem = Stem::ImageNet, int in_channels = 3,
+                    std::uint64_t seed = 0)
+      : ResNet<T>({2, 2, 2, 2}, num_classes, stem, in_channels, seed) {}
+};
+
+template <typename T>
+class ResNet34 : public ResNet<T> {
+ public:
+  explicit ResNet34(int num_classes = 1000, Stem stem = Stem::ImageNet, int in_channels = 3,
+                    std::uint64_t seed = 0)
+      : ResNet<T>({3, 4, 6, 3}, num_classes, stem, in_channels, seed) {}
+};
+
+}  // namespace resnet::models

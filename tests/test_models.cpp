@@ -1,0 +1,160 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "resnet/resnet.hpp"
+#include "support/gradcheck.hpp"
+
+using resnet::Tensor;
+using resnet::models::ResNet;
+using resnet::models::ResNet18;
+using resnet::models::Stem;
+
+namespace {
+
+std::vector<std::string> parameter_names(ResNet<float>& net) {
+  std::vector<std::string> names;
+  for (auto& p : net.named_parameters())
+    names.push_back(p.name);
+  return names;
+}
+
+Tensor<double> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed) {
+  resnet::Rng rng(seed);
+  Tensor<double> t(std::move(shape));
+  t.fill_normal(rng);
+  return t;
+}
+
+}  // namespace
+
+TEST(ResNet18, ParameterCountsAreTorchvisions) {
+  ResNet18<float> imagenet;
+  EXPECT_EQ(imagenet.parameter_count(), 11689512);
+  ResNet18<float> cifar(10, Stem::Cifar);
+  EXPECT_EQ(cifar.parameter_count(), 11173962);
+  resnet::models::ResNet34<float> resnet34;
+  EXPECT_EQ(resnet34.parameter_count(), 21797672);
+}
+
+TEST(ResNet18, StateDictNamesFollowTorchvision) {
+  ResNet18<float> net;
+  const auto names = parameter_names(net);
+  ASSERT_EQ(names.size(), 62u);
+  EXPECT_EQ(net.named_buffers().size(), 60u);
+  EXPECT_EQ(names.front(), "conv1.weight");
+  EXPECT_EQ(names[1], "bn1.weight");
+  EXPECT_EQ(names[3], "layer1.0.conv1.weight");
+  EXPECT_EQ(names.back(), "fc.bias");
+  const std::vector<std::string> buffers = [&] {
+    std::vector<std::string> b;
+    for (auto& buffer : net.named_buffers())
+      b.push_back(buffer.name);
+    return b;
+  }();
+  EXPECT_EQ(buffers[0], "bn1.running_mean");
+  EXPECT_EQ(buffers[2], "bn1.num_batches_tracked");
+  EXPECT_NE(std::find(names.begin(), names.end(), "layer2.0.downsample.0.weight"), names.end());
+  EXPECT_NE(std::find(buffers.begin(), buffers.end(), "layer4.0.downsample.1.running_var"), buffers.end());
+  EXPECT_EQ(std::find(names.begin(), names.end(), "layer1.0.downsample.0.weight"), names.end());
+}
+
+TEST(ResNet18, OutputShapesForBothStems) {
+  ResNet18<float> imagenet;
+  imagenet.eval();
+  EXPECT_EQ(imagenet.forward(Tensor<float>({2, 3, 224, 224})).shape(), (std::vector<std::int64_t>{2, 1000}));
+  ResNet18<float> cifar(10, Stem::Cifar);
+  EXPECT_EQ(cifar.forward(Tensor<float>({3, 3, 32, 32})).shape(), (std::vector<std::int64_t>{3, 10}));
+  ResNet18<float> gray(10, Stem::Cifar, 1);
+  EXPECT_EQ(gray.forward(Tensor<float>({1, 1, 28, 28})).shape(), (std::vector<std::int64_t>{1, 10}));
+}
+
+TEST(ResNet18, InitIsKaimingFanOutAndReproducibleFromTheSeed) {
+  ResNet18<float> a(10, Stem::Cifar, 3, 5), b(10, Stem::Cifar, 3, 5), c(10, Stem::Cifar, 3, 6);
+  auto pa = a.named_parameters(), pb = b.named_parameters(), pc = c.named_parameters();
+  bool any_differs = false;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ((pa[i].value->vector() - pb[i].value->vector()).norm(), 0.0f) << pa[i].name;
+    any_differs |= (pa[i].value->vector() - pc[i].value->vector()).norm() > 0;
+  }
+  EXPECT_TRUE(any_differs);
+  // layer3.0.conv2.weight is [256, 256, 3, 3]: fan_out 2304, so std sqrt(2 / 2304).
+  for (auto& p : pa) {
+    if (p.name == "layer3.0.conv2.weight") {
+      const double n = static_cast<double>(p.value->numel());
+      const double std = std::sqrt(p.value->vector().squaredNorm() / n);
+      EXPECT_NEAR(std, std::sqrt(2.0 / 2304.0), 0.01 * std);
+    }
+    if (p.name == "layer1.1.bn2.weight") {
+      EXPECT_EQ(p.value->vector().minCoeff(), 1.0f);
+    }
+    if (p.name == "fc.weight") {
+      EXPECT_LE(p.value->vector().cwiseAbs().maxCoeff(), 1.0f / std::sqrt(512.0f));
+    }
+  }
+}
+
+TEST(ResNet, EvalForwardTreatsImagesIndependently) {
+  // In eval mode BatchNorm uses running statistics, so an image's logits do not depend on its batch.
+  ResNet<double> net({1, 1, 1, 1}, 5, Stem::Cifar, 3, 11, 4);
+  net.train();
+  net.forward(random_tensor({4, 3, 8, 8}, 1));  // moves the running statistics away from 0 and 1
+  net.eval();
+  const Tensor<double> batch = random_tensor({3, 3, 8, 8}, 2);
+  const Tensor<double> logits = net.forward(batch);
+  for (std::int64_t n = 0; n < 3; ++n) {
+    Tensor<double> one({1, 3, 8, 8});
+    std::copy(batch.data() + n * 192, batch.data() + (n + 1) * 192, one.data());
+    const Tensor<double> single = net.forward(one);
+    for (std::int64_t k = 0; k < 5; ++k)
+      EXPECT_NEAR(single[k], logits.at({n, k}), 1e-12);
+  }
+  EXPECT_THROW(net.backward(Tensor<double>({3, 5})), resnet::Error);
+}
+
+TEST(BasicBlock, GradientsWithIdentityShortcut) {
+  resnet::nn::BasicBlock<double> block(4, 4, 1, 3);
+  EXPECT_FALSE(block.has_downsample());
+  resnet::testing::expect_module_gradients(block, random_tensor({2, 4, 5, 6}, 4));
+}
+
+TEST(BasicBlock, GradientsWithProjectionShortcutStride2) {
+  resnet::nn::BasicBlock<double> block(3, 5, 2, 3);
+  EXPECT_TRUE(block.has_downsample());
+  resnet::testing::expect_module_gradients(block, random_tensor({2, 3, 7, 6}, 5));
+}
+
+TEST(BasicBlock, GradientsWithProjectionShortcutChannelsOnly) {
+  resnet::nn::BasicBlock<double> block(3, 6, 1, 3);
+  EXPECT_TRUE(block.has_downsample());
+  resnet::testing::expect_module_gradients(block, random_tensor({3, 3, 5, 5}, 6));
+}
+
+TEST(ResNet, NarrowNetworkGradientsEndToEndCifarStem) {
+  ResNet<double> net({1, 1, 1, 1}, 3, Stem::Cifar, 2, 7, 2);
+  resnet::testing::GradcheckOptions options;
+  options.max_elements = 60;
+  resnet::testing::expect_module_gradients(net, random_tensor({2, 2, 8, 8}, 7), options);
+}
+
+TEST(ResNet, NarrowNetworkGradientsEndToEndImageNetStem) {
+  ResNet<double> net({2, 1, 1, 1}, 4, Stem::ImageNet, 3, 8, 2);
+  resnet::testing::GradcheckOptions options;
+  options.max_elements = 60;
+  resnet::testing::expect_module_gradients(net, random_tensor({2, 3, 19, 17}, 8), options);
+}
+
+TEST(ResNet, BadConfigurationsAndInputsThrow) {
+  EXPECT_THROW(ResNet18<float>(0), resnet::Error);
+  EXPECT_THROW(ResNet18<float>(10, Stem::Cifar, 0), resnet::Error);
+  ResNet18<float> net(10, Stem::Cifar);
+  try {
+    net.forward(Tensor<float>({2, 1, 32, 32}));
+    FAIL() << "wrong channel count must throw";
+  } catch (const resnet::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[2, 1, 32, 32]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(net.forward(Tensor<float>({3, 32, 32})), resnet::Error);
+  EXPECT_THROW(net.backward(Tensor<float>({2, 10})), resnet::Error);
+}

@@ -1,0 +1,110 @@
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "resnet/resnet.hpp"
+
+using resnet::Tensor;
+
+TEST(Tensor, ConstructionShapeAndFill) {
+  Tensor<float> t({2, 3, 4}, 1.5f);
+  EXPECT_EQ(t.dim(), 3);
+  EXPECT_EQ(t.numel(), 24);
+  EXPECT_EQ(t.size(-1), 4);
+  EXPECT_EQ(t.size(0), 2);
+  for (std::int64_t i = 0; i < t.numel(); ++i)
+    EXPECT_EQ(t[i], 1.5f);
+  Tensor<double> zeros({5});
+  for (std::int64_t i = 0; i < 5; ++i)
+    EXPECT_EQ(zeros[i], 0.0);
+  EXPECT_TRUE(Tensor<float>().empty());
+  EXPECT_EQ(Tensor<float>(std::vector<std::int64_t>{}).numel(), 1);  // a scalar
+}
+
+TEST(Tensor, StorageIs64ByteAligned) {
+  for (std::int64_t n : {1, 3, 17, 1000}) {
+    Tensor<float> t({n});
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.data()) % 64, 0u);
+  }
+}
+
+TEST(Tensor, CopiesAndReshapeShareStorageCloneDoesNot) {
+  Tensor<float> a({2, 6});
+  Tensor<float> shared = a;
+  Tensor<float> view = a.reshape({3, 4});
+  Tensor<float> deep = a.clone();
+  a[5] = 7.0f;
+  EXPECT_EQ(shared[5], 7.0f);
+  EXPECT_EQ(view.at({1, 1}), 7.0f);
+  EXPECT_EQ(deep[5], 0.0f);
+  EXPECT_EQ(view.shape(), (std::vector<std::int64_t>{3, 4}));
+}
+
+TEST(Tensor, MultiIndexIsRowMajor) {
+  Tensor<int> t({2, 3, 4});
+  t.at({1, 2, 3}) = 9;
+  EXPECT_EQ(t[1 * 12 + 2 * 4 + 3], 9);
+}
+
+TEST(Tensor, MatrixViewAliasesMemory) {
+  Tensor<double> t({2, 3});
+  auto m = t.matrix(2, 3);
+  m(1, 2) = 4.0;
+  EXPECT_EQ(t.at({1, 2}), 4.0);
+  EXPECT_THROW(t.matrix(4, 2), resnet::Error);
+}
+
+TEST(Tensor, BadShapesAndIndicesThrowNamingTheShape) {
+  Tensor<float> t({2, 3});
+  try {
+    t.reshape({4, 2});
+    FAIL() << "reshape to a different element count must throw";
+  } catch (const resnet::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[2, 3]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[4, 2]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Tensor<float>({2, -1}), resnet::Error);
+  EXPECT_THROW(t.at({2, 0}), resnet::Error);
+  EXPECT_THROW(t.at({0}), resnet::Error);
+  EXPECT_THROW(t[6], resnet::Error);
+  EXPECT_THROW(t.size(2), resnet::Error);
+}
+
+TEST(Rng, SameSeedSameStreamDifferentSeedDifferentStream) {
+  resnet::Rng a(42), b(42), c(43);
+  for (int i = 0; i < 100; ++i) {
+    const auto x = a.next_u64();
+    EXPECT_EQ(x, b.next_u64());
+    EXPECT_NE(x, c.next_u64());
+  }
+}
+
+TEST(Rng, NormalAndUniformHaveTheRightMoments) {
+  resnet::Rng rng(3);
+  const int n = 200000;
+  double sum = 0, sum_sq = 0, usum = 0;
+  for (int i = 0; i < n; ++i) {
+    const double x = rng.normal();
+    sum += x;
+    sum_sq += x * x;
+    const double u = rng.uniform(-1.0, 3.0);
+    ASSERT_GE(u, -1.0);
+    ASSERT_LT(u, 3.0);
+    usum += u;
+  }
+  EXPECT_NEAR(sum / n, 0.0, 0.01);
+  EXPECT_NEAR(sum_sq / n, 1.0, 0.01);
+  EXPECT_NEAR(usum / n, 1.0, 0.01);
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_LT(rng.below(7), 7u);
+}
+
+TEST(Threads, SetNumThreadsTakesEffect) {
+  const int before = resnet::num_threads();
+  resnet::set_num_threads(1);
+  EXPECT_EQ(resnet::num_threads(), 1);
+  EXPECT_EQ(Eigen::nbThreads(), 1);
+  resnet::set_num_threads(before);
+  EXPECT_EQ(resnet::num_threads(), before);
+  EXPECT_THROW(resnet::set_num_threads(0), resnet::Error);
+}
