@@ -108,13 +108,13 @@ TEST(Gemm, MatchesNaiveProductForEveryTransposeCombination) {
 }
 
 TEST(Im2col, OutputSizeFollowsPyTorch) {
-  EXPECT_EQ(resnet::kernels::conv_output_size(224, 7, 2, 3), 112);
-  EXPECT_EQ(resnet::kernels::conv_output_size(7, 3, 2, 1), 4);
-  EXPECT_EQ(resnet::kernels::conv_output_size(8, 1, 2, 0), 4);
-  EXPECT_EQ(resnet::kernels::conv_output_size(9, 2, 3, 0), 3);
-  EXPECT_EQ(resnet::kernels::conv_output_size(3, 3, 1, 0), 1);
-  EXPECT_EQ(resnet::kernels::conv_output_size(2, 3, 1, 0), 0);
-  EXPECT_EQ(resnet::kernels::conv_output_size(1, 5, 4, 1), 0);  // -1 / 4 must not round up to a valid size
+  EXPECT_EQ(resnet::kernels::window_output_size(224, 7, 2, 3), 112);
+  EXPECT_EQ(resnet::kernels::window_output_size(7, 3, 2, 1), 4);
+  EXPECT_EQ(resnet::kernels::window_output_size(8, 1, 2, 0), 4);
+  EXPECT_EQ(resnet::kernels::window_output_size(9, 2, 3, 0), 3);
+  EXPECT_EQ(resnet::kernels::window_output_size(3, 3, 1, 0), 1);
+  EXPECT_EQ(resnet::kernels::window_output_size(2, 3, 1, 0), 0);
+  EXPECT_EQ(resnet::kernels::window_output_size(1, 5, 4, 1), 0);  // -1 / 4 must not round up to a valid size
 }
 
 TEST(Im2col, ReadsPatchesWithZeroPadding) {
@@ -138,8 +138,8 @@ TEST(Im2col, Col2imIsTheAdjointAndAccumulates) {
   for (auto [k, s, p] :
        std::vector<std::array<int, 3>>{{3, 2, 1}, {1, 2, 0}, {7, 2, 3}, {2, 3, 0}, {3, 1, 2}}) {
     const std::int64_t C = 2, H = 7, W = 9;
-    const std::int64_t rows = C * k * k, cols_count = resnet::kernels::conv_output_size(H, k, s, p) *
-                                                      resnet::kernels::conv_output_size(W, k, s, p);
+    const std::int64_t rows = C * k * k, cols_count = resnet::kernels::window_output_size(H, k, s, p) *
+                                                      resnet::kernels::window_output_size(W, k, s, p);
     const Tensor<double> x = random_tensor<double>({C, H, W}, 4);
     const Tensor<double> c = random_tensor<double>({rows, cols_count}, 5);
     Tensor<double> cols({rows, cols_count});

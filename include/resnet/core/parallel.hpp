@@ -10,6 +10,15 @@
 #include <omp.h>
 #endif
 
+// RESNET_OMP(parallel for ...) emits "#pragma omp parallel for ..." only when OpenMP is on, so a build
+// without OpenMP stays free of unknown-pragma warnings.
+#define RESNET_PRAGMA(...) _Pragma(#__VA_ARGS__)
+#ifdef _OPENMP
+#define RESNET_OMP(...) RESNET_PRAGMA(omp __VA_ARGS__)
+#else
+#define RESNET_OMP(...)
+#endif
+
 namespace resnet {
 
 namespace detail {

@@ -44,7 +44,7 @@ template <typename T>
 void batchnorm_statistics(const T* x, std::int64_t N, std::int64_t C, std::int64_t HW, T* mean, T* var) {
   using Acc = BatchNormAcc<T>;
   const Acc count = static_cast<Acc>(N * HW);
-#pragma omp parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements)
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
   for (std::int64_t c = 0; c < C; ++c) {
     Acc sum = 0;
     for (std::int64_t n = 0; n < N; ++n) {
@@ -81,7 +81,7 @@ template <typename T>
 void batchnorm_forward(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
                        std::int64_t N, std::int64_t C, std::int64_t HW, T* y) {
   using Acc = BatchNormAcc<T>;
-#pragma omp parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements)
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
   for (std::int64_t plane = 0; plane < N * C; ++plane) {
     const std::int64_t c = plane % C;
     const Acc scale_acc = static_cast<Acc>(gamma[c]) * static_cast<Acc>(invstd[c]);
@@ -105,7 +105,7 @@ void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd,
                         std::int64_t N, std::int64_t C, std::int64_t HW, T* dx, T* dgamma, T* dbeta) {
   using Acc = BatchNormAcc<T>;
   const Acc count = static_cast<Acc>(N * HW);
-#pragma omp parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements)
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
   for (std::int64_t c = 0; c < C; ++c) {
     const Acc m = mean[c], istd = invstd[c];
     Acc sum_dy = 0, sum_dy_xmu = 0;

@@ -5,14 +5,9 @@
 
 #include <cstdint>
 
-namespace resnet::kernels {
+#include "resnet/kernels/window.hpp"
 
-// Output size along one dimension, as torch.nn.Conv2d: floor((in + 2p - k) / s) + 1, or 0 when the padded
-// input is smaller than the kernel.
-inline std::int64_t conv_output_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p) {
-  const std::int64_t span = in + 2 * p - k;
-  return span < 0 ? 0 : span / s + 1;
-}
+namespace resnet::kernels {
 
 namespace detail {
 // Calls visit(col_index, image_index) for every element of cols [C*k*k, OH*OW] in order, where row
@@ -21,7 +16,7 @@ namespace detail {
 template <typename Visit>
 void for_each_patch_element(std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s,
                             std::int64_t p, Visit&& visit) {
-  const std::int64_t OH = conv_output_size(H, k, s, p), OW = conv_output_size(W, k, s, p);
+  const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
   std::int64_t col = 0;
   for (std::int64_t c = 0; c < C; ++c) {
     for (std::int64_t ki = 0; ki < k; ++ki) {

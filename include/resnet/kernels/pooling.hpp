@@ -10,29 +10,23 @@
 #include <type_traits>
 
 #include "resnet/core/parallel.hpp"
+#include "resnet/kernels/window.hpp"
 
 namespace resnet::kernels {
 
 // Below this many output elements a call runs on one thread.
 inline constexpr std::int64_t kPoolParallelMinElements = std::int64_t{1} << 14;
 
-// Max-pool output size along one dimension, as torch.nn.MaxPool2d with ceil_mode=False:
-// floor((in + 2p - k) / s) + 1, or 0 when the padded input is smaller than the kernel.
-inline std::int64_t maxpool_output_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p) {
-  const std::int64_t span = in + 2 * p - k;
-  return span < 0 ? 0 : span / s + 1;
-}
-
 // x [P, H, W] -> y [P, OH, OW], argmax [P, OH, OW] (may be null when no backward follows), with OH, OW from
-// maxpool_output_size. Padding acts as -inf, so only real elements are scanned (p <= k/2 keeps every window
+// window_output_size. Padding acts as -inf, so only real elements are scanned (p <= k/2 keeps every window
 // non-empty). argmax holds the flat index ih*W + iw of the chosen element within its plane. As PyTorch, a
 // value replaces the running maximum when it is greater or NaN: among equal maxima the FIRST in row-major
 // scan order wins, and a NaN (the last one, if several) beats any number.
 template <typename T>
 void maxpool2d_forward(const T* x, std::int64_t P, std::int64_t H, std::int64_t W, std::int64_t k,
                        std::int64_t s, std::int64_t p, T* y, std::int64_t* argmax) {
-  const std::int64_t OH = maxpool_output_size(H, k, s, p), OW = maxpool_output_size(W, k, s, p);
-#pragma omp parallel for num_threads(resnet::num_threads()) if (P * OH * OW >= kPoolParallelMinElements)
+  const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (P * OH * OW >= kPoolParallelMinElements))
   for (std::int64_t plane = 0; plane < P; ++plane) {
     const T* xp = x + plane * H * W;
     for (std::int64_t oh = 0; oh < OH; ++oh) {
@@ -63,7 +57,7 @@ void maxpool2d_forward(const T* x, std::int64_t P, std::int64_t H, std::int64_t 
 template <typename T>
 void maxpool2d_backward(const T* dy, const std::int64_t* argmax, std::int64_t P, std::int64_t HW,
                         std::int64_t OHW, T* dx) {
-#pragma omp parallel for num_threads(resnet::num_threads()) if (P * OHW >= kPoolParallelMinElements)
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (P * OHW >= kPoolParallelMinElements))
   for (std::int64_t plane = 0; plane < P; ++plane) {
     T* dxp = dx + plane * HW;
     std::fill(dxp, dxp + HW, T(0));
@@ -100,7 +94,7 @@ template <typename T>
 void adaptive_avgpool2d_forward(const T* x, std::int64_t P, std::int64_t H, std::int64_t W, std::int64_t OH,
                                 std::int64_t OW, T* y) {
   using Acc = std::common_type_t<T, double>;
-#pragma omp parallel for num_threads(resnet::num_threads()) if (P * H * W >= kPoolParallelMinElements)
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (P * H * W >= kPoolParallelMinElements))
   for (std::int64_t plane = 0; plane < P; ++plane) {
     const T* xp = x + plane * H * W;
     T* yp = y + plane * OH * OW;
@@ -122,7 +116,7 @@ void adaptive_avgpool2d_forward(const T* x, std::int64_t P, std::int64_t H, std:
 template <typename T>
 void adaptive_avgpool2d_backward(const T* dy, std::int64_t P, std::int64_t H, std::int64_t W, std::int64_t OH,
                                  std::int64_t OW, T* dx) {
-#pragma omp parallel for num_threads(resnet::num_threads()) if (P * H * W >= kPoolParallelMinElements)
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (P * H * W >= kPoolParallelMinElements))
   for (std::int64_t plane = 0; plane < P; ++plane) {
     const T* dyp = dy + plane * OH * OW;
     T* dxp = dx + plane * H * W;

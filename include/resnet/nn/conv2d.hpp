@@ -124,8 +124,8 @@ class Conv2d : public Module<Conv2d<T>, T> {
     g.K = kernel_size_;
     g.S = stride_;
     g.P = padding_;
-    g.OH = kernels::conv_output_size(g.H, g.K, g.S, g.P);
-    g.OW = kernels::conv_output_size(g.W, g.K, g.S, g.P);
+    g.OH = kernels::window_output_size(g.H, g.K, g.S, g.P);
+    g.OW = kernels::window_output_size(g.W, g.K, g.S, g.P);
     g.OHW = g.OH * g.OW;
     g.CKK = g.C * g.K * g.K;
     return g;

@@ -32,8 +32,8 @@ class MaxPool2d : public Module<MaxPool2d<T>, T> {
   Tensor<T> forward(const Tensor<T>& input) {
     expect_rank(input, 4, "MaxPool2d.forward", "[N, C, H, W]");
     const std::int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-    const std::int64_t OH = kernels::maxpool_output_size(H, kernel_size_, stride_, padding_);
-    const std::int64_t OW = kernels::maxpool_output_size(W, kernel_size_, stride_, padding_);
+    const std::int64_t OH = kernels::window_output_size(H, kernel_size_, stride_, padding_);
+    const std::int64_t OW = kernels::window_output_size(W, kernel_size_, stride_, padding_);
     check(OH > 0 && OW > 0, "MaxPool2d.forward: input shape ", shape_string(input.shape()),
           " is smaller than kernel_size ", kernel_size_, " with padding ", padding_);
     Tensor<T> output({N, C, OH, OW});
@@ -53,8 +53,8 @@ class MaxPool2d : public Module<MaxPool2d<T>, T> {
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_shape_.empty(), "MaxPool2d.backward");
     const std::int64_t N = input_shape_[0], C = input_shape_[1], H = input_shape_[2], W = input_shape_[3];
-    const std::int64_t OH = kernels::maxpool_output_size(H, kernel_size_, stride_, padding_);
-    const std::int64_t OW = kernels::maxpool_output_size(W, kernel_size_, stride_, padding_);
+    const std::int64_t OH = kernels::window_output_size(H, kernel_size_, stride_, padding_);
+    const std::int64_t OW = kernels::window_output_size(W, kernel_size_, stride_, padding_);
     expect_shape(grad_output, {N, C, OH, OW}, "MaxPool2d.backward", "grad_output");
     Tensor<T> grad_input(input_shape_);
     kernels::maxpool2d_backward(grad_output.data(), argmax_.data(), N * C, H * W, OH * OW, grad_input.data());
