@@ -2,14 +2,12 @@
 // Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
 // and an optional bias. Per image: im2col into a workspace the module owns, then one GEMM.
 
-#include <cmath>
 #include <cstdint>
 
-#include "resnet/core/rng.hpp"
 #include "resnet/kernels/gemm.hpp"
 #include "resnet/kernels/im2col.hpp"
-#include "resnet/nn/init.hpp"
 #include "resnet/nn/module.hpp"
+#include "resnet/nn/weight_and_bias.hpp"
 
 namespace resnet::nn {
 
@@ -22,34 +20,15 @@ class Conv2d : public Module<Conv2d<T>, T> {
         out_channels_(out_channels),
         kernel_size_(kernel_size),
         stride_(stride),
-        padding_(padding) {
-    check(in_channels > 0 && out_channels > 0, "Conv2d: channels must be positive, got in_channels ",
-          in_channels, ", out_channels ", out_channels);
-    check(kernel_size > 0, "Conv2d: kernel_size must be positive, got ", kernel_size);
-    check(stride > 0, "Conv2d: stride must be positive, got ", stride);
-    check(padding >= 0, "Conv2d: padding must be non-negative, got ", padding);
-    weight_ = Tensor<T>({out_channels, in_channels, kernel_size, kernel_size});
-    weight_grad_ = Tensor<T>(weight_.shape());
-    if (bias) {
-      bias_ = Tensor<T>({out_channels});
-      bias_grad_ = Tensor<T>(bias_.shape());
-    }
-    Rng rng(seed);
-    reset_parameters(rng);
-  }
+        padding_(padding),
+        params_(checked_weight_shape(in_channels, out_channels, kernel_size, stride, padding), bias, seed) {}
 
-  // PyTorch's default (Conv2d.reset_parameters): weight and bias uniform in +-1/sqrt(fan_in),
-  // fan_in = in_channels * k * k.
-  void reset_parameters(Rng& rng) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(init::fan_in(weight_)));
-    init::uniform(weight_, rng, bound);
-    if (has_bias()) init::uniform(bias_, rng, bound);
-  }
+  // PyTorch's default (Conv2d.reset_parameters): uniform in +-1/sqrt(in_channels * k * k).
+  void reset_parameters(Rng& rng) { params_.reset(rng); }
 
   template <typename Visitor>
   void visit(Visitor& v) {
-    v.parameter("weight", weight_, weight_grad_);
-    if (has_bias()) v.parameter("bias", bias_, bias_grad_);
+    params_.visit(v);
   }
 
   // input: [N, C, H, W] -> output: [N, O, OH, OW]
@@ -66,8 +45,8 @@ class Conv2d : public Module<Conv2d<T>, T> {
     for (std::int64_t n = 0; n < g.N; ++n) {
       T* y = output.data() + n * g.O * g.OHW;
       // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
-      if (has_bias()) kernels::MatrixView<T>(y, g.O, g.OHW).colwise() = bias_.vector();
-      kernels::gemm(false, false, g.O, g.OHW, g.CKK, T(1), weight_.data(), cols(input, n, g),
+      if (has_bias()) kernels::MatrixView<T>(y, g.O, g.OHW).colwise() = params_.bias.vector();
+      kernels::gemm(false, false, g.O, g.OHW, g.CKK, T(1), params_.weight.data(), cols(input, n, g),
                     has_bias() ? T(1) : T(0), y);
     }
     input_ = this->is_training() ? input : Tensor<T>();
@@ -85,25 +64,28 @@ class Conv2d : public Module<Conv2d<T>, T> {
       const T* dy = grad_output.data() + n * g.O * g.OHW;
       T* dx = grad_input.data() + n * g.C * g.H * g.W;
       // dW [O, C*k*k] += dY_n [O, OH*OW] x cols_n^T; cols are recomputed, not cached, to save memory.
-      kernels::gemm(false, true, g.O, g.CKK, g.OHW, T(1), dy, cols(input_, n, g), T(1), weight_grad_.data());
-      if (has_bias()) bias_grad_.vector() += kernels::ConstMatrixView<T>(dy, g.O, g.OHW).rowwise().sum();
+      kernels::gemm(false, true, g.O, g.CKK, g.OHW, T(1), dy, cols(input_, n, g), T(1),
+                    params_.weight_grad.data());
+      if (has_bias())
+        params_.bias_grad.vector() += kernels::ConstMatrixView<T>(dy, g.O, g.OHW).rowwise().sum();
       // dX_n = col2im(W^T [C*k*k, O] x dY_n); a pointwise conv's cols are the image itself.
       if (is_pointwise()) {
-        kernels::gemm(true, false, g.CKK, g.OHW, g.O, T(1), weight_.data(), dy, T(0), dx);
+        kernels::gemm(true, false, g.CKK, g.OHW, g.O, T(1), params_.weight.data(), dy, T(0), dx);
       } else {
-        kernels::gemm(true, false, g.CKK, g.OHW, g.O, T(1), weight_.data(), dy, T(0), workspace_.data());
+        kernels::gemm(true, false, g.CKK, g.OHW, g.O, T(1), params_.weight.data(), dy, T(0),
+                      workspace_.data());
         kernels::col2im(workspace_.data(), g.C, g.H, g.W, g.K, g.S, g.P, dx);
       }
     }
     return grad_input;
   }
 
-  Tensor<T>& weight() { return weight_; }
-  const Tensor<T>& weight() const { return weight_; }
+  Tensor<T>& weight() { return params_.weight; }
+  const Tensor<T>& weight() const { return params_.weight; }
   // An empty tensor when the module was built with bias = false.
-  Tensor<T>& bias() { return bias_; }
-  const Tensor<T>& bias() const { return bias_; }
-  bool has_bias() const { return !bias_.empty(); }
+  Tensor<T>& bias() { return params_.bias; }
+  const Tensor<T>& bias() const { return params_.bias; }
+  bool has_bias() const { return params_.has_bias(); }
   int in_channels() const { return in_channels_; }
   int out_channels() const { return out_channels_; }
   int kernel_size() const { return kernel_size_; }
@@ -111,6 +93,16 @@ class Conv2d : public Module<Conv2d<T>, T> {
   int padding() const { return padding_; }
 
  private:
+  static std::vector<std::int64_t> checked_weight_shape(int in_channels, int out_channels, int kernel_size,
+                                                        int stride, int padding) {
+    check(in_channels > 0 && out_channels > 0, "Conv2d: channels must be positive, got in_channels ",
+          in_channels, ", out_channels ", out_channels);
+    check(kernel_size > 0, "Conv2d: kernel_size must be positive, got ", kernel_size);
+    check(stride > 0, "Conv2d: stride must be positive, got ", stride);
+    check(padding >= 0, "Conv2d: padding must be non-negative, got ", padding);
+    return {out_channels, in_channels, kernel_size, kernel_size};
+  }
+
   struct Geometry {
     std::int64_t N, C, H, W, O, K, S, P, OH, OW, OHW, CKK;
   };
@@ -145,10 +137,9 @@ class Conv2d : public Module<Conv2d<T>, T> {
   }
 
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
-  Tensor<T> weight_, weight_grad_;  // [O, C, k, k]
-  Tensor<T> bias_, bias_grad_;      // [O], or empty without bias
-  Tensor<T> input_;                 // training mode: the forward input, for backward
-  Tensor<T> workspace_;             // [C*k*k, OH*OW]: im2col in forward and backward, then W^T x dY
+  WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
+  Tensor<T> input_;          // training mode: the forward input, for backward
+  Tensor<T> workspace_;      // [C*k*k, OH*OW]: im2col in forward and backward, then W^T x dY
 };
 
 }  // namespace resnet::nn
