@@ -97,6 +97,7 @@ class Fixture {
   }
 
   // The "__metadata__" entries (strings), e.g. a module's constructor arguments.
+  bool has_meta(const std::string& key) const { return metadata_.contains(key); }
   std::string meta(const std::string& key) const {
     check(metadata_.contains(key), "Fixture ", path_, ": no metadata entry '", key, "'");
     return metadata_.at(key).get<std::string>();

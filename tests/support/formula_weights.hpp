@@ -9,7 +9,7 @@
 //   + 0.1 unit;   any bias: 0.05 unit running_mean: 0.1 unit;   running_var: 1 + 0.2 unit;
 //   num_batches_tracked: 0;   input: unit
 // Each value is computed in double (integer hashing, then IEEE +, *, sqrt, all exactly rounded) and rounded
-// once to T.
+// once to float, also for T = double, so that float and double runs start from the same numbers.
 
 #include <cmath>
 #include <cstdint>
@@ -56,10 +56,16 @@ inline double formula_value(const std::string& name, const std::vector<std::int6
        shape_string(shape));
 }
 
+// Rounded to float first, whatever T is (see above).
+template <typename T>
+T float_rounded(double v) {
+  return static_cast<T>(static_cast<float>(v));
+}
+
 template <typename T>
 void fill_formula(Tensor<T>& t, std::uint64_t tag, const std::string& name, bool is_buffer) {
   for (std::int64_t j = 0; j < t.numel(); ++j)
-    t.data()[j] = static_cast<T>(
+    t.data()[j] = float_rounded<T>(
         formula_value(name, t.shape(), is_buffer, formula_unit(tag, static_cast<std::uint64_t>(j))));
 }
 
@@ -79,7 +85,7 @@ template <typename T>
 Tensor<T> formula_input(int step, std::vector<std::int64_t> shape) {
   Tensor<T> x(std::move(shape));
   for (std::int64_t j = 0; j < x.numel(); ++j)
-    x.data()[j] = static_cast<T>(
+    x.data()[j] = float_rounded<T>(
         formula_unit(kFormulaInputTag + static_cast<std::uint64_t>(step), static_cast<std::uint64_t>(j)));
   return x;
 }
