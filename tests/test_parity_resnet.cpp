@@ -11,9 +11,10 @@
 // flipped element in a layer of M activations moves every gradient behind it by about 1/sqrt(M): up to ~1e-2
 // for layer4 (M = 9216 at 3x3); our float Cifar run flips one in layer2.0 (exact value -1.3e-6, ours +1.8e-7)
 // and its first-layer gradients move by 3e-3. Forward values are not affected (a flip moves one activation by
-// ~1e-6). Measured in PyTorch itself, float32 against float64 over 12 inputs per case, the worst were: logits
-// 1.4e-6; gradient norms 4.6e-4, samples 5.5e-3; after two steps loss 7.6e-5, weight norms 6.8e-4, running
-// stats 7.4e-4, weight samples 2.7e-2, eval logits 2.8e-2, weight changes 9.2e-2 beyond the rounding floor.
+// ~1e-6). Measured in PyTorch itself, float32 against float64 over 12 inputs per case (make_fixtures.py
+// --measure-float-noise 12), the worst were: logits 1.4e-6; gradient norms 4.6e-4, samples 5.5e-3; after two
+// steps loss 7.6e-5, weight norms 6.8e-4, running stats 7.4e-4, weight samples 2.7e-2, eval logits 2.8e-2,
+// weight changes 9.2e-2.
 // Our float run against PyTorch's adds two such roundings, hence the float bounds: tight (1e-4) on the first
 // forward, loose past a backward (the change check is close to a report there). The double run has no such
 // noise (a flip would need a value within ~1e-15 of zero; reached: <= 3e-13) and is held to 1e-9 everywhere,

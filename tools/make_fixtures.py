@@ -14,9 +14,14 @@ Layer fixtures (one file per case): the input, the module's parameters and buffe
 random grad_output, and what PyTorch computes from them: output, grad_input, "grad.<parameter>" and, for
 BatchNorm2d, "after.<buffer>" (the buffers after the forward). All float32, computed in float32.
 
-Whole-network fixtures (resnet18_*.safetensors): weights, buffers and input come from a closed-form formula that
-tests/support/formula_weights.hpp computes identically (integer hash -> double -> float, bit for bit), so no
-weights are stored. See formula_unit / formula_value below, and the comment above each network case.
+Whole-network fixtures (resnet18_<case>.safetensors in float32, resnet18_<case>_f64.safetensors in float64):
+weights, buffers and inputs come from a closed-form formula that tests/support/formula_weights.hpp computes
+identically (integer hash -> double -> float, bit for bit), so no weights are stored. See formula_unit /
+formula_value below, and the comments above run_network and NETWORK_CASES.
+
+--measure-float-noise N writes nothing; it runs every network case on N other inputs in float32 and float64 and
+prints the worst float32 error of each stored quantity: the rounding noise test_parity_resnet.cpp's float
+bounds are set from.
 """
 
 import argparse
@@ -250,7 +255,8 @@ LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 
 def run_network(stem, num_classes, input_shape, targets, nesterov, dtype, input_tag=INPUT_TAG):
     """Trains torchvision's resnet18 (formula weights) for two SGD steps in `dtype`; returns the stored tensors
-    and the metadata. The float64 run starts from the same float-rounded weights and inputs as the float32 one."""
+    and the metadata. The float64 run starts from the same float-rounded weights and inputs as the float32 one.
+    input_tag other than INPUT_TAG gives other inputs, for measure_float_noise."""
     model = torchvision.models.resnet18(num_classes=num_classes)
     if stem == "cifar":
         model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
@@ -332,13 +338,33 @@ def make_network_fixtures(out_dir):
                    tensors["logits"].norm().item(), tensors["eval_logits"].norm().item()))
 
 
+def measure_float_noise(count):
+    def rel(a, b):
+        return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+    for name, stem, classes, shape, targets, nesterov in NETWORK_CASES:
+        worst = {}
+        for k in range(1, count + 1):
+            runs = [run_network(stem, classes, shape, targets, nesterov, dtype, INPUT_TAG + 10 * k)[0]
+                    for dtype in (torch.float32, torch.float64)]
+            for key in runs[1]:
+                if runs[1][key].is_floating_point() and not key.endswith("num_batches_tracked"):
+                    quantity = key.split("/")[0]
+                    worst[quantity] = max(worst.get(quantity, 0.0), rel(runs[0][key], runs[1][key]))
+        print(name + ": " + ", ".join("%s %.1e" % kv for kv in sorted(worst.items())))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
     parser.add_argument("--out", default=default_out)
+    parser.add_argument("--measure-float-noise", type=int, metavar="N", default=0)
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
+    if args.measure_float_noise:
+        measure_float_noise(args.measure_float_noise)
+        return
+    os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
     make_layer_fixtures(args.out)
     make_network_fixtures(args.out)
