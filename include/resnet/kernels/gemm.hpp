@@ -20,8 +20,9 @@ using ConstMatrixView = Eigen::Map<const RowMajorMatrix<T>>;
 // op(B): [K, N], stored as B [K, N] or, with transpose_b, as B [N, K]
 // C:     [M, N]
 // As in BLAS, beta == 0 means C is not read, so it may hold garbage (even NaN) on entry.
-// Eigen threads the product itself when called outside a parallel region; it splits the output, never K,
-// so the result does not depend on the thread count.
+// Eigen threads the product itself when called outside a parallel region. Its K blocking depends on the
+// thread count, so results can differ in the last bits between thread counts (bitwise determinism across
+// thread counts is open work for the reliability issue).
 template <typename T>
 void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
           const T* A, const T* B, T beta, T* C) {
