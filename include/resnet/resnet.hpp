@@ -16,4 +16,5 @@
 #include "resnet/nn/maxpool2d.hpp"
 #include "resnet/nn/module.hpp"
 #include "resnet/nn/relu.hpp"
+#include "resnet/optim/schedule.hpp"
 #include "resnet/optim/sgd.hpp"
