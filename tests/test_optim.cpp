@@ -98,3 +98,35 @@ TEST(SGD, TrainingAModelLowersTheLoss) {
   }
   EXPECT_LT(last, 0.3f * first);
 }
+
+TEST(SGD, ParamGroupsHaveTheirOwnWeightDecay) {
+  Tensor<double> w({2, 2}, 1.0), w_grad({2, 2}), b({2}, 1.0), b_grad({2});
+  const std::vector<Parameter<double>> params = {{"weight", &w, &w_grad}, {"bias", &b, &b_grad}};
+  auto groups = resnet::optim::decay_and_no_decay_groups(params, 0.5);
+  ASSERT_EQ(groups.size(), 2u);
+  ASSERT_EQ(groups[0].params.size(), 1u);
+  EXPECT_EQ(groups[0].params[0].name, "weight");
+  EXPECT_EQ(groups[1].params[0].name, "bias");
+  EXPECT_EQ(groups[1].weight_decay, 0.0);
+  SGD<double> sgd(groups, 0.1);
+  sgd.step();  // zero gradients: only weight decay moves anything
+  EXPECT_DOUBLE_EQ(w[0], 1.0 - 0.1 * 0.5);
+  EXPECT_DOUBLE_EQ(b[0], 1.0);
+  EXPECT_EQ(sgd.weight_decays(), (std::vector<double>{0.5, 0.0}));
+}
+
+TEST(SGD, NoDecayGroupOfResNet18HoldsBatchNormAndBiases) {
+  resnet::models::ResNet18<float> net(10, resnet::models::Stem::Cifar);
+  const auto groups = resnet::optim::decay_and_no_decay_groups(net.named_parameters(), 5e-4);
+  EXPECT_EQ(groups[0].params.size(), 21u);  // 20 convs + fc.weight
+  EXPECT_EQ(groups[1].params.size(), 41u);  // 20 BatchNorms x (weight, bias) + fc.bias
+}
+
+TEST(SGD, MomentumIsSettable) {
+  EXPECT_EQ(run_sgd(0.1, 0.9, 0, false).size(), 3u);
+  Tensor<float> value({1}, 1.0f), grad({1}, 1.0f);
+  SGD<float> sgd({Parameter<float>{"w", &value, &grad}}, 0.1, 0.9, 0.0, true);
+  sgd.set_momentum(0.85);
+  EXPECT_EQ(sgd.momentum(), 0.85);
+  EXPECT_THROW(sgd.set_momentum(0.0), resnet::Error);  // Nesterov needs momentum
+}
