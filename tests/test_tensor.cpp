@@ -108,3 +108,16 @@ TEST(Threads, SetNumThreadsTakesEffect) {
   EXPECT_EQ(resnet::num_threads(), before);
   EXPECT_THROW(resnet::set_num_threads(0), resnet::Error);
 }
+
+TEST(Rng, SavedStateResumesTheSameStream) {
+  resnet::Rng rng(9);
+  rng.normal();  // leaves a spare normal pending, which the state must carry too
+  const resnet::Rng::State saved = rng.state();
+  std::vector<double> expected;
+  for (int i = 0; i < 5; ++i)
+    expected.push_back(rng.normal() + rng.uniform());
+  resnet::Rng restored(1234);
+  restored.set_state(saved);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(restored.normal() + restored.uniform(), expected[i]);
+}

@@ -2,8 +2,10 @@
 // A small seeded generator (xoshiro256** seeded by splitmix64) with uniform and normal draws. We write our
 // own instead of std::normal_distribution so that a seed gives the same weights with every standard library.
 
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace resnet {
 
@@ -63,6 +65,21 @@ class Rng {
       }
     }
     return static_cast<std::uint64_t>(m >> 64);
+  }
+
+  // The whole generator state as six words (xoshiro state, spare-normal flag, spare-normal bits), so
+  // checkpoints can save it and a resumed run continues the same stream.
+  using State = std::array<std::uint64_t, 6>;
+  State state() const {
+    State s{state_[0], state_[1], state_[2], state_[3], has_spare_normal_ ? 1u : 0u, 0};
+    std::memcpy(&s[5], &spare_normal_, sizeof(double));
+    return s;
+  }
+  void set_state(const State& s) {
+    for (int i = 0; i < 4; ++i)
+      state_[i] = s[static_cast<std::size_t>(i)];
+    has_spare_normal_ = s[4] != 0;
+    std::memcpy(&spare_normal_, &s[5], sizeof(double));
   }
 
  private:
