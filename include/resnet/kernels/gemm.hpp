@@ -1,9 +1,13 @@
 #pragma once
-// The one matrix multiply of the library: C = alpha * op(A) * op(B) + beta * C on row-major arrays, like
-// BLAS gemm, computed by Eigen on Eigen::Map views of the caller's memory (nothing is copied).
+// The one matrix multiply of the library: C = alpha * op(A) * op(B) + beta * C on row-major arrays with
+// leading dimensions, like BLAS sgemm, computed by Eigen's blocked GEMM on the caller's memory (nothing is
+// copied). It always runs on the calling thread: parallelism is the caller's, over fixed work units (see
+// kernels/conv2d.hpp), which is what keeps results independent of the thread count. Eigen's own threading
+// would not: its K blocking depends on the number of threads, and so does the rounding.
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <type_traits>
 
 namespace resnet::kernels {
 
@@ -15,37 +19,55 @@ template <typename T>
 using MatrixView = Eigen::Map<RowMajorMatrix<T>>;
 template <typename T>
 using ConstMatrixView = Eigen::Map<const RowMajorMatrix<T>>;
+template <typename T>
+using StridedMatrixView = Eigen::Map<RowMajorMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// op(A): [M, K], stored as A [M, K] or, with transpose_a, as A [K, M]
-// op(B): [K, N], stored as B [K, N] or, with transpose_b, as B [N, K]
-// C:     [M, N]
+// op(A): [M, K], stored as A [M, K] (row stride lda) or, with transpose_a, as A [K, M]
+// op(B): [K, N], stored as B [K, N] (row stride ldb) or, with transpose_b, as B [N, K]
+// C:     [M, N] (row stride ldc)
 // As in BLAS, beta == 0 means C is not read, so it may hold garbage (even NaN) on entry.
-// Eigen threads the product itself when called outside a parallel region. Its K blocking depends on the
-// thread count, so results can differ in the last bits between thread counts (bitwise determinism across
-// thread counts is open work for the reliability issue).
+template <typename T>
+void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+          const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  StridedMatrixView<T> c(C, M, N, Eigen::OuterStride<>(ldc));
+  if (beta == T(0)) {
+    c.setZero();
+  } else if (beta != T(1)) {
+    c *= beta;
+  }
+  if (K == 0 || alpha == T(0)) return;
+  // Eigen's serial GEMM kernel (what `c.noalias() += a * b` runs on one thread) with the blocking it would
+  // choose for one thread; calling it directly keeps Eigen from threading the product behind our back. A
+  // row-major [M, K] array is a column-major [K, M] one, hence the storage orders below.
+  using Index = Eigen::Index;
+  using Blocking = Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic,
+                                                        Eigen::Dynamic>;
+  Blocking blocking(M, N, K, 1, true);
+  auto run = [&](auto a_order, auto b_order) {
+    Eigen::internal::general_matrix_matrix_product<Index, T, decltype(a_order)::value, false, T,
+                                                   decltype(b_order)::value, false, Eigen::RowMajor,
+                                                   1>::run(M, N, K, A, lda, B, ldb, C, 1, ldc, alpha,
+                                                           blocking);
+  };
+  using RowMajor = std::integral_constant<int, Eigen::RowMajor>;
+  using ColMajor = std::integral_constant<int, Eigen::ColMajor>;
+  if (transpose_a && transpose_b) {
+    run(ColMajor{}, ColMajor{});
+  } else if (transpose_a) {
+    run(ColMajor{}, RowMajor{});
+  } else if (transpose_b) {
+    run(RowMajor{}, ColMajor{});
+  } else {
+    run(RowMajor{}, RowMajor{});
+  }
+}
+
+// Dense operands: lda, ldb and ldc are the row lengths of A, B and C as stored.
 template <typename T>
 void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
           const T* A, const T* B, T beta, T* C) {
-  const ConstMatrixView<T> a(A, transpose_a ? K : M, transpose_a ? M : K);
-  const ConstMatrixView<T> b(B, transpose_b ? N : K, transpose_b ? K : N);
-  MatrixView<T> c(C, M, N);
-  auto multiply = [&](const auto& op_a, const auto& op_b) {
-    if (beta == T(0)) {
-      c.noalias() = alpha * op_a * op_b;
-    } else {
-      if (beta != T(1)) c *= beta;
-      c.noalias() += alpha * op_a * op_b;
-    }
-  };
-  if (transpose_a && transpose_b) {
-    multiply(a.transpose(), b.transpose());
-  } else if (transpose_a) {
-    multiply(a.transpose(), b);
-  } else if (transpose_b) {
-    multiply(a, b.transpose());
-  } else {
-    multiply(a, b);
-  }
+  gemm(transpose_a, transpose_b, M, N, K, alpha, A, transpose_a ? M : K, B, transpose_b ? K : N, beta, C, N);
 }
 
 }  // namespace resnet::kernels

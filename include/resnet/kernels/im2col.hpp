@@ -1,57 +1,108 @@
 #pragma once
-// im2col / col2im for one image, square kernel k, stride s, zero padding p: turns a convolution into one
-// GEMM, Y [O, OH*OW] = W [O, C*k*k] x cols [C*k*k, OH*OW] (the scheme of Caffe and PyTorch's CPU
-// slow_conv2d).
+// im2col / col2im, square kernel k, stride s, zero padding p: turns a convolution into one GEMM,
+// Y [O, OH*OW] = W [O, C*k*k] x cols [C*k*k, OH*OW] (the scheme of Caffe and PyTorch's CPU slow_conv2d).
+//
+// Both are gathers driven by an index table that depends on the geometry alone and is shared by all
+// channels: im2col reads, for each kernel offset (ki, kj) and output pixel, one input pixel or a padding
+// zero; col2im sums, for each input pixel, the at most one column per kernel offset that read it. Gathers
+// vectorise (AVX2/AVX-512 gathers), have no per-row bookkeeping that would dominate small feature maps, and
+// make col2im write each input pixel from one place, so it needs no zero-initialised accumulator order.
 
 #include <cstdint>
+#include <vector>
 
 #include "resnet/kernels/window.hpp"
 
 namespace resnet::kernels {
 
-namespace detail {
-// Calls visit(col_index, image_index) for every element of cols [C*k*k, OH*OW] in order, where row
-// (c, ki, kj) and column (oh, ow) read image [c, oh*s - p + ki, ow*s - p + kj]; image_index is -1 where
-// that position lies in the zero padding.
-template <typename Visit>
-void for_each_patch_element(std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s,
-                            std::int64_t p, Visit&& visit) {
+// offsets [k*k, q1 - q0]: for kernel offset (ki, kj) and output pixel q (flat oh*OW + ow), the input pixel
+// h*W + w it reads, h = oh*s - p + ki and w = ow*s - p + kj, or -1 where that lies in the padding.
+inline void im2col_offsets(std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s, std::int64_t p,
+                           std::int64_t q0, std::int64_t q1, std::int32_t* offsets) {
+  const std::int64_t OW = window_output_size(W, k, s, p);
+  for (std::int64_t ki = 0; ki < k; ++ki) {
+    for (std::int64_t kj = 0; kj < k; ++kj) {
+      std::int32_t* row = offsets + (ki * k + kj) * (q1 - q0);
+      for (std::int64_t q = q0; q < q1; ++q) {
+        const std::int64_t h = q / OW * s - p + ki, w = q % OW * s - p + kj;
+        row[q - q0] = h >= 0 && h < H && w >= 0 && w < W ? static_cast<std::int32_t>(h * W + w) : -1;
+      }
+    }
+  }
+}
+
+// sources [k*k, H*W]: for kernel offset (ki, kj) and input pixel h*W + w, the output pixel oh*OW + ow that
+// reads it through that offset, or -1 when none does (a given offset maps distinct outputs to distinct
+// inputs).
+inline void col2im_sources(std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s, std::int64_t p,
+                           std::int32_t* sources) {
   const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
-  std::int64_t col = 0;
-  for (std::int64_t c = 0; c < C; ++c) {
-    for (std::int64_t ki = 0; ki < k; ++ki) {
-      for (std::int64_t kj = 0; kj < k; ++kj) {
-        for (std::int64_t oh = 0; oh < OH; ++oh) {
-          const std::int64_t h = oh * s - p + ki;
-          const bool row_inside = h >= 0 && h < H;
-          for (std::int64_t ow = 0; ow < OW; ++ow, ++col) {
-            const std::int64_t w = ow * s - p + kj;
-            visit(col, row_inside && w >= 0 && w < W ? (c * H + h) * W + w : std::int64_t{-1});
-          }
+  for (std::int64_t ki = 0; ki < k; ++ki) {
+    for (std::int64_t kj = 0; kj < k; ++kj) {
+      std::int32_t* row = sources + (ki * k + kj) * H * W;
+      for (std::int64_t h = 0; h < H; ++h) {
+        for (std::int64_t w = 0; w < W; ++w) {
+          const std::int64_t oh_s = h + p - ki, ow_s = w + p - kj;  // oh * s and ow * s
+          const bool hit =
+              oh_s >= 0 && ow_s >= 0 && oh_s % s == 0 && ow_s % s == 0 && oh_s / s < OH && ow_s / s < OW;
+          row[h * W + w] = hit ? static_cast<std::int32_t>(oh_s / s * OW + ow_s / s) : -1;
         }
       }
     }
   }
 }
-}  // namespace detail
 
-// image: [C, H, W] -> cols: [C*k*k, OH*OW] (overwritten; padding gives zeros)
+// image [C, HW], offsets [KK, width] (row stride offsets_ld) from im2col_offsets -> cols [C*KK, width]
+// with row stride ld (overwritten; padding gives zeros).
+template <typename T>
+void im2col(const T* image, std::int64_t C, std::int64_t HW, std::int64_t KK, const std::int32_t* offsets,
+            std::int64_t offsets_ld, std::int64_t width, T* cols, std::int64_t ld) {
+  for (std::int64_t c = 0; c < C; ++c) {
+    const T* plane = image + c * HW;
+    for (std::int64_t kk = 0; kk < KK; ++kk) {
+      const std::int32_t* offset = offsets + kk * offsets_ld;
+      T* out = cols + (c * KK + kk) * ld;
+      for (std::int64_t j = 0; j < width; ++j)
+        out[j] = offset[j] >= 0 ? plane[offset[j]] : T(0);
+    }
+  }
+}
+
+// cols [C*KK, OH*OW] with row stride ld, sources [KK, HW] from col2im_sources -> image [C, HW], ACCUMULATED
+// (+=); the adjoint of im2col, so an input pixel covered by several windows receives the sum of their
+// gradients (added in kernel-offset order).
+template <typename T>
+void col2im(const T* cols, std::int64_t C, std::int64_t HW, std::int64_t KK, const std::int32_t* sources,
+            std::int64_t ld, T* image) {
+  for (std::int64_t c = 0; c < C; ++c) {
+    T* plane = image + c * HW;
+    for (std::int64_t kk = 0; kk < KK; ++kk) {
+      const std::int32_t* source = sources + kk * HW;
+      const T* row = cols + (c * KK + kk) * ld;
+      for (std::int64_t i = 0; i < HW; ++i)
+        plane[i] += source[i] >= 0 ? row[source[i]] : T(0);
+    }
+  }
+}
+
+// image [C, H, W] -> cols [C*k*k, OH*OW], every output pixel (overwritten).
 template <typename T>
 void im2col(const T* image, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s,
             std::int64_t p, T* cols) {
-  detail::for_each_patch_element(C, H, W, k, s, p, [&](std::int64_t col, std::int64_t pixel) {
-    cols[col] = pixel >= 0 ? image[pixel] : T(0);
-  });
+  const std::int64_t OHW = window_output_size(H, k, s, p) * window_output_size(W, k, s, p);
+  std::vector<std::int32_t> offsets(static_cast<std::size_t>(k * k * OHW));
+  im2col_offsets(H, W, k, s, p, 0, OHW, offsets.data());
+  im2col(image, C, H * W, k * k, offsets.data(), OHW, OHW, cols, OHW);
 }
 
-// cols: [C*k*k, OH*OW] -> image: [C, H, W], ACCUMULATED (+=); the adjoint of im2col, so an input pixel
-// covered by several windows receives the sum of their gradients.
+// cols [C*k*k, OH*OW] -> image [C, H, W], ACCUMULATED.
 template <typename T>
 void col2im(const T* cols, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s,
             std::int64_t p, T* image) {
-  detail::for_each_patch_element(C, H, W, k, s, p, [&](std::int64_t col, std::int64_t pixel) {
-    if (pixel >= 0) image[pixel] += cols[col];
-  });
+  const std::int64_t OHW = window_output_size(H, k, s, p) * window_output_size(W, k, s, p);
+  std::vector<std::int32_t> sources(static_cast<std::size_t>(k * k * H * W));
+  col2im_sources(H, W, k, s, p, sources.data());
+  col2im(cols, C, H * W, k * k, sources.data(), OHW, image);
 }
 
 }  // namespace resnet::kernels

@@ -1,11 +1,11 @@
 #pragma once
 // Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
-// and an optional bias. Per image: im2col into a workspace the module owns, then one GEMM.
+// and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a workspace the module
+// owns and reuses.
 
 #include <cstdint>
 
-#include "resnet/kernels/gemm.hpp"
-#include "resnet/kernels/im2col.hpp"
+#include "resnet/kernels/conv2d.hpp"
 #include "resnet/nn/module.hpp"
 #include "resnet/nn/weight_and_bias.hpp"
 
@@ -36,47 +36,29 @@ class Conv2d : public Module<Conv2d<T>, T> {
     expect_rank(input, 4, "Conv2d.forward", "[N, C, H, W]");
     check(input.size(1) == in_channels_, "Conv2d.forward: input has ", input.size(1), " channels, expected ",
           in_channels_, " (input shape ", shape_string(input.shape()), ")");
-    const Geometry g = geometry(input);
-    check(g.N > 0 && g.OH > 0 && g.OW > 0, "Conv2d.forward: input shape ", shape_string(input.shape()),
-          " gives an empty output ", shape_string({g.N, g.O, g.OH, g.OW}), " with kernel_size ", kernel_size_,
-          ", stride ", stride_, ", padding ", padding_);
+    const kernels::ConvShape g = shape_of(input);
+    check(g.N > 0 && g.OH() > 0 && g.OW() > 0, "Conv2d.forward: input shape ", shape_string(input.shape()),
+          " gives an empty output ", shape_string({g.N, g.O, g.OH(), g.OW()}), " with kernel_size ",
+          kernel_size_, ", stride ", stride_, ", padding ", padding_);
 
-    Tensor<T> output({g.N, g.O, g.OH, g.OW});
-    for (std::int64_t n = 0; n < g.N; ++n) {
-      T* y = output.data() + n * g.O * g.OHW;
-      // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
-      if (has_bias()) kernels::MatrixView<T>(y, g.O, g.OHW).colwise() = params_.bias.vector();
-      kernels::gemm(false, false, g.O, g.OHW, g.CKK, T(1), params_.weight.data(), cols(input, n, g),
-                    has_bias() ? T(1) : T(0), y);
-    }
+    Tensor<T> output({g.N, g.O, g.OH(), g.OW()});
+    kernels::conv2d_forward(input.data(), params_.weight.data(), has_bias() ? params_.bias.data() : nullptr,
+                            g, output.data(), workspace_);
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
   }
 
-  // grad_output: [N, O, OH, OW] -> grad_input: [N, C, H, W]; adds to the weight and bias gradients.
+  // grad_output: [N, O, OH, OW] -> grad_input: [N, C, H, W]; adds to the weight and bias gradients. The cols
+  // matrices are recomputed, not cached, to save memory.
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "Conv2d.backward");
-    const Geometry g = geometry(input_);
-    expect_shape(grad_output, {g.N, g.O, g.OH, g.OW}, "Conv2d.backward", "grad_output");
+    const kernels::ConvShape g = shape_of(input_);
+    expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
 
     Tensor<T> grad_input(input_.shape());
-    for (std::int64_t n = 0; n < g.N; ++n) {
-      const T* dy = grad_output.data() + n * g.O * g.OHW;
-      T* dx = grad_input.data() + n * g.C * g.H * g.W;
-      // dW [O, C*k*k] += dY_n [O, OH*OW] x cols_n^T; cols are recomputed, not cached, to save memory.
-      kernels::gemm(false, true, g.O, g.CKK, g.OHW, T(1), dy, cols(input_, n, g), T(1),
-                    params_.weight_grad.data());
-      if (has_bias())
-        params_.bias_grad.vector() += kernels::ConstMatrixView<T>(dy, g.O, g.OHW).rowwise().sum();
-      // dX_n = col2im(W^T [C*k*k, O] x dY_n); a pointwise conv's cols are the image itself.
-      if (is_pointwise()) {
-        kernels::gemm(true, false, g.CKK, g.OHW, g.O, T(1), params_.weight.data(), dy, T(0), dx);
-      } else {
-        kernels::gemm(true, false, g.CKK, g.OHW, g.O, T(1), params_.weight.data(), dy, T(0),
-                      workspace_.data());
-        kernels::col2im(workspace_.data(), g.C, g.H, g.W, g.K, g.S, g.P, dx);
-      }
-    }
+    kernels::conv2d_backward(input_.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
+                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
+                             workspace_);
     return grad_input;
   }
 
@@ -103,43 +85,15 @@ class Conv2d : public Module<Conv2d<T>, T> {
     return {out_channels, in_channels, kernel_size, kernel_size};
   }
 
-  struct Geometry {
-    std::int64_t N, C, H, W, O, K, S, P, OH, OW, OHW, CKK;
-  };
-  Geometry geometry(const Tensor<T>& input) const {
-    Geometry g{};
-    g.N = input.size(0);
-    g.C = input.size(1);
-    g.H = input.size(2);
-    g.W = input.size(3);
-    g.O = out_channels_;
-    g.K = kernel_size_;
-    g.S = stride_;
-    g.P = padding_;
-    g.OH = kernels::window_output_size(g.H, g.K, g.S, g.P);
-    g.OW = kernels::window_output_size(g.W, g.K, g.S, g.P);
-    g.OHW = g.OH * g.OW;
-    g.CKK = g.C * g.K * g.K;
-    return g;
-  }
-
-  // A 1x1, stride-1, unpadded conv is a plain matrix product: the image [C, H*W] is its own cols matrix.
-  bool is_pointwise() const { return kernel_size_ == 1 && stride_ == 1 && padding_ == 0; }
-
-  // The cols matrix [C*k*k, OH*OW] of image n: the image itself for a pointwise conv, else im2col into the
-  // workspace (reallocated only when the geometry changes).
-  const T* cols(const Tensor<T>& input, std::int64_t n, const Geometry& g) {
-    const T* image = input.data() + n * g.C * g.H * g.W;
-    if (is_pointwise()) return image;
-    if (workspace_.shape() != std::vector<std::int64_t>{g.CKK, g.OHW}) workspace_ = Tensor<T>({g.CKK, g.OHW});
-    kernels::im2col(image, g.C, g.H, g.W, g.K, g.S, g.P, workspace_.data());
-    return workspace_.data();
+  kernels::ConvShape shape_of(const Tensor<T>& input) const {
+    return {input.size(0), input.size(1), input.size(2), input.size(3),
+            out_channels_, kernel_size_,  stride_,       padding_};
   }
 
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
-  WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
-  Tensor<T> input_;          // training mode: the forward input, for backward
-  Tensor<T> workspace_;      // [C*k*k, OH*OW]: im2col in forward and backward, then W^T x dY
+  WeightAndBias<T> params_;              // weight [O, C, k, k], bias [O] or none
+  Tensor<T> input_;                      // training mode: the forward input, for backward
+  kernels::ConvWorkspace<T> workspace_;  // the kernels' scratch, reused across calls
 };
 
 }  // namespace resnet::nn

@@ -1,0 +1,226 @@
+#pragma once
+// 2-d convolution of a whole batch as im2col + GEMM on fixed work units (square kernel k, stride s, zero
+// padding p, as torch.nn.Conv2d):
+//   forward   Y_n [O, OH*OW] = W [O, C*k*k] x cols(X_n) [C*k*k, OH*OW] (+ bias)
+//   backward  dW += sum_n dY_n x cols(X_n)^T,  dX_n = col2im(W^T x dY_n)
+// Work is cut into units that depend on the shape alone, never on the thread count: a unit is a group of
+// images laid side by side in one cols matrix (so small feature maps still give the GEMM enough columns), a
+// slice of one image's output pixels (so a single large image still splits), and a block of output channels
+// (so a single small image still splits). Each unit runs a single-threaded GEMM; one OpenMP loop spreads the
+// units over the threads. Every output element is thus computed by the same arithmetic on any thread count,
+// and the weight gradient is reduced in a fixed order, so results are bitwise independent of the threads.
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "resnet/core/parallel.hpp"
+#include "resnet/kernels/gemm.hpp"
+#include "resnet/kernels/im2col.hpp"
+#include "resnet/kernels/window.hpp"
+
+namespace resnet::kernels {
+
+// Input [N, C, H, W], weight [O, C, k, k], output [N, O, OH, OW].
+struct ConvShape {
+  std::int64_t N, C, H, W, O, k, s, p;
+  std::int64_t OH() const { return window_output_size(H, k, s, p); }
+  std::int64_t OW() const { return window_output_size(W, k, s, p); }
+  std::int64_t OHW() const { return OH() * OW(); }
+  std::int64_t CKK() const { return C * k * k; }
+  // A 1x1, stride-1, unpadded conv is a plain matrix product: the image [C, H*W] is its own cols matrix.
+  bool pointwise() const { return k == 1 && s == 1 && p == 0; }
+};
+
+// How a batch is cut into work units. Constants chosen by measurement on ResNet18's shapes (Eigen's GEMM
+// reaches ~70% of the FMA peak from about 256 columns on, ~50% at 64 and ~35% at 16).
+struct ConvPartition {
+  static constexpr std::int64_t kMinColumns = 256;     // group small images until a unit has this many
+  static constexpr std::int64_t kMaxColumns = 1024;    // slice larger images into pieces of at most this
+  static constexpr std::int64_t kMinUnits = 4;         // split further (pixels, then channels) below this
+  static constexpr std::int64_t kMinBlockRows = 32;    // never split output channels finer than this
+  static constexpr std::int64_t kWeightGradSlots = 4;  // partial weight gradients summed in a fixed order
+
+  std::int64_t images;      // images per group
+  std::int64_t groups;      // ceil(N / images)
+  std::int64_t pieces;      // pixel slices per image (1 when images > 1)
+  std::int64_t piece_size;  // output pixels per slice
+  std::int64_t row_blocks;  // output-channel blocks
+  std::int64_t block_rows;  // output channels per block
+  std::int64_t units() const { return groups * pieces * row_blocks; }
+  std::int64_t max_columns() const { return images * piece_size; }
+
+  // Forward: all three kinds of split. Backward (forward_only = false): whole images only, because col2im
+  // of two slices of one image would write the same input pixels.
+  static ConvPartition of(const ConvShape& g, bool forward_only) {
+    const std::int64_t OHW = g.OHW();
+    ConvPartition part{};
+    part.images = std::clamp<std::int64_t>((kMinColumns + OHW - 1) / OHW, 1, g.N);
+    part.groups = (g.N + part.images - 1) / part.images;
+    part.pieces = forward_only && part.images == 1 ? (OHW + kMaxColumns - 1) / kMaxColumns : 1;
+    while (forward_only && part.images == 1 && part.groups * part.pieces < kMinUnits &&
+           OHW / (2 * part.pieces) >= kMinColumns)
+      part.pieces *= 2;
+    part.row_blocks = 1;
+    while (forward_only && part.groups * part.pieces * part.row_blocks < kMinUnits &&
+           g.O / (2 * part.row_blocks) >= kMinBlockRows)
+      part.row_blocks *= 2;
+    part.piece_size = (OHW + part.pieces - 1) / part.pieces;
+    part.block_rows = (g.O + part.row_blocks - 1) / part.row_blocks;
+    return part;
+  }
+};
+
+namespace detail {
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+}  // namespace detail
+
+// Scratch memory of the convolution kernels, owned by the caller (a Conv2d module) so that it is allocated
+// once and reused: per-thread cols and product buffers, weight-gradient partials, the im2col/col2im tables.
+template <typename T>
+struct ConvWorkspace {
+  std::vector<T> scratch;
+  std::vector<std::int32_t> indices;
+  // Grows (never shrinks) to at least the given sizes; returns the scratch.
+  T* reserve(std::int64_t scratch_size, std::int64_t index_size) {
+    if (static_cast<std::int64_t>(scratch.size()) < scratch_size) scratch.resize(scratch_size);
+    if (static_cast<std::int64_t>(indices.size()) < index_size) indices.resize(index_size);
+    return scratch.data();
+  }
+};
+
+// x [N, C, H, W], weight [O, C*k*k], bias [O] or null -> y [N, O, OH, OW] (assigned).
+template <typename T>
+void conv2d_forward(const T* x, const T* weight, const T* bias, const ConvShape& g, T* y,
+                    ConvWorkspace<T>& ws) {
+  const ConvPartition part = ConvPartition::of(g, true);
+  const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
+  const std::int64_t per_thread = part.max_columns() * (CKK + part.block_rows);
+  T* workspace = ws.reserve(resnet::num_threads() * per_thread, KK * OHW);
+  const std::int32_t* offsets = ws.indices.data();
+  im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
+  RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (part.units() > 1))
+  for (std::int64_t unit = 0; unit < part.units(); ++unit) {
+    const std::int64_t block = unit % part.row_blocks, piece = unit / part.row_blocks % part.pieces;
+    const std::int64_t n0 = unit / (part.row_blocks * part.pieces) * part.images;
+    const std::int64_t images = std::min(part.images, g.N - n0);
+    const std::int64_t q0 = piece * part.piece_size, q1 = std::min(OHW, q0 + part.piece_size);
+    const std::int64_t o0 = block * part.block_rows, rows = std::min(part.block_rows, g.O - o0);
+    const std::int64_t width = q1 - q0, columns = images * width;
+    T* cols = workspace + detail::thread_index() * per_thread;
+    T* product = cols + CKK * columns;  // [rows, columns] when the images must be scattered afterwards
+
+    const T* b = x + n0 * CHW + q0;  // a pointwise conv reads one image in place
+    std::int64_t ldb = OHW;
+    if (!(g.pointwise() && images == 1)) {
+      for (std::int64_t i = 0; i < images; ++i)
+        im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets + q0, OHW, width, cols + i * width, columns);
+      b = cols;
+      ldb = columns;
+    }
+    // One image is written in place; several are computed side by side and then scattered to NCHW.
+    T* out = images == 1 ? y + (n0 * g.O + o0) * OHW + q0 : product;
+    const std::int64_t ldc = images == 1 ? OHW : columns;
+    if (bias && images == 1) {
+      // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
+      for (std::int64_t o = 0; o < rows; ++o)
+        std::fill(out + o * ldc, out + o * ldc + width, bias[o0 + o]);
+    }
+    gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb,
+         bias && images == 1 ? T(1) : T(0), out, ldc);
+    if (images > 1) {
+      for (std::int64_t i = 0; i < images; ++i) {
+        for (std::int64_t o = 0; o < rows; ++o) {
+          const T* src = product + o * columns + i * width;
+          T* dst = y + ((n0 + i) * g.O + o0 + o) * OHW + q0;
+          const T shift = bias ? bias[o0 + o] : T(0);
+          for (std::int64_t q = 0; q < width; ++q)
+            dst[q] = shift + src[q];
+        }
+      }
+    }
+  }
+}
+
+// x [N, C, H, W], weight [O, C*k*k], dy [N, O, OH, OW] -> dx [N, C, H, W] (assigned), dweight [O, C*k*k]
+// and dbias [O] (ADDED to; dbias may be null). Group u of images adds its dY_u x cols_u^T to weight-gradient
+// slot u % slots, each slot owned by one thread at a time; slot 0 is dweight itself and the others are
+// added to it in slot order at the end.
+template <typename T>
+void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
+                     T* dbias, ConvWorkspace<T>& ws) {
+  const ConvPartition part = ConvPartition::of(g, false);
+  const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
+  const std::int64_t OCKK = g.O * CKK;
+  const std::int64_t slots = std::min(part.groups, ConvPartition::kWeightGradSlots);
+  const std::int64_t per_thread = part.max_columns() * (CKK + g.O);
+  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK, KK * (OHW + HW));
+  T* partials = workspace + resnet::num_threads() * per_thread;  // slots 1.. : [slots - 1, O, C*k*k]
+  const std::int32_t* offsets = ws.indices.data();
+  const std::int32_t* sources = offsets + KK * OHW;
+  im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
+  col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + KK * OHW);
+  RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
+  for (std::int64_t slot = 0; slot < slots; ++slot) {
+    T* cols = workspace + detail::thread_index() * per_thread;
+    T* dweight_slot = slot == 0 ? dweight : partials + (slot - 1) * OCKK;
+    for (std::int64_t group = slot; group < part.groups; group += slots) {
+      const std::int64_t n0 = group * part.images, images = std::min(part.images, g.N - n0);
+      const std::int64_t columns = images * OHW;
+      // dY of the group as [O, images * OH*OW]: in place for one image, gathered for several.
+      const T* dy_group = dy + n0 * g.O * OHW;
+      if (images > 1) {
+        T* gathered = cols + CKK * columns;
+        for (std::int64_t i = 0; i < images; ++i) {
+          for (std::int64_t o = 0; o < g.O; ++o)
+            std::copy_n(dy + ((n0 + i) * g.O + o) * OHW, OHW, gathered + o * columns + i * OHW);
+        }
+        dy_group = gathered;
+      }
+      const T* b = x + n0 * CHW;
+      if (!(g.pointwise() && images == 1)) {
+        for (std::int64_t i = 0; i < images; ++i)
+          im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets, OHW, OHW, cols + i * OHW, columns);
+        b = cols;
+      }
+      // dW [O, C*k*k] += dY_u [O, columns] x cols_u^T; the first group of slots 1.. initialises its slot.
+      const bool first = slot > 0 && group == slot;
+      gemm(false, true, g.O, CKK, columns, T(1), dy_group, columns, b, columns, first ? T(0) : T(1),
+           dweight_slot, CKK);
+      // dX = col2im(W^T [C*k*k, O] x dY_u); a pointwise conv of one image writes dX directly.
+      if (g.pointwise() && images == 1) {
+        gemm(true, false, CKK, OHW, g.O, T(1), weight, CKK, dy_group, columns, T(0), dx + n0 * CHW, OHW);
+        continue;
+      }
+      gemm(true, false, CKK, columns, g.O, T(1), weight, CKK, dy_group, columns, T(0), cols, columns);
+      std::fill(dx + n0 * CHW, dx + (n0 + images) * CHW, T(0));
+      for (std::int64_t i = 0; i < images; ++i)
+        col2im(cols + i * OHW, g.C, HW, KK, sources, columns, dx + (n0 + i) * CHW);
+    }
+  }
+  if (slots > 1) {
+    RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (OCKK >= (std::int64_t{1} << 16)))
+    for (std::int64_t i = 0; i < OCKK; ++i) {
+      T sum = dweight[i];
+      for (std::int64_t slot = 1; slot < slots; ++slot)
+        sum += partials[(slot - 1) * OCKK + i];
+      dweight[i] = sum;
+    }
+  }
+  if (dbias) {
+    for (std::int64_t n = 0; n < g.N; ++n) {
+      for (std::int64_t o = 0; o < g.O; ++o) {
+        const T* dyp = dy + (n * g.O + o) * OHW;
+        dbias[o] += ConstMatrixView<T>(dyp, 1, OHW).sum();
+      }
+    }
+  }
+}
+
+}  // namespace resnet::kernels

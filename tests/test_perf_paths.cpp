@@ -1,0 +1,137 @@
+// Every fast path of the kernels against the plain definition, and results bitwise independent of the
+// thread count. Shapes are picked to force each way kernels/conv2d.hpp cuts a batch into work units.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "resnet/core/parallel.hpp"
+#include "resnet/core/rng.hpp"
+#include "resnet/kernels/conv2d.hpp"
+
+namespace {
+
+using resnet::kernels::ConvPartition;
+using resnet::kernels::ConvShape;
+
+std::vector<float> random_vector(std::int64_t n, std::uint64_t seed) {
+  resnet::Rng rng(seed);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (float& x : v)
+    x = static_cast<float>(rng.normal(0.0, 1.0));
+  return v;
+}
+
+struct Conv {
+  std::vector<float> y, dx, dweight, dbias;
+};
+
+// The definition, one product at a time in double: y = b + sum w * x, dx = sum w * dy, dw += sum x * dy,
+// db += sum dy, over every (n, o, oh, ow, c, ki, kj) whose input position lies inside the image.
+Conv plain_conv(const ConvShape& g, const std::vector<float>& x, const std::vector<float>& w,
+                const std::vector<float>& b, const std::vector<float>& dy, const std::vector<float>& dw0) {
+  const std::int64_t OH = g.OH(), OW = g.OW();
+  std::vector<double> y(g.N * g.O * OH * OW), dx(x.size(), 0.0), dw(dw0.begin(), dw0.end()), db(g.O, 0.0);
+  for (std::int64_t n = 0; n < g.N; ++n)
+    for (std::int64_t o = 0; o < g.O; ++o)
+      for (std::int64_t oh = 0; oh < OH; ++oh)
+        for (std::int64_t ow = 0; ow < OW; ++ow) {
+          const std::int64_t out = ((n * g.O + o) * OH + oh) * OW + ow;
+          double sum = b.empty() ? 0.0 : b[o];
+          db[o] += dy[out];
+          for (std::int64_t c = 0; c < g.C; ++c)
+            for (std::int64_t ki = 0; ki < g.k; ++ki)
+              for (std::int64_t kj = 0; kj < g.k; ++kj) {
+                const std::int64_t h = oh * g.s - g.p + ki, ww = ow * g.s - g.p + kj;
+                if (h < 0 || h >= g.H || ww < 0 || ww >= g.W) continue;
+                const std::int64_t in = ((n * g.C + c) * g.H + h) * g.W + ww;
+                const std::int64_t wi = ((o * g.C + c) * g.k + ki) * g.k + kj;
+                sum += double(w[wi]) * x[in];
+                dx[in] += double(w[wi]) * dy[out];
+                dw[wi] += double(x[in]) * dy[out];
+              }
+          y[out] = sum;
+        }
+  auto to_float = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  return {to_float(y), to_float(dx), to_float(dw), b.empty() ? std::vector<float>{} : to_float(db)};
+}
+
+Conv fast_conv(const ConvShape& g, const std::vector<float>& x, const std::vector<float>& w,
+               const std::vector<float>& b, const std::vector<float>& dy, const std::vector<float>& dw0) {
+  Conv r{std::vector<float>(dy.size()), std::vector<float>(x.size()), dw0,
+         std::vector<float>(b.empty() ? 0 : g.O, 0.0f)};
+  resnet::kernels::ConvWorkspace<float> ws;
+  resnet::kernels::conv2d_forward(x.data(), w.data(), b.empty() ? nullptr : b.data(), g, r.y.data(), ws);
+  resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, r.dx.data(), r.dweight.data(),
+                                   b.empty() ? nullptr : r.dbias.data(), ws);
+  return r;
+}
+
+void expect_close(const std::vector<float>& actual, const std::vector<float>& expected, const char* what) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  for (std::size_t i = 0; i < actual.size(); ++i)
+    ASSERT_NEAR(actual[i], expected[i], 1e-4 * (1 + std::abs(expected[i]))) << what << " at " << i;
+}
+
+struct Case {
+  const char* path;
+  ConvShape g;
+  bool bias;
+};
+
+class ConvPaths : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ConvPaths, MatchThePlainDefinitionAndIgnoreTheThreadCount) {
+  const auto [path, g, bias] = GetParam();
+  const auto x = random_vector(g.N * g.C * g.H * g.W, 1);
+  const auto w = random_vector(g.O * g.CKK(), 2);
+  const auto b = bias ? random_vector(g.O, 3) : std::vector<float>{};
+  const auto dy = random_vector(g.N * g.O * g.OHW(), 4);
+  const auto dw0 = random_vector(g.O * g.CKK(), 5);  // backward adds to what is there
+  const Conv expected = plain_conv(g, x, w, b, dy, dw0);
+
+  const int threads_before = resnet::num_threads();
+  std::vector<Conv> runs;
+  for (int threads : {1, 2, 3}) {
+    resnet::set_num_threads(threads);
+    runs.push_back(fast_conv(g, x, w, b, dy, dw0));
+  }
+  resnet::set_num_threads(threads_before);
+
+  SCOPED_TRACE(path);
+  expect_close(runs[0].y, expected.y, "y");
+  expect_close(runs[0].dx, expected.dx, "dx");
+  expect_close(runs[0].dweight, expected.dweight, "dweight");
+  expect_close(runs[0].dbias, expected.dbias, "dbias");
+  for (std::size_t r = 1; r < runs.size(); ++r) {
+    EXPECT_EQ(runs[r].y, runs[0].y) << "threads changed y";
+    EXPECT_EQ(runs[r].dx, runs[0].dx) << "threads changed dx";
+    EXPECT_EQ(runs[r].dweight, runs[0].dweight) << "threads changed dweight";
+    EXPECT_EQ(runs[r].dbias, runs[0].dbias) << "threads changed dbias";
+  }
+}
+
+// {N, C, H, W, O, k, s, p}
+INSTANTIATE_TEST_SUITE_P(
+    Partitions, ConvPaths,
+    ::testing::Values(Case{"one large image sliced into pixel pieces", {1, 3, 40, 40, 8, 3, 1, 1}, true},
+                      Case{"one small image split into channel blocks", {1, 16, 6, 6, 128, 3, 1, 1}, false},
+                      Case{"several images per unit, ragged last group", {40, 4, 8, 8, 8, 3, 2, 1}, true},
+                      Case{"pointwise, one image per unit", {3, 8, 20, 20, 16, 1, 1, 0}, true},
+                      Case{"pointwise, several images per unit", {5, 8, 6, 6, 16, 1, 1, 0}, false},
+                      Case{"strided 1x1 downsampling", {6, 8, 9, 9, 16, 1, 2, 0}, false},
+                      Case{"7x7 stride 2 stem", {2, 3, 23, 23, 8, 7, 2, 3}, false},
+                      Case{"padding wider than the kernel", {3, 2, 7, 9, 4, 2, 3, 2}, true}));
+
+TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
+  EXPECT_GT(ConvPartition::of({1, 3, 40, 40, 8, 3, 1, 1}, true).pieces, 1);
+  EXPECT_GT(ConvPartition::of({1, 16, 6, 6, 128, 3, 1, 1}, true).row_blocks, 1);
+  const ConvPartition grouped = ConvPartition::of({40, 4, 8, 8, 8, 3, 2, 1}, false);
+  EXPECT_GT(grouped.images, 1);
+  EXPECT_EQ(grouped.groups, 3);
+  EXPECT_GT(ConvPartition::of({5, 8, 6, 6, 16, 1, 1, 0}, false).images, 1);
+}
+
+}  // namespace
