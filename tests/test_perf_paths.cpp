@@ -10,6 +10,10 @@
 #include "resnet/core/parallel.hpp"
 #include "resnet/core/rng.hpp"
 #include "resnet/kernels/conv2d.hpp"
+#include "resnet/models/resnet.hpp"
+#include "resnet/nn/basic_block.hpp"
+#include "resnet/nn/batchnorm2d.hpp"
+#include "resnet/nn/relu.hpp"
 
 namespace {
 
@@ -132,6 +136,95 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(grouped.images, 1);
   EXPECT_EQ(grouped.groups, 3);
   EXPECT_GT(ConvPartition::of({5, 8, 6, 6, 16, 1, 1, 0}, false).images, 1);
+}
+
+resnet::Tensor<float> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed) {
+  resnet::Rng rng(seed);
+  resnet::Tensor<float> t(std::move(shape));
+  t.fill_normal(rng);
+  return t;
+}
+
+std::vector<float> values(const resnet::Tensor<float>& t) {
+  return {t.data(), t.data() + t.numel()};
+}
+
+// Every parameter gradient of a module, concatenated in named_parameters order.
+template <typename Module>
+std::vector<float> gradients(Module& m) {
+  std::vector<float> all;
+  for (const auto& p : m.named_parameters())
+    all.insert(all.end(), p.grad->data(), p.grad->data() + p.grad->numel());
+  return all;
+}
+
+// The fused BatchNorm + ReLU is the same arithmetic as the two modules one after the other, so it must agree
+// bitwise, in both passes and in the parameter gradients.
+TEST(BatchNormRelu, FusedPassesEqualBatchNormThenReLU) {
+  const auto x = random_tensor({3, 5, 4, 6}, 1), dy = random_tensor({3, 5, 4, 6}, 2);
+  resnet::nn::BatchNorm2d<float> fused(5), plain(5);
+  resnet::nn::ReLU<float> relu;
+  const auto y_fused = fused.forward_relu(x);
+  const auto y_plain = relu.forward(plain.forward(x));
+  EXPECT_EQ(values(y_fused), values(y_plain));
+  EXPECT_EQ(values(fused.backward_relu(dy, y_fused)), values(plain.backward(relu.backward(dy))));
+  EXPECT_EQ(gradients(fused), gradients(plain));
+  EXPECT_EQ(values(fused.running_mean()), values(plain.running_mean()));
+  EXPECT_THROW(resnet::nn::BatchNorm2d<float>(5).backward_relu(dy, y_fused), resnet::Error);
+  EXPECT_THROW(fused.backward_relu(dy, random_tensor({3, 5, 4, 5}, 3)), resnet::Error);
+}
+
+// BasicBlock (fused ReLUs) against the same block composed from the plain modules.
+TEST(BasicBlockFusion, EqualsThePlainComposition) {
+  for (int stride : {1, 2}) {
+    const int in = 4, out = stride == 1 ? 4 : 6;
+    resnet::nn::BasicBlock<float> block(in, out, stride, 7);
+    resnet::nn::Conv2d<float> conv1(in, out, 3, stride, 1, false, 7), conv2(out, out, 3, 1, 1, false, 8),
+        down(in, out, 1, stride, 0, false, 9);
+    resnet::nn::BatchNorm2d<float> bn1(out), bn2(out), down_bn(out);
+    resnet::nn::ReLU<float> relu1, relu2;
+    const auto x = random_tensor({2, in, 7, 7}, 4);
+    const auto y = block.forward(x);
+    const auto shortcut = block.has_downsample() ? down_bn.forward(down.forward(x)) : x;
+    const auto residual = bn2.forward(conv2.forward(relu1.forward(bn1.forward(conv1.forward(x)))));
+    resnet::Tensor<float> sum(residual.shape());
+    for (std::int64_t i = 0; i < sum.numel(); ++i)
+      sum[i] = residual[i] + shortcut[i];
+    EXPECT_EQ(values(y), values(relu2.forward(sum))) << "stride " << stride;
+
+    const auto dy = random_tensor(y.shape(), 5);
+    const auto dx = block.backward(dy);
+    const auto dsum = relu2.backward(dy);
+    auto dx_plain = conv1.backward(bn1.backward(relu1.backward(conv2.backward(bn2.backward(dsum)))));
+    const auto dshortcut = block.has_downsample() ? down.backward(down_bn.backward(dsum)) : dsum;
+    for (std::int64_t i = 0; i < dx_plain.numel(); ++i)
+      dx_plain[i] += dshortcut[i];
+    EXPECT_EQ(values(dx), values(dx_plain)) << "stride " << stride;
+    EXPECT_EQ(gradients(block.conv1()), gradients(conv1)) << "stride " << stride;
+    EXPECT_EQ(gradients(block.bn1()), gradients(bn1)) << "stride " << stride;
+    EXPECT_EQ(gradients(block.conv2()), gradients(conv2)) << "stride " << stride;
+    EXPECT_EQ(gradients(block.bn2()), gradients(bn2)) << "stride " << stride;
+  }
+}
+
+// A whole training step's gradients do not depend on the thread count.
+TEST(ThreadCount, ResNet18GradientsAreBitwiseEqualOnOneTwoAndThreeThreads) {
+  const auto x = random_tensor({3, 3, 16, 16}, 6), dy = random_tensor({3, 10}, 7);
+  const int threads_before = resnet::num_threads();
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2, 3}) {
+    resnet::set_num_threads(threads);
+    resnet::models::ResNet18<float> net(10, resnet::models::Stem::Cifar);
+    std::vector<float> all = values(net.forward(x));
+    const auto dx = values(net.backward(dy));
+    all.insert(all.end(), dx.begin(), dx.end());
+    const auto grads = gradients(net);
+    all.insert(all.end(), grads.begin(), grads.end());
+    runs.push_back(std::move(all));
+  }
+  resnet::set_num_threads(threads_before);
+  EXPECT_EQ(runs[1], runs[0]);
+  EXPECT_EQ(runs[2], runs[0]);
 }
 
 }  // namespace

@@ -4,11 +4,14 @@
 // BatchNormAcc<T>: double when T is float. Each channel is reduced by one thread in a fixed order, so results
 // do not depend on the thread count.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "resnet/core/parallel.hpp"
+#include "resnet/kernels/relu.hpp"
 
 namespace resnet::kernels {
 
@@ -77,9 +80,10 @@ void batchnorm_invstd(const T* var, double eps, std::int64_t C, T* invstd) {
 //   y = (x - mean) * invstd * gamma + beta,
 // evaluated as y = x * scale + shift with scale = gamma * invstd, shift = beta - mean * scale per channel, as
 // PyTorch's batch_norm_cpu_transform_input. Training passes the batch statistics, eval the running ones.
+// With relu, y = max(that, 0): the ReLU that follows a BatchNorm in ResNet, in the same pass.
 template <typename T>
 void batchnorm_forward(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
-                       std::int64_t N, std::int64_t C, std::int64_t HW, T* y) {
+                       std::int64_t N, std::int64_t C, std::int64_t HW, T* y, bool relu = false) {
   using Acc = BatchNormAcc<T>;
   RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
   for (std::int64_t plane = 0; plane < N * C; ++plane) {
@@ -89,20 +93,19 @@ void batchnorm_forward(const T* x, const T* mean, const T* invstd, const T* gamm
     const T shift = static_cast<T>(static_cast<Acc>(beta[c]) - static_cast<Acc>(mean[c]) * scale_acc);
     const T* xp = x + plane * HW;
     T* yp = y + plane * HW;
+    const T floor = relu ? T(0) : -std::numeric_limits<T>::infinity();
     for (std::int64_t i = 0; i < HW; ++i)
-      yp[i] = xp[i] * scale + shift;
+      yp[i] = std::max(xp[i] * scale + shift, floor);
   }
 }
 
-// Training-mode backward, where mean and invstd are themselves functions of x.
-// x, dy [N, C, HW]; mean, invstd, gamma [C] -> dx [N, C, HW] (assigned); dgamma, dbeta [C] (ADDED to).
-// With xhat = (x - mean) * invstd and M = N*HW (PyTorch's batch_norm_backward_cpu_template):
-//   dbeta  += sum(dy)
-//   dgamma += sum(dy * xhat)
-//   dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M)
-template <typename T>
-void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
-                        std::int64_t N, std::int64_t C, std::int64_t HW, T* dx, T* dgamma, T* dbeta) {
+namespace detail {
+// batchnorm_backward with dy of plane p read through dy_of_plane(p)(i), so that the masked and the plain
+// variant each compile to their own vectorised loops.
+template <typename T, typename DyOfPlane>
+void batchnorm_backward_with(const T* x, DyOfPlane dy_of_plane, const T* mean, const T* invstd,
+                             const T* gamma, std::int64_t N, std::int64_t C, std::int64_t HW, T* dx,
+                             T* dgamma, T* dbeta) {
   using Acc = BatchNormAcc<T>;
   const Acc count = static_cast<Acc>(N * HW);
   RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
@@ -111,10 +114,10 @@ void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd,
     Acc sum_dy = 0, sum_dy_xmu = 0;
     for (std::int64_t n = 0; n < N; ++n) {
       const T* xc = x + (n * C + c) * HW;
-      const T* dyc = dy + (n * C + c) * HW;
-      sum_dy += detail::sum_of<Acc>(HW, [dyc](std::int64_t i) { return static_cast<Acc>(dyc[i]); });
-      sum_dy_xmu += detail::sum_of<Acc>(HW, [xc, dyc, m](std::int64_t i) {
-        return (static_cast<Acc>(xc[i]) - m) * static_cast<Acc>(dyc[i]);
+      const auto dyc = dy_of_plane(n * C + c);
+      sum_dy += sum_of<Acc>(HW, [dyc](std::int64_t i) { return static_cast<Acc>(dyc(i)); });
+      sum_dy_xmu += sum_of<Acc>(HW, [xc, dyc, m](std::int64_t i) {
+        return (static_cast<Acc>(xc[i]) - m) * static_cast<Acc>(dyc(i));
       });
     }
     dbeta[c] = static_cast<T>(static_cast<Acc>(dbeta[c]) + sum_dy);
@@ -126,11 +129,44 @@ void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd,
     const T scale = static_cast<T>(static_cast<Acc>(gamma[c]) * istd);
     for (std::int64_t n = 0; n < N; ++n) {
       const T* xc = x + (n * C + c) * HW;
-      const T* dyc = dy + (n * C + c) * HW;
+      const auto dyc = dy_of_plane(n * C + c);
       T* dxc = dx + (n * C + c) * HW;
       for (std::int64_t i = 0; i < HW; ++i)
-        dxc[i] = (dyc[i] - mean_dy - (xc[i] - mu) * k) * scale;
+        dxc[i] = (dyc(i) - mean_dy - (xc[i] - mu) * k) * scale;
     }
+  }
+}
+}  // namespace detail
+
+// Training-mode backward, where mean and invstd are themselves functions of x.
+// x, dy [N, C, HW]; mean, invstd, gamma [C] -> dx [N, C, HW] (assigned); dgamma, dbeta [C] (ADDED to).
+// With xhat = (x - mean) * invstd and M = N*HW (PyTorch's batch_norm_backward_cpu_template):
+//   dbeta  += sum(dy)
+//   dgamma += sum(dy * xhat)
+//   dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M)
+// With relu_output (a tensor like x, or null), dy is first masked to dy * (relu_output > 0): the backward of
+// a ReLU applied after this BatchNorm (possibly after a residual add), fused so no masked copy is made.
+template <typename T>
+void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
+                        std::int64_t N, std::int64_t C, std::int64_t HW, T* dx, T* dgamma, T* dbeta,
+                        const T* relu_output = nullptr) {
+  if (relu_output) {
+    detail::batchnorm_backward_with(
+        x,
+        [dy, relu_output, HW](std::int64_t plane) {
+          const T* dyp = dy + plane * HW;
+          const T* rp = relu_output + plane * HW;
+          return [dyp, rp](std::int64_t i) { return keep_if(rp[i] > T(0), dyp[i]); };
+        },
+        mean, invstd, gamma, N, C, HW, dx, dgamma, dbeta);
+  } else {
+    detail::batchnorm_backward_with(
+        x,
+        [dy, HW](std::int64_t plane) {
+          const T* dyp = dy + plane * HW;
+          return [dyp](std::int64_t i) { return dyp[i]; };
+        },
+        mean, invstd, gamma, N, C, HW, dx, dgamma, dbeta);
   }
 }
 

@@ -5,8 +5,7 @@
 // Both are gathers driven by an index table that depends on the geometry alone and is shared by all
 // channels: im2col reads, for each kernel offset (ki, kj) and output pixel, one input pixel or a padding
 // zero; col2im sums, for each input pixel, the at most one column per kernel offset that read it. Gathers
-// vectorise (AVX2/AVX-512 gathers), have no per-row bookkeeping that would dominate small feature maps, and
-// make col2im write each input pixel from one place, so it needs no zero-initialised accumulator order.
+// vectorise (AVX2/AVX-512 gathers) and have no per-row bookkeeping that would dominate small feature maps.
 
 #include <cstdint>
 #include <vector>

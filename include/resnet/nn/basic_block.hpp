@@ -4,6 +4,9 @@
 // conv1 is 3x3 with the block's stride, conv2 3x3 stride 1, both without bias. The shortcut is the identity,
 // or a 1x1 conv (stride, no bias) + BatchNorm named "downsample.0"/"downsample.1" when the stride is not 1 or
 // the channel count changes, so torchvision state dicts load unchanged.
+// The two ReLUs are fused into the passes around them (bn1 + ReLU; residual add + ReLU; their backward masks
+// applied inside the BatchNorm backward passes), which saves five full passes over the activations and four
+// activation-sized tensors per block and step. They have no parameters, so no state-dict name changes.
 
 #include <cstdint>
 #include <optional>
@@ -12,7 +15,6 @@
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv2d.hpp"
 #include "resnet/nn/module.hpp"
-#include "resnet/nn/relu.hpp"
 
 namespace resnet::nn {
 
@@ -34,14 +36,12 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
   void visit(Visitor& v) {
     v.child("conv1", conv1_);
     v.child("bn1", bn1_);
-    v.child("relu1", relu1_);
     v.child("conv2", conv2_);
     v.child("bn2", bn2_);
     if (has_downsample()) {
       v.child("downsample.0", *downsample_conv_);
       v.child("downsample.1", *downsample_bn_);
     }
-    v.child("relu2", relu2_);
   }
 
   bool has_downsample() const { return downsample_conv_.has_value(); }
@@ -49,26 +49,34 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
   // [N, in, H, W] -> [N, out, H', W'] with H' = (H - 1) / stride + 1.
   Tensor<T> forward(const Tensor<T>& input) {
     expect_rank(input, 4, "BasicBlock.forward", "[N, C, H, W]");
-    const Tensor<T> residual =
-        bn2_.forward(conv2_.forward(relu1_.forward(bn1_.forward(conv1_.forward(input)))));
+    const Tensor<T> hidden = bn1_.forward_relu(conv1_.forward(input));
+    const Tensor<T> residual = bn2_.forward(conv2_.forward(hidden));
     const Tensor<T> shortcut =
         has_downsample() ? downsample_bn_->forward(downsample_conv_->forward(input)) : input;
     check(shortcut.shape() == residual.shape(), "BasicBlock.forward: shortcut ",
           shape_string(shortcut.shape()), " and residual ", shape_string(residual.shape()), " differ");
-    Tensor<T> sum(residual.shape());
-    kernels::add(residual.data(), shortcut.data(), sum.data(), sum.numel());
-    return relu2_.forward(sum);
+    Tensor<T> output(residual.shape());
+    kernels::add_relu(residual.data(), shortcut.data(), output.data(), output.numel());
+    // The ReLU outputs are the masks backward needs; hidden is also conv2's cached input, so this is free.
+    hidden_ = this->is_training() ? hidden : Tensor<T>();
+    output_ = this->is_training() ? output : Tensor<T>();
+    return output;
   }
 
-  // The add sends grad_sum unchanged to both branches; their input gradients add up. Gradients a module
-  // returns are never kept by it, so the sum may be written into grad_input.
+  // The add sends the gradient that passed the final ReLU unchanged to both branches; their input gradients
+  // add up. Gradients a module returns are never kept by it, so the sum may be written into grad_input.
   Tensor<T> backward(const Tensor<T>& grad_output) {
-    const Tensor<T> grad_sum = relu2_.backward(grad_output);
-    Tensor<T> grad_input =
-        conv1_.backward(bn1_.backward(relu1_.backward(conv2_.backward(bn2_.backward(grad_sum)))));
-    const Tensor<T> grad_shortcut =
-        has_downsample() ? downsample_conv_->backward(downsample_bn_->backward(grad_sum)) : grad_sum;
-    kernels::add(grad_input.data(), grad_shortcut.data(), grad_input.data(), grad_input.numel());
+    expect_cached(!output_.empty(), "BasicBlock.backward");
+    expect_shape(grad_output, output_.shape(), "BasicBlock.backward", "grad_output");
+    Tensor<T> grad_input = conv1_.backward(
+        bn1_.backward_relu(conv2_.backward(bn2_.backward_relu(grad_output, output_)), hidden_));
+    if (has_downsample()) {
+      const Tensor<T> grad_shortcut =
+          downsample_conv_->backward(downsample_bn_->backward_relu(grad_output, output_));
+      kernels::add(grad_input.data(), grad_shortcut.data(), grad_input.data(), grad_input.numel());
+    } else {
+      kernels::add_relu_backward(output_.data(), grad_output.data(), grad_input.data(), grad_input.numel());
+    }
     return grad_input;
   }
 
@@ -80,12 +88,12 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
  private:
   Conv2d<T> conv1_;
   BatchNorm2d<T> bn1_;
-  ReLU<T> relu1_;
   Conv2d<T> conv2_;
   BatchNorm2d<T> bn2_;
   std::optional<Conv2d<T>> downsample_conv_;
   std::optional<BatchNorm2d<T>> downsample_bn_;
-  ReLU<T> relu2_;
+  Tensor<T> hidden_;  // training mode: relu(bn1(conv1(x))), the first ReLU's output
+  Tensor<T> output_;  // training mode: the block's output, the second ReLU's output
 };
 
 }  // namespace resnet::nn

@@ -54,42 +54,24 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   }
 
   // input [N, C, H, W] -> output [N, C, H, W]
-  Tensor<T> forward(const Tensor<T>& input) {
-    expect_rank(input, 4, "BatchNorm2d.forward", "[N, C, H, W]");
-    check(input.size(1) == num_features_, "BatchNorm2d.forward: input has ", input.size(1),
-          " channels, expected ", num_features_, " (input shape ", shape_string(input.shape()), ")");
-    const std::int64_t N = input.size(0), C = num_features_, HW = input.size(2) * input.size(3);
-    Tensor<T> output(input.shape());
-    if (!this->is_training()) {
-      kernels::batchnorm_invstd(running_var_.data(), eps_, C, invstd_.data());
-      kernels::batchnorm_forward(input.data(), running_mean_.data(), invstd_.data(), weight_.data(),
-                                 bias_.data(), N, C, HW, output.data());
-      input_ = Tensor<T>();
-      return output;
-    }
-    // PyTorch refuses too: the biased variance of one value is 0 and its unbiased variance undefined.
-    check(N * HW > 1,
-          "BatchNorm2d.forward: expected more than 1 value per channel when training, got input shape ",
-          shape_string(input.shape()));
-    kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
-    kernels::batchnorm_invstd(var_.data(), eps_, C, invstd_.data());
-    kernels::batchnorm_forward(input.data(), mean_.data(), invstd_.data(), weight_.data(), bias_.data(), N, C,
-                               HW, output.data());
-    update_running_stats(N * HW);
-    input_ = input;
-    return output;
-  }
+  Tensor<T> forward(const Tensor<T>& input) { return normalize(input, false); }
+
+  // relu(forward(input)) in one pass over the data: ResNet's BatchNorm + ReLU pair. It leaves the module in
+  // the state forward(input) would, so backward_relu follows it.
+  Tensor<T> forward_relu(const Tensor<T>& input) { return normalize(input, true); }
 
   // grad_output [N, C, H, W] -> grad_input [N, C, H, W]; adds to the weight and bias gradients.
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "BatchNorm2d.backward");
-    expect_shape(grad_output, input_.shape(), "BatchNorm2d.backward", "grad_output");
-    Tensor<T> grad_input(input_.shape());
-    kernels::batchnorm_backward(input_.data(), grad_output.data(), mean_.data(), invstd_.data(),
-                                weight_.data(), input_.size(0), num_features_,
-                                input_.size(2) * input_.size(3), grad_input.data(), weight_grad_.data(),
-                                bias_grad_.data());
-    return grad_input;
+    return backward_masked(grad_output, nullptr);
+  }
+
+  // The backward of relu(bn(x) + r), for any r that does not depend on x, given that ReLU's output: the
+  // ReLU's mask (relu_output > 0) is applied to grad_output on the fly instead of in a pass of its own.
+  Tensor<T> backward_relu(const Tensor<T>& grad_output, const Tensor<T>& relu_output) {
+    expect_cached(!input_.empty(), "BatchNorm2d.backward_relu");
+    expect_shape(relu_output, input_.shape(), "BatchNorm2d.backward_relu", "relu_output");
+    return backward_masked(grad_output, relu_output.data());
   }
 
   Tensor<T>& weight() { return weight_; }
@@ -107,6 +89,44 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   double momentum() const { return momentum_; }
 
  private:
+  // forward, followed by a ReLU when relu is set.
+  Tensor<T> normalize(const Tensor<T>& input, bool relu) {
+    expect_rank(input, 4, "BatchNorm2d.forward", "[N, C, H, W]");
+    check(input.size(1) == num_features_, "BatchNorm2d.forward: input has ", input.size(1),
+          " channels, expected ", num_features_, " (input shape ", shape_string(input.shape()), ")");
+    const std::int64_t N = input.size(0), C = num_features_, HW = input.size(2) * input.size(3);
+    Tensor<T> output(input.shape());
+    if (!this->is_training()) {
+      kernels::batchnorm_invstd(running_var_.data(), eps_, C, invstd_.data());
+      kernels::batchnorm_forward(input.data(), running_mean_.data(), invstd_.data(), weight_.data(),
+                                 bias_.data(), N, C, HW, output.data(), relu);
+      input_ = Tensor<T>();
+      return output;
+    }
+    // PyTorch refuses too: the biased variance of one value is 0 and its unbiased variance undefined.
+    check(N * HW > 1,
+          "BatchNorm2d.forward: expected more than 1 value per channel when training, got input shape ",
+          shape_string(input.shape()));
+    kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
+    kernels::batchnorm_invstd(var_.data(), eps_, C, invstd_.data());
+    kernels::batchnorm_forward(input.data(), mean_.data(), invstd_.data(), weight_.data(), bias_.data(), N, C,
+                               HW, output.data(), relu);
+    update_running_stats(N * HW);
+    input_ = input;
+    return output;
+  }
+
+  // backward with grad_output masked by relu_output > 0 when relu_output is not null.
+  Tensor<T> backward_masked(const Tensor<T>& grad_output, const T* relu_output) {
+    expect_shape(grad_output, input_.shape(), "BatchNorm2d.backward", "grad_output");
+    Tensor<T> grad_input(input_.shape());
+    kernels::batchnorm_backward(input_.data(), grad_output.data(), mean_.data(), invstd_.data(),
+                                weight_.data(), input_.size(0), num_features_,
+                                input_.size(2) * input_.size(3), grad_input.data(), weight_grad_.data(),
+                                bias_grad_.data(), relu_output);
+    return grad_input;
+  }
+
   // From mean_ and var_ (biased) of a batch with `count` values per channel.
   void update_running_stats(std::int64_t count) {
     using Acc = kernels::BatchNormAcc<T>;
