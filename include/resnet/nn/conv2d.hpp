@@ -1,7 +1,6 @@
 #pragma once
 // Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
-// and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a workspace the module
-// owns and reuses.
+// and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a reused workspace.
 
 #include <cstdint>
 
@@ -43,7 +42,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
 
     Tensor<T> output({g.N, g.O, g.OH(), g.OW()});
     kernels::conv2d_forward(input.data(), params_.weight.data(), has_bias() ? params_.bias.data() : nullptr,
-                            g, output.data(), workspace_);
+                            g, output.data(), workspace());
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
   }
@@ -58,7 +57,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
     Tensor<T> grad_input(input_.shape());
     kernels::conv2d_backward(input_.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
                              params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
-                             workspace_);
+                             workspace());
     return grad_input;
   }
 
@@ -90,10 +89,16 @@ class Conv2d : public Module<Conv2d<T>, T> {
             out_channels_, kernel_size_,  stride_,       padding_};
   }
 
+  // The kernels' scratch, one per calling thread shared by every Conv2d: layers run one after another, so
+  // the peak is the largest layer's need rather than the sum over layers (tens of MB in ResNet18).
+  static kernels::ConvWorkspace<T>& workspace() {
+    thread_local kernels::ConvWorkspace<T> shared;
+    return shared;
+  }
+
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
-  WeightAndBias<T> params_;              // weight [O, C, k, k], bias [O] or none
-  Tensor<T> input_;                      // training mode: the forward input, for backward
-  kernels::ConvWorkspace<T> workspace_;  // the kernels' scratch, reused across calls
+  WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
+  Tensor<T> input_;          // training mode: the forward input, for backward
 };
 
 }  // namespace resnet::nn
