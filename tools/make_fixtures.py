@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""Writes the PyTorch parity fixtures that tests/test_parity_layers.cpp and tests/test_parity_resnet.cpp load.
+"""Writes the PyTorch fixtures the C++ tests load (test_parity_layers, test_parity_resnet, and interop/ for
+test_safetensors and test_classify_preprocess).
 
 Run with Debian's PyTorch (torch 1.13, torchvision 0.14):  /usr/bin/python3 tools/make_fixtures.py
 It rewrites every file in tests/fixtures/ (or the directory given with --out) and is deterministic: seeded,
 one thread, so a re-run gives byte-identical files on the same machine.
 
-Files are in the safetensors layout, written by hand so no package beyond torch is needed (numpy comes with it):
+Files are safetensors, written by tools/export_torchvision.py's writer (plain Python, no package beyond torch):
 an 8-byte little-endian header length, a JSON header {key: {"dtype", "shape", "data_offsets"}, "__metadata__":
 {string: string}}, then the raw little-endian data. The metadata holds each case's configuration (module
 arguments), so the C++ tests build their modules from the same numbers as this script.
@@ -19,6 +20,11 @@ weights, buffers and inputs come from a closed-form formula that tests/support/f
 identically (integer hash -> double -> float, bit for bit), so no weights are stored. See formula_unit /
 formula_value below, and the comments above run_network and NETWORK_CASES.
 
+Interop fixtures (interop/): a torchvision resnet18 exported by tools/export_torchvision.py, identified by its
+header, size and CRC-32 (the 47 MB file itself is rebuilt by the C++ test from the formula), with PyTorch's
+eval-mode logits; every dtype the loader reads; a torchvision BasicBlock exported in BF16; torchvision's image
+preprocessing. See make_interop_fixtures.
+
 --measure-float-noise N writes nothing; it runs every network case on N other inputs in float32 and float64 and
 prints the worst float32 error of each stored quantity: the rounding noise test_parity_resnet.cpp's float
 bounds are set from.
@@ -29,6 +35,10 @@ import json
 import math
 import os
 import struct
+import subprocess
+import sys
+import tempfile
+import zlib
 
 import numpy as np
 import torch
@@ -36,26 +46,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-DTYPES = {torch.float32: ("F32", "<f4"), torch.float64: ("F64", "<f8"), torch.int64: ("I64", "<i8")}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_torchvision  # noqa: E402  (the one safetensors writer: fixtures and user exports alike)
 
-
-def write_safetensors(path, tensors, metadata):
-    """tensors: ordered dict name -> torch tensor; metadata: dict str -> str."""
-    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
-    chunks, offset = [], 0
-    for name, t in tensors.items():
-        dtype, np_dtype = DTYPES[t.dtype]
-        data = t.detach().contiguous().numpy().astype(np_dtype).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        chunks.append(data)
-        offset += len(data)
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)  # pad so the data starts 8-byte aligned, as safetensors writers do
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        for c in chunks:
-            f.write(c)
+write_safetensors = export_torchvision.write_safetensors
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,6 +332,123 @@ def make_network_fixtures(out_dir):
                    tensors["logits"].norm().item(), tensors["eval_logits"].norm().item()))
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Interop fixtures, in tests/fixtures/interop/ (tests/test_safetensors.cpp, tests/test_classify_preprocess.cpp).
+# They draw from their own generator, so adding them changed no other fixture.
+
+EXPORTER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_torchvision.py")
+EXPORT_BATCHES_TRACKED = 7  # num_batches_tracked of every BatchNorm in the exported resnet18
+EXPORT_INPUT_SHAPE = (2, 3, 224, 224)
+
+
+def make_torchvision_export_fixture(out_dir):
+    """A full torchvision resnet18 (1000 classes, ImageNet stem: its own layout, unchanged) exported through the
+    user's path (torch.save -> tools/export_torchvision.py --state-dict), and PyTorch's eval-mode logits.
+
+    The exported file is 47 MB, too big to commit, so the fixture keeps what identifies it instead: its JSON
+    header verbatim, its size and its CRC-32. Its weights are the formula weights (running stats included, so
+    eval mode is not the identity) with num_batches_tracked = 7, which the C++ test reproduces: it rebuilds the
+    file from the header and the formula, checks that size and CRC-32 match (so the bytes it loads are the
+    bytes the exporter wrote), loads it with resnet::io::load_safetensors and compares the logits."""
+    model = torchvision.models.resnet18()
+    apply_formula_weights(model)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.num_batches_tracked.fill_(EXPORT_BATCHES_TRACKED)
+    with tempfile.TemporaryDirectory() as tmp:
+        pth = os.path.join(tmp, "resnet18.pth")
+        exported = os.path.join(tmp, "resnet18.safetensors")
+        torch.save(model.state_dict(), pth)
+        subprocess.run([sys.executable, EXPORTER, "--state-dict", pth, exported], check=True)
+        with open(exported, "rb") as f:
+            blob = f.read()
+    (header_size,) = struct.unpack("<Q", blob[:8])
+    model.eval()
+    x = formula_input(0, EXPORT_INPUT_SHAPE)
+    with torch.no_grad():
+        logits = model(x)
+        logits_f64 = model.double()(x.double())
+    write_safetensors(os.path.join(out_dir, "torchvision_resnet18.safetensors"),
+                      {"logits": logits, "logits_f64": logits_f64},
+                      dict(export_header=blob[8:8 + header_size].decode(), export_size=len(blob),
+                           export_crc32=zlib.crc32(blob), num_batches_tracked=EXPORT_BATCHES_TRACKED,
+                           input_shape=json.dumps(list(EXPORT_INPUT_SHAPE))))
+    print("torchvision_resnet18: export %d bytes, crc32 %08x, |logits| %.3g" %
+          (len(blob), zlib.crc32(blob), logits.norm().item()))
+
+
+def make_dtype_fixtures(out_dir, g):
+    """safetensors_dtypes: the same values stored as F16, BF16, F32, F64 (and integers as I64), each next to
+    what PyTorch makes of them in float64 ("expected.<dtype>"): zeros of both signs, subnormals, overflow to
+    inf, inf, nan. torchvision_basic_block_bf16: a torchvision BasicBlock (4 -> 8, stride 2, projection
+    shortcut, as resnet's _make_layer builds it) exported in BF16 by export_torchvision's own functions; its
+    values as float64 are "block/<name>" in safetensors_dtypes."""
+    edge = torch.tensor([0.0, -0.0, 1.0, -2.5, math.pi, 1.0009765625, 65504.0, 70000.0, 1e-5, 6e-8, 1e-40, 1e38,
+                         3.3e38, -1e30, float("inf"), float("-inf"), float("nan")], dtype=torch.float64)
+    tensors = {}
+    for name, dtype in [("F16", torch.float16), ("BF16", torch.bfloat16), ("F32", torch.float32),
+                        ("F64", torch.float64)]:
+        tensors["values." + name] = edge.to(dtype)
+        tensors["expected." + name] = edge.to(dtype).double()
+    integers = torch.tensor([[0, -1, 7], [2 ** 40 + 3, -(2 ** 52), 123456789]], dtype=torch.int64)
+    tensors["values.I64"] = integers
+    tensors["expected.I64"] = integers.double()
+
+    block = torchvision.models.resnet.BasicBlock(
+        4, 8, stride=2, downsample=nn.Sequential(torchvision.models.resnet.conv1x1(4, 8, 2), nn.BatchNorm2d(8)))
+    with torch.no_grad():
+        for name, t in list(block.named_parameters()) + list(block.named_buffers()):
+            if name.endswith("num_batches_tracked"):
+                t.fill_(3)
+            elif name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=g))
+    exported = export_torchvision.convert(block.state_dict(), torch.bfloat16)
+    write_safetensors(os.path.join(out_dir, "torchvision_basic_block_bf16.safetensors"), exported,
+                      {"format": "pt", "source": "torchvision BasicBlock(4, 8, stride=2)"})
+    for name, t in exported.items():
+        tensors["block/" + name] = t.double()
+    write_safetensors(os.path.join(out_dir, "safetensors_dtypes.safetensors"), tensors, {})
+
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def make_image_fixtures(out_dir, g):
+    """image_preprocess: 8-bit RGB images [H, W, 3] (as stb_image decodes them) through torchvision's
+    ToTensor -> Resize(size, bilinear, antialias) -> CenterCrop(crop) -> Normalize(ImageNet mean, std), the
+    pipeline examples/classify runs at size 256, crop 224. Cases: downscaling with a centre crop offset of
+    6.5 (Python rounds it to 6), upscaling, and an image whose shorter side already has the size (no resize;
+    offset 7.5 rounds to 8); the first two with and without antialiasing."""
+    import torchvision.transforms as T
+
+    images = {"down": (23, 37), "up": (7, 5), "same": (27, 16)}
+    cases = [("down_aa", "down", 16, 12, True), ("down", "down", 16, 12, False), ("up_aa", "up", 12, 10, True),
+             ("up", "up", 12, 10, False), ("same", "same", 16, 12, True)]
+    tensors = {}
+    for name, (h, w) in images.items():
+        tensors["image/" + name] = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.int64)
+    for case, image, size, crop, antialias in cases:
+        pixels = tensors["image/" + image].to(torch.uint8).numpy()
+        pipeline = T.Compose([T.ToTensor(), T.Resize(size, antialias=antialias), T.CenterCrop(crop),
+                              T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        tensors["expected/" + case] = pipeline(pixels).unsqueeze(0)
+    write_safetensors(os.path.join(out_dir, "image_preprocess.safetensors"), tensors,
+                      dict(cases=json.dumps([[c, i, s, k, int(a)] for c, i, s, k, a in cases])))
+
+
+def make_interop_fixtures(out_dir):
+    # In their own directory: test_parity_layers.cpp requires every other file to be a layer case.
+    out_dir = os.path.join(out_dir, "interop")
+    os.makedirs(out_dir, exist_ok=True)
+    g = torch.Generator().manual_seed(5)
+    make_torchvision_export_fixture(out_dir)
+    make_dtype_fixtures(out_dir, g)
+    make_image_fixtures(out_dir, g)
+
+
 def measure_float_noise(count):
     def rel(a, b):
         return ((a.double() - b.double()).norm() / b.double().norm()).item()
@@ -368,6 +479,7 @@ def main():
     torch.manual_seed(0)
     make_layer_fixtures(args.out)
     make_network_fixtures(args.out)
+    make_interop_fixtures(args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,183 @@
+// classify: one image file through a ResNet18 (or ResNet34) from a safetensors file, top-k classes with their
+// softmax probabilities.
+//
+//   classify --weights resnet18.safetensors cat.jpg [--top 5] [--benchmark N] [--threads N]
+//
+// Weights: any torchvision resnet18/resnet34 state dict (tools/export_torchvision.py --model resnet18
+// --pretrained writes ImageNet's), or a file our save_safetensors wrote. The architecture is read from the
+// tensor shapes: the stem from conv1.weight, the class count from fc.weight.
+// Image: PNG or JPEG (stb_image), to RGB; then torchvision's evaluation transform (io/image.hpp): shorter
+// side to 256 with antialiased bilinear resizing (--no-antialias: plain bilinear, as Resize(antialias=False)
+// on a tensor), centre crop 224, ImageNet mean and std. The model runs with BatchNorm folded into the
+// convolutions (same logits, less work); --no-fold keeps it.
+// --benchmark N times N forward passes at batch 1 (after one warm-up) and reports median, mean and minimum.
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#include <stb_image.h>
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <resnet/io/image.hpp>
+#include <resnet/io/safetensors.hpp>
+#include <resnet/models/fold_batchnorm.hpp>
+#include <resnet/resnet.hpp>
+
+// CMake points this at examples/imagenet_classes.txt; --labels overrides it.
+#ifndef RESNET_IMAGENET_CLASSES
+#define RESNET_IMAGENET_CLASSES ""
+#endif
+
+namespace {
+
+using resnet::Tensor;
+
+struct Image {
+  int width = 0, height = 0;
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels{nullptr, stbi_image_free};  // [height, width, 3]
+};
+
+Image load_image(const std::string& path) {
+  Image image;
+  int channels_in_file = 0;
+  image.pixels.reset(stbi_load(path.c_str(), &image.width, &image.height, &channels_in_file, 3));
+  resnet::check(image.pixels != nullptr, "classify: cannot read image ", path, ": ", stbi_failure_reason());
+  return image;
+}
+
+// One class name a line; "class N" for every class when the file does not have exactly one per class (said
+// on stderr when the file was asked for: the default ImageNet names just do not fit other class counts).
+std::vector<std::string> load_labels(const std::string& path, int num_classes, bool asked_for) {
+  std::vector<std::string> labels;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    labels.push_back(line);
+  if (static_cast<int>(labels.size()) != num_classes) {
+    if (asked_for)
+      std::fprintf(stderr, "classify: %s has %zu names for %d classes; printing class numbers\n",
+                   path.c_str(), labels.size(), num_classes);
+    labels.clear();
+    for (int c = 0; c < num_classes; ++c)
+      labels.push_back("class " + std::to_string(c));
+  }
+  return labels;
+}
+
+// The ResNet a state dict describes, by its tensor shapes (exports carry no architecture metadata).
+resnet::models::ResNet<float> model_for(const resnet::io::Safetensors& weights, const std::string& path) {
+  const resnet::io::NamedTensor* conv1 = weights.find("conv1.weight");
+  const resnet::io::NamedTensor* fc = weights.find("fc.weight");
+  resnet::check(conv1 && conv1->shape.size() == 4 && fc && fc->shape.size() == 2, "classify: ", path,
+                " has no conv1.weight [64, 3, k, k] and fc.weight [classes, 512]: not a ResNet state dict");
+  resnet::check(conv1->shape[1] == 3, "classify: ", path, " is for ", conv1->shape[1],
+                "-channel images; classify reads RGB");
+  const auto stem = conv1->shape[2] == 7 ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
+  const bool resnet34 = weights.find("layer1.2.conv1.weight") != nullptr;
+  return resnet::models::ResNet<float>(
+      resnet34 ? std::array<int, 4>{3, 4, 6, 3} : std::array<int, 4>{2, 2, 2, 2},
+      static_cast<int>(fc->shape[0]), stem);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Classify an image with a ResNet18 from a safetensors file"};
+  std::string weights_path, image_path;
+  std::string labels_path = RESNET_IMAGENET_CLASSES;
+  int top = 5, benchmark = 0, threads = 0;
+  bool no_fold = false, no_antialias = false;
+  app.add_option("--weights", weights_path, "safetensors file with torchvision resnet18 names")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("image", image_path, "PNG or JPEG file")->required()->check(CLI::ExistingFile);
+  app.add_option("--top", top, "how many classes to print")->check(CLI::PositiveNumber);
+  app.add_option("--benchmark", benchmark, "time N forward passes at batch 1")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "threads (default: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--labels", labels_path, "class names, one a line")->capture_default_str();
+  app.add_flag("--no-fold", no_fold, "run with separate BatchNorm layers");
+  app.add_flag("--no-antialias", no_antialias, "resize with plain bilinear interpolation");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (threads > 0) resnet::set_num_threads(threads);
+    const resnet::io::Safetensors weights = resnet::io::read_safetensors(weights_path);
+    resnet::models::ResNet<float> model = model_for(weights, weights_path);
+    resnet::io::load_state(model, weights, {}, weights_path);
+    model.eval();
+    std::unique_ptr<resnet::models::FoldedResNet<float>> folded;
+    if (!no_fold) folded = std::make_unique<resnet::models::FoldedResNet<float>>(model);
+    const auto forward = [&](const Tensor<float>& x) {
+      return folded ? folded->forward(x) : model.forward(x);
+    };
+
+    const Image image = load_image(image_path);
+    resnet::io::ImagePreprocessing preprocessing;
+    preprocessing.antialias = !no_antialias;
+    const Tensor<float> input =
+        resnet::io::preprocess_image<float>(image.pixels.get(), image.height, image.width, 3, preprocessing);
+    const auto [h, w] = resnet::io::resized_shape(image.height, image.width, preprocessing.resize);
+    std::printf("%s: %dx%d pixels, resized to %dx%d, centre crop %dx%d\n", image_path.c_str(), image.width,
+                image.height, w, h, preprocessing.crop, preprocessing.crop);
+    std::printf("%s (%s stem, %d classes, BatchNorm %s) from %s\n",
+                weights.find("layer1.2.conv1.weight") ? "ResNet34" : "ResNet18",
+                model.stem() == resnet::models::Stem::ImageNet ? "imagenet" : "cifar", model.num_classes(),
+                folded ? "folded" : "separate", weights_path.c_str());
+
+    // Softmax in double, largest logit subtracted first; ties keep class order.
+    const Tensor<float> logits = forward(input);
+    const int classes = model.num_classes();
+    const double largest = *std::max_element(logits.data(), logits.data() + classes);
+    std::vector<double> probability(static_cast<std::size_t>(classes));
+    double total = 0;
+    for (int c = 0; c < classes; ++c)
+      total += probability[static_cast<std::size_t>(c)] = std::exp(static_cast<double>(logits[c]) - largest);
+    std::vector<int> order(static_cast<std::size_t>(classes));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return probability[static_cast<std::size_t>(a)] > probability[static_cast<std::size_t>(b)];
+    });
+    const std::vector<std::string> labels = load_labels(labels_path, classes, app.count("--labels") > 0);
+    top = std::min(top, classes);
+    std::printf("top %d:\n", top);
+    for (int k = 0; k < top; ++k) {
+      const int c = order[static_cast<std::size_t>(k)];
+      std::printf("%4d %7.2f%%  %s (%d)\n", k + 1, 100 * probability[static_cast<std::size_t>(c)] / total,
+                  labels[static_cast<std::size_t>(c)].c_str(), c);
+    }
+
+    if (benchmark > 0) {
+      forward(input);  // warm-up: workspaces, caches
+      std::vector<double> ms;
+      for (int i = 0; i < benchmark; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        forward(input);
+        ms.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+      }
+      std::sort(ms.begin(), ms.end());
+      const double median =
+          ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
+      std::printf(
+          "benchmark: %d forward passes at batch 1, %d thread%s: median %.2f ms, mean %.2f ms, min %.2f ms\n",
+          benchmark, resnet::num_threads(), resnet::num_threads() == 1 ? "" : "s", median,
+          std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size()), ms.front());
+    }
+  } catch (const resnet::Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

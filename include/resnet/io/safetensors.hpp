@@ -1,0 +1,263 @@
+#pragma once
+// A module's parameters and buffers to and from safetensors files, under torchvision's state-dict names and
+// in its order ("conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+// "bn1.num_batches_tracked", "layer1.0.conv1.weight", ...), so torchvision weights exported by
+// tools/export_torchvision.py load unchanged, and our files load in PyTorch:
+//   safetensors.torch.load_file(path) -> torchvision.models.resnet18().load_state_dict(...)
+//
+//   io::save_safetensors(net, "net.safetensors");                    // every parameter and buffer,
+//   atomically io::load_safetensors(net, "net.safetensors");                    // strict: names and shapes
+//   must match io::LoadOptions options;                                         // transfer learning: all but
+//   the head options.skip_prefixes = {"fc."}; io::load_safetensors(net, "resnet18_imagenet.safetensors",
+//   options);
+//
+// Element types: the file's F16, BF16, F32, F64 or I64 convert to the model's T on load; save writes T (or
+// F32 with SaveOptions), and num_batches_tracked as I64, torchvision's dtype. A saved file's metadata records
+// the library version and, for a ResNet, the architecture; loading such a file into a model of another
+// architecture is an error (in strict mode). Files without that metadata (PyTorch exports) load by names and
+// shapes alone.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "resnet/core/error.hpp"
+#include "resnet/core/tensor.hpp"
+#include "resnet/io/safetensors_file.hpp"
+#include "resnet/models/resnet.hpp"
+
+namespace resnet::io {
+
+// The version written into every file's metadata: keep it equal to project(VERSION) in CMakeLists.txt.
+inline constexpr const char* kLibraryVersion = "0.1.0";
+
+struct LoadOptions {
+  // Missing keys (in the model, not the file) and unexpected keys (in the file, not the model) throw, as do
+  // architecture metadata that differs from the model's. Mis-shaped keys throw either way, as in PyTorch.
+  bool strict = true;
+  // Keys (of the model and of the file) starting with one of these are left alone, e.g. {"fc."}.
+  std::vector<std::string> skip_prefixes;
+};
+
+// What a load did, key by key, like PyTorch's load_state_dict result.
+struct LoadReport {
+  std::vector<std::string> loaded;
+  std::vector<std::string> skipped;     // matched a skip prefix (model and file keys)
+  std::vector<std::string> missing;     // non-strict only: in the model, not in the file
+  std::vector<std::string> unexpected;  // non-strict only: in the file, not in the model
+};
+
+struct SaveOptions {
+  // Element type of parameters and floating-point buffers: F32 or F64; default the model's own T.
+  std::optional<DType> dtype;
+  Metadata metadata;  // added to (and overriding) what describe() records
+};
+
+// One parameter or buffer of a module.
+template <typename T>
+struct StateEntry {
+  std::string name;
+  Tensor<T>* value;
+  bool is_buffer;
+};
+
+namespace detail {
+
+// Lists parameters and buffers in visit order, which for each module is its parameters then its buffers:
+// exactly the order of torchvision's state_dict().
+template <typename T>
+struct StateLister {
+  std::string prefix;
+  std::vector<StateEntry<T>>* entries;
+
+  void parameter(const std::string& name, Tensor<T>& value, Tensor<T>&) {
+    entries->push_back({prefix + name, &value, false});
+  }
+  void buffer(const std::string& name, Tensor<T>& value) {
+    entries->push_back({prefix + name, &value, true});
+  }
+  template <typename Child>
+  void child(const std::string& name, Child& module) {
+    StateLister nested{prefix + name + ".", entries};
+    module.visit(nested);
+  }
+};
+
+// BatchNorm's step counter, an int64 in PyTorch's state dict.
+inline bool is_integer_buffer(const std::string& name) {
+  const std::string leaf = "num_batches_tracked";
+  return name.size() >= leaf.size() && name.compare(name.size() - leaf.size(), leaf.size(), leaf) == 0 &&
+         (name.size() == leaf.size() || name[name.size() - leaf.size() - 1] == '.');
+}
+
+inline bool starts_with_any(const std::string& name, const std::vector<std::string>& prefixes) {
+  for (const std::string& p : prefixes)
+    if (name.compare(0, p.size(), p) == 0) return true;
+  return false;
+}
+
+inline std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items)
+    out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// The metadata keys that must agree between a file and the model it is loaded into (num_classes need not:
+// replacing the head is the usual transfer-learning step, and its shapes are checked anyway).
+inline const std::vector<std::string>& architecture_keys() {
+  static const std::vector<std::string> keys = {"architecture", "stem", "in_channels", "base_width"};
+  return keys;
+}
+
+}  // namespace detail
+
+// Every parameter and buffer of `module`, in torchvision's state-dict order.
+template <typename Module>
+std::vector<StateEntry<typename Module::Scalar>> state_entries(Module& module) {
+  std::vector<StateEntry<typename Module::Scalar>> entries;
+  detail::StateLister<typename Module::Scalar> lister{"", &entries};
+  module.visit(lister);
+  return entries;
+}
+
+// What a saved file records about `module`: the library, its version and, for a ResNet, the architecture:
+// "architecture" (resnet18, resnet34, or resnet-<blocks> for other block counts), "stem" (imagenet or cifar),
+// "in_channels", "num_classes", "base_width". "format": "pt" tells safetensors tools the tensors are
+// PyTorch's.
+template <typename Module>
+Metadata describe(Module& module) {
+  Metadata metadata{{"format", "pt"}, {"library", "resnet"}, {"library_version", kLibraryVersion}};
+  using T = typename Module::Scalar;
+  if constexpr (std::is_base_of_v<models::ResNet<T>, Module>) {
+    // Blocks per stage and width from the state-dict names and conv1's shape ("layer3.1.conv1.weight").
+    std::set<std::string> blocks[4];
+    std::int64_t base_width = 0;
+    for (const auto& entry : state_entries(module)) {
+      if (entry.name == "conv1.weight") base_width = entry.value->size(0);
+      for (int s = 0; s < 4; ++s) {
+        const std::string stage = "layer" + std::to_string(s + 1) + ".";
+        if (entry.name.compare(0, stage.size(), stage) == 0)
+          blocks[s].insert(
+              entry.name.substr(stage.size(), entry.name.find('.', stage.size()) - stage.size()));
+      }
+    }
+    const std::string counts = std::to_string(blocks[0].size()) + "-" + std::to_string(blocks[1].size()) +
+                               "-" + std::to_string(blocks[2].size()) + "-" +
+                               std::to_string(blocks[3].size());
+    metadata["architecture"] = counts == "2-2-2-2"   ? "resnet18"
+                               : counts == "3-4-6-3" ? "resnet34"
+                                                     : "resnet-" + counts;
+    metadata["stem"] = module.stem() == models::Stem::ImageNet ? "imagenet" : "cifar";
+    metadata["in_channels"] = std::to_string(module.in_channels());
+    metadata["num_classes"] = std::to_string(module.num_classes());
+    metadata["base_width"] = std::to_string(base_width);
+  }
+  return metadata;
+}
+
+// The module's state as named tensors: parameters and floating-point buffers as `dtype` (F32 or F64),
+// num_batches_tracked as I64.
+template <typename Module>
+std::vector<NamedTensor> encode_state(Module& module, DType dtype = dtype_of<typename Module::Scalar>()) {
+  check(dtype == DType::F32 || dtype == DType::F64,
+        "encode_state: parameters are written as F32 or F64, not ", dtype_name(dtype));
+  std::vector<NamedTensor> tensors;
+  for (const auto& entry : state_entries(module))
+    tensors.push_back(
+        encode(entry.name, *entry.value, detail::is_integer_buffer(entry.name) ? DType::I64 : dtype));
+  return tensors;
+}
+
+// Copies the tensors of `file` into `module` by name (converting to T), after checking every name and shape
+// first: on any error nothing is changed. `source` names the file in messages.
+template <typename Module>
+LoadReport load_state(Module& module, const Safetensors& file, const LoadOptions& options = {},
+                      const std::string& source = "safetensors data") {
+  const std::string where = "load_safetensors: " + source + ": ";
+  if (options.strict) {
+    const Metadata ours = describe(module);
+    std::vector<std::string> differences;
+    for (const std::string& key : detail::architecture_keys()) {
+      const auto theirs = file.metadata.find(key);
+      const auto mine = ours.find(key);
+      if (theirs != file.metadata.end() && mine != ours.end() && theirs->second != mine->second)
+        differences.push_back(key + " " + theirs->second + " (model: " + mine->second + ")");
+    }
+    check(
+        differences.empty(), where,
+        "the file was saved from another architecture: ", detail::join(differences),
+        ". Build the model it describes, or load with LoadOptions::strict = false to take the tensors whose "
+        "names and shapes match");
+  }
+
+  std::map<std::string, const NamedTensor*> in_file;
+  for (const NamedTensor& t : file.tensors)
+    in_file[t.name] = &t;
+  LoadReport report;
+  std::vector<std::string> mis_shaped;
+  std::vector<std::pair<const NamedTensor*, Tensor<typename Module::Scalar>*>> copies;
+  std::set<std::string> in_model;
+  for (const auto& entry : state_entries(module)) {
+    in_model.insert(entry.name);
+    if (detail::starts_with_any(entry.name, options.skip_prefixes)) {
+      report.skipped.push_back(entry.name);
+      continue;
+    }
+    const auto found = in_file.find(entry.name);
+    if (found == in_file.end()) {
+      report.missing.push_back(entry.name);
+    } else if (found->second->shape != entry.value->shape()) {
+      mis_shaped.push_back(entry.name + " (file " + shape_string(found->second->shape) + ", model " +
+                           shape_string(entry.value->shape()) + ")");
+    } else {
+      const NamedTensor& stored = *found->second;
+      check(stored.data.size() == static_cast<std::size_t>(stored.numel()) * dtype_size(stored.dtype), where,
+            "tensor '", stored.name, "' has ", stored.data.size(), " bytes for shape ",
+            shape_string(stored.shape), " of ", dtype_name(stored.dtype));
+      copies.emplace_back(&stored, entry.value);
+    }
+  }
+  for (const NamedTensor& t : file.tensors) {
+    if (in_model.count(t.name)) continue;
+    (detail::starts_with_any(t.name, options.skip_prefixes) ? report.skipped : report.unexpected)
+        .push_back(t.name);
+  }
+
+  std::string problems;
+  if (options.strict && !report.missing.empty())
+    problems += "; missing (in the model, not in the file): " + detail::join(report.missing);
+  if (options.strict && !report.unexpected.empty())
+    problems += "; unexpected (in the file, not in the model): " + detail::join(report.unexpected);
+  if (!mis_shaped.empty()) problems += "; mis-shaped: " + detail::join(mis_shaped);
+  check(problems.empty(), where, "keys do not match the model", problems,
+        ". LoadOptions::skip_prefixes (e.g. \"fc.\") leaves keys out; strict = false ignores missing and "
+        "unexpected keys");
+
+  // Every check has passed, and decoding into float or double cannot fail: the model changes only now.
+  for (const auto& [stored, target] : copies) {
+    decode_into(*stored, target->data());
+    report.loaded.push_back(stored->name);
+  }
+  return report;
+}
+
+template <typename Module>
+void save_safetensors(Module& module, const std::string& path, const SaveOptions& options = {}) {
+  Metadata metadata = describe(module);
+  for (const auto& [key, value] : options.metadata)
+    metadata[key] = value;
+  write_safetensors(path, encode_state(module, options.dtype.value_or(dtype_of<typename Module::Scalar>())),
+                    metadata);
+}
+
+template <typename Module>
+LoadReport load_safetensors(Module& module, const std::string& path, const LoadOptions& options = {}) {
+  return load_state(module, read_safetensors(path), options, path);
+}
+
+}  // namespace resnet::io
