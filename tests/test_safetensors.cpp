@@ -13,10 +13,11 @@
 // knowledge of where the file came from (an export has no architecture metadata).
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <zlib.h>
 
-#include <nlohmann/json.hpp>
-
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
