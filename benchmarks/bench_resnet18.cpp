@@ -1,11 +1,12 @@
-// Whole-model ResNet18 benchmarks: a CIFAR training step (forward, loss, backward, SGD) and eval forwards.
-// Counters report images per second. Threads: --threads is not a Google Benchmark flag, so use
-// OMP_NUM_THREADS.
-
-#include <benchmark/benchmark.h>
+// Whole-model ResNet18 benchmarks, the six cases of the performance table: CIFAR training steps (forward,
+// loss, backward, SGD with momentum) at batch 2 (CI's smoke size), 32 and 128, CIFAR eval forward, ImageNet
+// eval forward at batch 1 and 16, ImageNet training step at batch 16. Counters: images/s, GFLOP/s (the
+// convolutions and the classifier; a training step counts three forward passes) and % of the FMA peak.
+//   bench_resnet18 [--threads=N] [Google Benchmark flags]
 
 #include <vector>
 
+#include "bench_common.hpp"
 #include "resnet/resnet.hpp"
 
 namespace {
@@ -13,45 +14,73 @@ namespace {
 using resnet::models::ResNet18;
 using resnet::models::Stem;
 
-resnet::Tensor<float> random_images(std::int64_t batch, std::int64_t size) {
-  resnet::Rng rng(1);
-  resnet::Tensor<float> images({batch, 3, size, size});
-  images.fill_normal(rng);
-  return images;
+// Forward FLOPs of one image through ResNet18's convolutions and fc.
+double resnet18_flops(std::int64_t size, bool cifar) {
+  using resnet::bench::conv_flops;
+  using resnet::kernels::window_output_size;
+  std::int64_t hw = cifar ? size : window_output_size(size, 7, 2, 3);
+  double flops = conv_flops(1, 3, 64, hw * hw, cifar ? 3 : 7);
+  if (!cifar) hw = window_output_size(hw, 3, 2, 1);
+  std::int64_t in = 64;
+  for (std::int64_t width : {64, 128, 256, 512}) {
+    for (int block = 0; block < 2; ++block) {
+      const bool down = block == 0 && width != 64;
+      const std::int64_t out_hw = down ? window_output_size(hw, 3, 2, 1) : hw;
+      flops += conv_flops(1, in, width, out_hw * out_hw, 3) + conv_flops(1, width, width, out_hw * out_hw, 3);
+      if (down) flops += conv_flops(1, in, width, out_hw * out_hw, 1);
+      in = width;
+      hw = out_hw;
+    }
+  }
+  return flops + 2.0 * 512 * (cifar ? 10 : 1000);
 }
 
-void BM_CifarTrainStep(benchmark::State& state) {
-  const auto batch = state.range(0);
-  ResNet18<float> net(10, Stem::Cifar);
-  const auto images = random_images(batch, 32);
+void train_step(benchmark::State& state, std::int64_t batch, std::int64_t size, bool cifar) {
+  const int classes = cifar ? 10 : 1000;
+  ResNet18<float> net(classes, cifar ? Stem::Cifar : Stem::ImageNet);
+  const auto images = resnet::bench::random_tensor({batch, 3, size, size});
   std::vector<int> labels(static_cast<std::size_t>(batch));
   for (std::size_t i = 0; i < labels.size(); ++i)
-    labels[i] = static_cast<int>(i % 10);
+    labels[i] = static_cast<int>(i % static_cast<std::size_t>(classes));
   resnet::nn::CrossEntropyLoss<float> loss;
   resnet::optim::SGD<float> sgd(net.named_parameters(), 0.01, 0.9, 5e-4);
+  const resnet::bench::LoopTimer timer;
   for (auto _ : state) {
     sgd.zero_grad();
     benchmark::DoNotOptimize(loss.forward(net.forward(images), labels));
     net.backward(loss.backward());
     sgd.step();
   }
-  state.counters["images/s"] =
-      benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+  resnet::bench::set_counters(state, timer, static_cast<double>(batch),
+                              3 * batch * resnet18_flops(size, cifar));
+}
+
+void eval_forward(benchmark::State& state, std::int64_t batch, std::int64_t size, bool cifar) {
+  ResNet18<float> net(cifar ? 10 : 1000, cifar ? Stem::Cifar : Stem::ImageNet);
+  net.eval();
+  const auto images = resnet::bench::random_tensor({batch, 3, size, size});
+  const resnet::bench::LoopTimer timer;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(net.forward(images).data());
+  resnet::bench::set_counters(state, timer, static_cast<double>(batch), batch * resnet18_flops(size, cifar));
+}
+
+void BM_CifarTrainStep(benchmark::State& state) {
+  train_step(state, state.range(0), 32, true);
 }
 BENCHMARK(BM_CifarTrainStep)->Arg(2)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+void BM_ImageNetTrainStep(benchmark::State& state) {
+  train_step(state, state.range(0), 224, false);
+}
+BENCHMARK(BM_ImageNetTrainStep)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Args: batch, image size (32: CIFAR stem, 224: ImageNet stem).
 void BM_EvalForward(benchmark::State& state) {
-  const auto batch = state.range(0);
-  const bool cifar = state.range(1) == 32;
-  ResNet18<float> net(cifar ? 10 : 1000, cifar ? Stem::Cifar : Stem::ImageNet);
-  net.eval();
-  const auto images = random_images(batch, state.range(1));
-  for (auto _ : state)
-    benchmark::DoNotOptimize(net.forward(images).data());
-  state.counters["images/s"] =
-      benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+  eval_forward(state, state.range(0), state.range(1), state.range(1) == 32);
 }
 BENCHMARK(BM_EvalForward)
+    ->Args({2, 32})
     ->Args({128, 32})
     ->Args({1, 224})
     ->Args({16, 224})
@@ -60,4 +89,4 @@ BENCHMARK(BM_EvalForward)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+RESNET_BENCHMARK_MAIN()

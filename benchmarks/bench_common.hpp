@@ -1,0 +1,94 @@
+#pragma once
+// What every benchmark binary shares: a main() that takes --threads=N (our thread count, not a Google
+// Benchmark flag) before handing the rest of the command line to Google Benchmark, the FMA peak of that many
+// threads measured once at startup, and the counters images/s, GFLOP/s and % of that peak.
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fma_peak.hpp"
+#include "resnet/core/parallel.hpp"
+#include "resnet/core/rng.hpp"
+#include "resnet/core/tensor.hpp"
+
+namespace resnet::bench {
+
+inline double& peak_gflops() {
+  static double peak = 0;
+  return peak;
+}
+
+inline Tensor<float> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed = 1) {
+  Rng rng(seed);
+  Tensor<float> t(std::move(shape));
+  t.fill_normal(rng);
+  return t;
+}
+
+// Wall time of a benchmark's timed loop, measured alongside Google Benchmark's own so that the counters below
+// can be plain numbers (a rate counter would print "%peak" as "per second").
+class LoopTimer {
+ public:
+  LoopTimer() : start_(std::chrono::steady_clock::now()) {}
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+// images/s and, when flops_per_iteration > 0, GFLOP/s and % of the measured FMA peak of `peak_threads`
+// threads (default: all of them; a single-threaded kernel compares with one thread's share).
+inline void set_counters(benchmark::State& state, const LoopTimer& timer, double images_per_iteration,
+                         double flops_per_iteration, int peak_threads = 0) {
+  const double seconds = timer.seconds(), iterations = static_cast<double>(state.iterations());
+  if (images_per_iteration > 0) state.counters["images/s"] = images_per_iteration * iterations / seconds;
+  if (flops_per_iteration > 0) {
+    const double gflops = flops_per_iteration * iterations / seconds * 1e-9;
+    const double peak =
+        peak_threads > 0 ? peak_gflops() * peak_threads / resnet::num_threads() : peak_gflops();
+    state.counters["GFLOP/s"] = gflops;
+    state.counters["%peak"] = 100.0 * gflops / peak;
+  }
+}
+
+// Forward FLOPs of a convolution: 2 * N * O * OH * OW * C * k * k.
+inline double conv_flops(std::int64_t N, std::int64_t C, std::int64_t O, std::int64_t OHW, std::int64_t k) {
+  return 2.0 * static_cast<double>(N * O * OHW * C * k * k);
+}
+
+inline int main(int argc, char** argv) {
+  int threads = resnet::num_threads();
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--threads=", 10) == 0) {
+      threads = std::atoi(argv[i] + 10);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  resnet::set_num_threads(threads);
+  peak_gflops() = fma_peak_gflops(threads);
+  benchmark::AddCustomContext("threads", std::to_string(threads));
+  benchmark::AddCustomContext("fma_peak_gflops", std::to_string(peak_gflops()));
+  int rest_count = static_cast<int>(rest.size());
+  benchmark::Initialize(&rest_count, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rest_count, rest.data())) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace resnet::bench
+
+#define RESNET_BENCHMARK_MAIN()             \
+  int main(int argc, char** argv) {         \
+    return resnet::bench::main(argc, argv); \
+  }

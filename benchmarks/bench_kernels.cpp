@@ -1,0 +1,105 @@
+// Kernel benchmarks: the FMA peak itself, the GEMM of every ResNet18 convolution (forward shape, one call on
+// one thread, at 16 to 1024 columns: what one work unit of kernels/conv2d.hpp multiplies), im2col and col2im
+// of one image, batch-norm statistics and max pooling.
+//   bench_kernels [--threads=N] [Google Benchmark flags]
+
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+#include "resnet/kernels/batchnorm.hpp"
+#include "resnet/kernels/gemm.hpp"
+#include "resnet/kernels/im2col.hpp"
+#include "resnet/kernels/pooling.hpp"
+#include "resnet18_shapes.hpp"
+
+namespace {
+
+using resnet::bench::random_tensor;
+
+void BM_FmaPeak(benchmark::State& state) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(resnet::bench::fma_peak_gflops(resnet::num_threads()));
+}
+BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// Args: M (output channels), N (columns), K (C*k*k). Single-threaded: the GEMM of one work unit.
+void BM_Gemm(benchmark::State& state) {
+  const std::int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const auto a = random_tensor({M, K}), b = random_tensor({K, N});
+  resnet::Tensor<float> c({M, N});
+  const resnet::bench::LoopTimer timer;
+  for (auto _ : state)
+    resnet::kernels::gemm(false, false, M, N, K, 1.0f, a.data(), b.data(), 0.0f, c.data());
+  // Against one thread's share of the peak: this call runs on one thread.
+  resnet::bench::set_counters(state, timer, 0, 2.0 * static_cast<double>(M * N * K), 1);
+}
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  for (bool cifar : {true, false}) {
+    for (const auto& c : resnet::bench::resnet18_convs(cifar)) {
+      for (std::int64_t n : {16, 64, 256, 1024})
+        b->Args({c.O, n, c.C * c.k * c.k});
+    }
+  }
+}
+BENCHMARK(BM_Gemm)->Apply(gemm_shapes);
+
+// Args: C, H, k, s of one image; im2col (0) or col2im (1).
+void BM_Im2col(benchmark::State& state) {
+  const std::int64_t C = state.range(0), H = state.range(1), k = state.range(2), s = state.range(3);
+  const std::int64_t p = k / 2, OH = resnet::kernels::window_output_size(H, k, s, p);
+  auto image = random_tensor({C, H, H});
+  auto cols = random_tensor({C * k * k, OH * OH});
+  for (auto _ : state) {
+    if (state.range(4)) {
+      resnet::kernels::col2im(cols.data(), C, H, H, k, s, p, image.data());
+    } else {
+      resnet::kernels::im2col(image.data(), C, H, H, k, s, p, cols.data());
+    }
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * C * k * k * OH * OH * 4);
+}
+void im2col_shapes(benchmark::internal::Benchmark* b) {
+  for (int col2im : {0, 1}) {
+    for (bool cifar : {true, false}) {
+      for (const auto& c : resnet::bench::resnet18_convs(cifar))
+        b->Args({c.C, c.H, c.k, c.s, col2im});
+    }
+  }
+}
+BENCHMARK(BM_Im2col)->Apply(im2col_shapes);
+
+// Args: N, C, HW.
+void BM_BatchNormStatistics(benchmark::State& state) {
+  const std::int64_t N = state.range(0), C = state.range(1), HW = state.range(2);
+  const auto x = random_tensor({N, C, HW});
+  std::vector<float> mean(C), var(C);
+  for (auto _ : state)
+    resnet::kernels::batchnorm_statistics(x.data(), N, C, HW, mean.data(), var.data());
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * N * C * HW * 4);
+}
+BENCHMARK(BM_BatchNormStatistics)
+    ->Args({2, 8, 64})
+    ->Args({128, 64, 1024})
+    ->Args({128, 512, 16})
+    ->Args({16, 64, 12544})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Args: planes (N*C), H; 3x3 stride-2 pad-1 max pooling, as the ImageNet stem.
+void BM_MaxPool(benchmark::State& state) {
+  const std::int64_t P = state.range(0), H = state.range(1),
+                     OH = resnet::kernels::window_output_size(H, 3, 2, 1);
+  const auto x = random_tensor({P, H, H});
+  resnet::Tensor<float> y({P, OH, OH});
+  std::vector<std::int64_t> argmax(static_cast<std::size_t>(P * OH * OH));
+  for (auto _ : state)
+    resnet::kernels::maxpool2d_forward(x.data(), P, H, H, 3, 2, 1, y.data(), argmax.data());
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * P * H * H * 4);
+}
+BENCHMARK(BM_MaxPool)->Args({16, 8})->Args({16 * 64, 112})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+RESNET_BENCHMARK_MAIN()

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Runs the performance table's cases in our bench_resnet18 and in PyTorch (NCHW and channels_last), alternating
+A B C A B C ... in one run, and prints one table: median images/s [min-max], ratios, peak RSS.
+
+Every measurement is a fresh process, so peak RSS (ru_maxrss of that process) is the case's own footprint.
+PyTorch runs under Debian's /usr/bin/python3 with torch.set_num_threads set explicitly (its default is 1 on
+these machines). Both sides time the same work: forward, (loss, backward, SGD momentum step) on random data.
+
+  benchmarks/compare_pytorch.py --bench build/benchmarks/bench_resnet18 [--threads 2] [--repeats 3]
+                                [--seconds 10] [--cases cifar_train_128,...]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# name: (description, training?, batch, image size, our Google Benchmark case)
+CASES = {
+    "cifar_train_128": ("CIFAR ResNet18 training step, batch 128", True, 128, 32, "BM_CifarTrainStep/128/"),
+    "cifar_train_32": ("CIFAR ResNet18 training step, batch 32", True, 32, 32, "BM_CifarTrainStep/32/"),
+    "cifar_eval_128": ("CIFAR ResNet18 eval forward, batch 128", False, 128, 32, "BM_EvalForward/128/32/"),
+    "imagenet_eval_1": ("ImageNet ResNet18 eval forward, batch 1", False, 1, 224, "BM_EvalForward/1/224/"),
+    "imagenet_eval_16": ("ImageNet ResNet18 eval forward, batch 16", False, 16, 224, "BM_EvalForward/16/224/"),
+    "imagenet_train_16": ("ImageNet ResNet18 training step, batch 16", True, 16, 224, "BM_ImageNetTrainStep/16/"),
+}
+TORCH_PYTHON = "/usr/bin/python3"
+
+
+def torch_worker(case, memory_format, threads, seconds):
+    """Runs in Debian's Python: times one case in PyTorch and prints images/s."""
+    import torch
+    import torchvision
+
+    torch.set_num_threads(threads)
+    _, training, batch, size, _ = CASES[case]
+    classes = 10 if size == 32 else 1000
+    net = torchvision.models.resnet18(num_classes=classes)
+    if size == 32:  # the CIFAR stem: 3x3 stride-1 conv, no max-pool
+        net.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        net.maxpool = torch.nn.Identity()
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    images = torch.randn(batch, 3, size, size).to(memory_format=fmt)
+    labels = torch.arange(batch) % classes
+    loss_fn = torch.nn.CrossEntropyLoss()
+    sgd = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    net.train(training)
+
+    def step():
+        if training:
+            sgd.zero_grad()
+            loss_fn(net(images), labels).backward()
+            sgd.step()
+        else:
+            with torch.no_grad():
+                net(images)
+
+    step()  # warm-up: oneDNN primitive creation, allocator
+    steps, start = 0, time.perf_counter()
+    while steps < 2 or time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+    print(batch * steps / (time.perf_counter() - start))
+
+
+def run_process(command):
+    """Runs command; returns (stdout, peak RSS of that process in MB)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # wait4 reports this child's own ru_maxrss
+        proc.returncode = 0  # reaped here; keep Popen from waiting again
+        out.seek(0)
+        err.seek(0)
+        if status != 0:
+            sys.exit(f"{' '.join(command)} failed (status {status}):\n{err.read()}")
+        return out.read(), usage.ru_maxrss / 1024.0
+
+
+def ours(bench, case, threads, seconds):
+    out, rss = run_process([bench, f"--threads={threads}", f"--benchmark_filter=^{CASES[case][4]}",
+                            f"--benchmark_min_time={seconds}", "--benchmark_format=json"])
+    runs = [b for b in json.loads(out)["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
+    return runs[0]["images/s"], rss
+
+
+def pytorch(case, memory_format, threads, seconds):
+    out, rss = run_process([TORCH_PYTHON, os.path.abspath(__file__), "--torch-worker", case, memory_format,
+                            str(threads), str(seconds)])
+    return float(out.strip().splitlines()[-1]), rss
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", default="build/benchmarks/bench_resnet18")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--torch-worker", nargs=4, metavar=("CASE", "FORMAT", "THREADS", "SECONDS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.torch_worker:
+        case, fmt, threads, seconds = args.torch_worker
+        torch_worker(case, fmt, int(threads), float(seconds))
+        return
+
+    sides = ["ours", "torch_nchw", "torch_channels_last"]
+    results = {}
+    for case in args.cases.split(","):
+        samples = {side: [] for side in sides}
+        for repeat in range(args.repeats):  # A B C A B C ...
+            for side in sides:
+                if side == "ours":
+                    value = ours(args.bench, case, args.threads, args.seconds)
+                else:
+                    value = pytorch(case, side[len("torch_"):], args.threads, args.seconds)
+                samples[side].append(value)
+                print(f"  {case} #{repeat + 1} {side}: {value[0]:.1f} images/s, peak RSS {value[1]:.0f} MB",
+                      file=sys.stderr, flush=True)
+        results[case] = samples
+
+    def cell(values):
+        rates = [v[0] for v in values]
+        return f"{statistics.median(rates):.1f} [{min(rates):.1f}-{max(rates):.1f}]"
+
+    print(f"\n{args.threads} threads, {args.repeats} runs each, alternating; medians [min-max] in images/s, "
+          f"peak RSS medians in MB\n")
+    print("| case | ours | PyTorch NCHW | PyTorch channels_last | ours / NCHW | ours / best | RSS ours | "
+          "RSS PyTorch NCHW | RSS ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case, samples in results.items():
+        med = {side: statistics.median(v[0] for v in samples[side]) for side in sides}
+        rss = {side: statistics.median(v[1] for v in samples[side]) for side in sides}
+        best = max(med["torch_nchw"], med["torch_channels_last"])
+        print(f"| {CASES[case][0]} | {cell(samples['ours'])} | {cell(samples['torch_nchw'])} | "
+              f"{cell(samples['torch_channels_last'])} | {med['ours'] / med['torch_nchw']:.2f}x | "
+              f"{med['ours'] / best:.2f}x | {rss['ours']:.0f} | {rss['torch_nchw']:.0f} | "
+              f"{rss['ours'] / rss['torch_nchw']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+// Per-layer profile of a ResNet18 training step (or eval forward): the network of models/resnet.hpp rebuilt
+// from the same nn/ modules and fused kernels as nn/basic_block.hpp, each call timed on its own, forward and
+// backward separately. Prints one row per
+// layer kind and stage with milliseconds per step and, for convolutions, GFLOP/s and % of the FMA peak.
+//
+//   profile_resnet18 [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval]
+// --size 32 builds the CIFAR stem (3x3 conv, no pool), 224 the ImageNet one (7x7/2 conv + max-pool).
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "fma_peak.hpp"
+#include "resnet/kernels/elementwise.hpp"
+#include "resnet/nn/adaptive_avgpool2d.hpp"
+#include "resnet/nn/batchnorm2d.hpp"
+#include "resnet/nn/conv2d.hpp"
+#include "resnet/nn/linear.hpp"
+#include "resnet/nn/maxpool2d.hpp"
+#include "resnet/nn/relu.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using resnet::Tensor;
+namespace nn = resnet::nn;
+
+struct Row {
+  double forward_ms = 0, backward_ms = 0, forward_flops = 0;
+};
+
+// Times every call under a row name ("layer3 conv", ...); flops are per forward.
+class Profile {
+ public:
+  template <typename F>
+  Tensor<float> forward(const std::string& row, double flops, F&& f) {
+    const auto start = Clock::now();
+    Tensor<float> y = f();
+    rows_[row].forward_ms += ms_since(start);
+    rows_[row].forward_flops += flops;
+    return y;
+  }
+  template <typename F>
+  Tensor<float> backward(const std::string& row, F&& f) {
+    const auto start = Clock::now();
+    Tensor<float> y = f();
+    rows_[row].backward_ms += ms_since(start);
+    return y;
+  }
+  const std::map<std::string, Row>& rows() const { return rows_; }
+  void clear() { rows_.clear(); }
+
+ private:
+  static double ms_since(Clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  }
+  std::map<std::string, Row> rows_;
+};
+
+struct Block {
+  std::string stage;
+  nn::Conv2d<float> conv1, conv2;
+  nn::BatchNorm2d<float> bn1, bn2;
+  bool down;
+  nn::Conv2d<float> down_conv;
+  nn::BatchNorm2d<float> down_bn;
+  Tensor<float> hidden, output;  // the two ReLU outputs, as BasicBlock keeps them
+  Block(std::string stage_name, int in, int out, int stride)
+      : stage(std::move(stage_name)),
+        conv1(in, out, 3, stride, 1, false),
+        conv2(out, out, 3, 1, 1, false),
+        bn1(out),
+        bn2(out),
+        down(stride != 1 || in != out),
+        down_conv(in, out, 1, stride, 0, false),
+        down_bn(out) {}
+};
+
+class Network {
+ public:
+  Network(bool cifar, int num_classes)
+      : cifar_(cifar),
+        conv1_(3, 64, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3, false),
+        bn1_(64),
+        pool_(3, 2, 1),
+        avgpool_(1, 1),
+        fc_(512, num_classes) {
+    const int widths[4] = {64, 128, 256, 512};
+    int in = 64;
+    for (int s = 0; s < 4; ++s) {
+      for (int b = 0; b < 2; ++b) {
+        blocks_.emplace_back("layer" + std::to_string(s + 1), in, widths[s], b == 0 && s > 0 ? 2 : 1);
+        in = widths[s];
+      }
+    }
+  }
+
+  void train(bool on) {
+    auto set = [on](auto& m) { m.train(on); };
+    set(conv1_), set(bn1_), set(relu_), set(pool_), set(avgpool_), set(fc_);
+    for (Block& b : blocks_) {
+      set(b.conv1), set(b.conv2), set(b.bn1), set(b.bn2), set(b.down_conv), set(b.down_bn);
+    }
+  }
+
+  Tensor<float> forward(Profile& p, const Tensor<float>& input) {
+    Tensor<float> x = conv(p, "stem", conv1_, input);
+    x = p.forward("stem bn", 0, [&] { return bn1_.forward(x); });
+    x = p.forward("stem relu", 0, [&] { return relu_.forward(x); });
+    if (!cifar_) x = p.forward("stem maxpool", 0, [&] { return pool_.forward(x); });
+    for (Block& b : blocks_) {
+      Tensor<float> r = conv(p, b.stage, b.conv1, x);
+      b.hidden = p.forward(b.stage + " bn+relu", 0, [&] { return b.bn1.forward_relu(r); });
+      r = conv(p, b.stage, b.conv2, b.hidden);
+      r = p.forward(b.stage + " bn", 0, [&] { return b.bn2.forward(r); });
+      Tensor<float> shortcut = x;
+      if (b.down) {
+        shortcut = conv(p, b.stage + " 1x1", b.down_conv, x);
+        shortcut = p.forward(b.stage + " bn", 0, [&] { return b.down_bn.forward(shortcut); });
+      }
+      x = p.forward(b.stage + " add+relu", 0, [&] {
+        Tensor<float> sum(r.shape());
+        resnet::kernels::add_relu(r.data(), shortcut.data(), sum.data(), sum.numel());
+        return sum;
+      });
+      b.output = x;
+    }
+    x = p.forward("head pool+fc", 0, [&] {
+      Tensor<float> pooled = avgpool_.forward(x);
+      return fc_.forward(pooled.reshape({pooled.size(0), pooled.size(1)}));
+    });
+    pooled_shape_ = {x.size(0), 512, 1, 1};
+    return x;
+  }
+
+  void backward(Profile& p, const Tensor<float>& grad_logits) {
+    Tensor<float> g = p.backward(
+        "head pool+fc", [&] { return avgpool_.backward(fc_.backward(grad_logits).reshape(pooled_shape_)); });
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
+      Block& b = *it;
+      Tensor<float> gr = p.backward(b.stage + " bn", [&] { return b.bn2.backward_relu(g, b.output); });
+      gr = p.backward(b.stage + " conv", [&] { return b.conv2.backward(gr); });
+      gr = p.backward(b.stage + " bn+relu", [&] { return b.bn1.backward_relu(gr, b.hidden); });
+      gr = p.backward(b.stage + " conv", [&] { return b.conv1.backward(gr); });
+      if (b.down) {
+        Tensor<float> gs = p.backward(b.stage + " bn", [&] { return b.down_bn.backward_relu(g, b.output); });
+        gs = p.backward(b.stage + " 1x1 conv", [&] { return b.down_conv.backward(gs); });
+        g = p.backward(b.stage + " add+relu", [&] {
+          resnet::kernels::add(gr.data(), gs.data(), gr.data(), gr.numel());
+          return gr;
+        });
+      } else {
+        g = p.backward(b.stage + " add+relu", [&] {
+          resnet::kernels::add_relu_backward(b.output.data(), g.data(), gr.data(), gr.numel());
+          return gr;
+        });
+      }
+    }
+    if (!cifar_) g = p.backward("stem maxpool", [&] { return pool_.backward(g); });
+    g = p.backward("stem relu", [&] { return relu_.backward(g); });
+    g = p.backward("stem bn", [&] { return bn1_.backward(g); });
+    p.backward("stem conv", [&] { return conv1_.backward(g); });
+  }
+
+ private:
+  Tensor<float> conv(Profile& p, const std::string& stage, nn::Conv2d<float>& c, const Tensor<float>& x) {
+    const std::int64_t o =
+        resnet::kernels::window_output_size(x.size(2), c.kernel_size(), c.stride(), c.padding());
+    const double flops = 2.0 * static_cast<double>(x.size(0) * c.out_channels() * o * o) * c.in_channels() *
+                         c.kernel_size() * c.kernel_size();
+    return p.forward(stage + " conv", flops, [&] { return c.forward(x); });
+  }
+
+  bool cifar_;
+  nn::Conv2d<float> conv1_;
+  nn::BatchNorm2d<float> bn1_;
+  nn::ReLU<float> relu_;
+  nn::MaxPool2d<float> pool_;
+  std::vector<Block> blocks_;
+  nn::AdaptiveAvgPool2d<float> avgpool_;
+  nn::Linear<float> fc_;
+  std::vector<std::int64_t> pooled_shape_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int batch = 128, size = 32, threads = 2, steps = 3;
+  bool eval = false;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
+    if (!std::strcmp(argv[i], "--batch"))
+      batch = next();
+    else if (!std::strcmp(argv[i], "--size"))
+      size = next();
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = next();
+    else if (!std::strcmp(argv[i], "--steps"))
+      steps = next();
+    else if (!std::strcmp(argv[i], "--eval"))
+      eval = true;
+    else {
+      std::fprintf(stderr, "usage: %s [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  resnet::set_num_threads(threads);
+  const double peak = resnet::bench::fma_peak_gflops(threads);
+  Network net(size == 32, size == 32 ? 10 : 1000);
+  net.train(!eval);
+  resnet::Rng rng(1);
+  Tensor<float> images({batch, 3, size, size});
+  images.fill_normal(rng);
+  Tensor<float> grad_logits({batch, size == 32 ? 10 : 1000}, 1.0f / batch);
+
+  Profile prof;
+  double total_ms = 0;
+  for (int step = 0; step <= steps; ++step) {  // step 0 warms up and is discarded
+    if (step == 1) prof.clear();
+    const auto start = Clock::now();
+    net.forward(prof, images);
+    if (!eval) net.backward(prof, grad_logits);
+    if (step > 0) total_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  }
+  std::printf("ResNet18 %s batch %d, %dx%d, %d threads, %d steps; FMA peak %.0f GFLOP/s\n",
+              eval ? "eval forward" : "training step (no loss/SGD)", batch, size, size, threads, steps, peak);
+  std::printf("%-20s %10s %10s %8s %8s %8s %8s\n", "layer", "fwd ms", "bwd ms", "fwd GF/s", "bwd GF/s",
+              "fwd %pk", "bwd %pk");
+  double sum_ms = 0, conv_ms = 0, conv_flops = 0;
+  for (const auto& [name, row] : prof.rows()) {
+    const double f = row.forward_ms / steps, b = row.backward_ms / steps, fl = row.forward_flops / steps;
+    sum_ms += f + b;
+    if (fl > 0) {
+      const double fg = fl / f / 1e6, bg = eval ? 0 : 2 * fl / b / 1e6;
+      conv_ms += f + b;
+      conv_flops += fl * (eval ? 1 : 3);
+      std::printf("%-20s %10.1f %10.1f %8.1f %8.1f %7.0f%% %7.0f%%\n", name.c_str(), f, b, fg, bg,
+                  100 * fg / peak, 100 * bg / peak);
+    } else {
+      std::printf("%-20s %10.1f %10.1f\n", name.c_str(), f, b);
+    }
+  }
+  const double step_ms = total_ms / steps;
+  std::printf(
+      "sum of layers %.1f ms, step %.1f ms (%.1f images/s); convs %.1f ms = %.0f%% of the step at "
+      "%.1f GFLOP/s (%.0f%% of peak)\n",
+      sum_ms, step_ms, 1000.0 * batch / step_ms, conv_ms, 100 * conv_ms / step_ms, conv_flops / conv_ms / 1e6,
+      100 * conv_flops / conv_ms / 1e6 / peak);
+}
