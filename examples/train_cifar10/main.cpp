@@ -1,0 +1,109 @@
+// train_cifar10: trains ResNet18 (CIFAR stem) on CIFAR-10, Fashion-MNIST or MNIST with the standard recipe
+// (SGD with Nesterov momentum, weight decay, one-cycle / cosine / step schedule, crop + flip augmentation),
+// showing a progress bar, evaluating on the test split every epoch, writing metrics.csv and a checkpoint per
+// epoch (and on Ctrl-C), resuming with --resume, and plotting the curves at the end.
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "training.hpp"
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+extern "C" void request_stop(int) {
+  stop_requested.store(true);
+}
+
+void print_per_class(const train::Outcome& outcome) {
+  std::printf("\n%-14s %8s %8s\n", "class", "correct", "accuracy");
+  for (std::size_t c = 0; c < outcome.class_names.size(); ++c) {
+    const auto total = outcome.final_test.total[c], correct = outcome.final_test.correct[c];
+    std::printf("%-14s %4lld/%-4lld %7.2f%%\n", outcome.class_names[c].c_str(),
+                static_cast<long long>(correct), static_cast<long long>(total),
+                total ? 100.0 * static_cast<double>(correct) / total : 0.0);
+  }
+}
+
+// tools/plot_metrics.sh from this source tree draws the curves; without gnuplot the CSV stays.
+void plot(const std::string& checkpoint_dir) {
+  const std::filesystem::path script = std::filesystem::path(RESNET_SOURCE_DIR) / "tools" / "plot_metrics.sh";
+  const std::filesystem::path csv = std::filesystem::path(checkpoint_dir) / "metrics.csv";
+  if (!std::filesystem::exists(script) || !std::filesystem::exists(csv)) return;
+  const std::string command = "bash '" + script.string() + "' '" + csv.string() + "' '" +
+                              (std::filesystem::path(checkpoint_dir) / "curves.png").string() + "'";
+  if (std::system(command.c_str()) != 0) std::printf("(no plot: the metrics are in %s)\n", csv.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Train ResNet18 on CIFAR-10, Fashion-MNIST or MNIST"};
+  train::Config config;
+  app.add_option("--dataset", config.dataset, "cifar10, fashion-mnist or mnist")
+      ->check(CLI::IsMember({"cifar10", "fashion-mnist", "mnist"}))
+      ->capture_default_str();
+  app.add_option("--data", config.data_dir,
+                 "dataset directory (default: data/cifar-10-batches-bin for cifar10, Debian's "
+                 "/usr/share/datasets/fashion-mnist for fashion-mnist)");
+  app.add_option("--epochs", config.epochs, "passes over the training set")->capture_default_str();
+  app.add_option("--batch-size", config.batch_size, "images per update")->capture_default_str();
+  app.add_option("--lr", config.lr, "peak learning rate (onecycle) or initial one (step, cosine)")
+      ->capture_default_str();
+  app.add_option("--schedule", config.schedule, "onecycle, cosine, step or constant")
+      ->check(CLI::IsMember({"onecycle", "cosine", "step", "constant"}))
+      ->capture_default_str();
+  app.add_option("--warmup-epochs", config.warmup_epochs, "cosine: linear warm-up length in epochs")
+      ->capture_default_str();
+  app.add_option("--step-epochs", config.step_epochs, "step: divide the lr by 10 every N epochs (0: a third)")
+      ->capture_default_str();
+  app.add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str();
+  app.add_option("--weight-decay", config.weight_decay, "L2 weight decay")->capture_default_str();
+  app.add_flag("!--no-nesterov", config.nesterov, "plain momentum instead of Nesterov");
+  app.add_flag("--decay-bn-and-bias", config.decay_bn_and_bias,
+               "apply weight decay to BatchNorm parameters and biases too");
+  app.add_option("--label-smoothing", config.label_smoothing, "label smoothing of the loss")
+      ->capture_default_str();
+  app.add_flag("!--no-augment", config.augment, "no random crop and flip");
+  app.add_option("--threads", config.threads, "OpenMP threads (default: all cores)");
+  app.add_option("--seed", config.seed, "seed for the weights, the shuffling and the augmentation")
+      ->capture_default_str();
+  app.add_option("--train-subset", config.train_subset, "train on the first N images only (0: all)");
+  app.add_option("--test-subset", config.test_subset, "evaluate on the first N test images only (0: all)");
+  app.add_option("--width", config.width,
+                 "channels of ResNet18's first stage (64: torchvision's; less: faster)")
+      ->capture_default_str();
+  app.add_option("--checkpoint-dir", config.checkpoint_dir, "checkpoints, metrics.csv and curves.png go here")
+      ->capture_default_str();
+  app.add_flag("--resume", config.resume, "continue from the newest checkpoint in --checkpoint-dir");
+  app.add_option("--max-steps", config.max_steps,
+                 "stop with a checkpoint after N updates (for quick checks)");
+  app.add_flag("!--no-progress", config.show_progress, "no progress bar");
+  CLI11_PARSE(app, argc, argv);
+
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+  try {
+    const train::Outcome outcome = train::run(config, stop_requested);
+    if (outcome.interrupted) {
+      std::printf(
+          "Stopped after %lld updates; checkpoint %s. Continue with the same command plus --resume.\n",
+          static_cast<long long>(outcome.updates), outcome.checkpoint.c_str());
+      return stop_requested.load() ? 130 : 0;
+    }
+    std::printf("\nTest accuracy: %.2f%% (loss %.4f) after %lld updates\n", 100 * outcome.final_test.accuracy,
+                outcome.final_test.loss, static_cast<long long>(outcome.updates));
+    print_per_class(outcome);
+    plot(config.checkpoint_dir);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_cifar10: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

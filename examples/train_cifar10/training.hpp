@@ -1,0 +1,423 @@
+#pragma once
+// The training run behind examples/train_cifar10: data, model, optimizer, schedule, the epoch loop with its
+// progress bar and test evaluation, metrics.csv and checkpoints. main.cpp parses the command line into a
+// Config and calls run(); the tests call run() directly (resume equals an uninterrupted run, a small ResNet
+// learns).
+//
+// A checkpoint holds everything the rest of the run depends on: weights, BatchNorm statistics, momentum
+// buffers, the loader position (its randomness is a pure function of seed, epoch and position), the update
+// count (the schedule is a function of it), the running sums of the current epoch, and the metrics history.
+// So a run stopped at any step and resumed gives bitwise the same weights as one that never stopped.
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "progress.hpp"
+#include "resnet/io/checkpoint.hpp"
+#include "resnet/resnet.hpp"
+
+namespace train {
+
+using resnet::Tensor;
+namespace data = resnet::data;
+
+struct Config {
+  std::string dataset = "cifar10";  // cifar10 | fashion-mnist | mnist
+  std::string data_dir;  // "" : cifar10 looks in data/cifar-10-batches-bin, fashion-mnist in Debian's
+  int epochs = 1;
+  int batch_size = 128;
+  double lr = 0.1;  // the peak for onecycle, the start for step and cosine
+  std::string schedule = "onecycle";
+  double warmup_epochs = 0;  // cosine: linear warm-up length
+  int step_epochs = 0;       // step: multiply by 0.1 every this many epochs (0: a third of the run)
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  bool nesterov = true;
+  bool decay_bn_and_bias = false;  // false: no weight decay on BatchNorm parameters and biases
+  double label_smoothing = 0;
+  bool augment = true;
+  int threads = 0;  // 0: OpenMP's default
+  std::uint64_t seed = 0;
+  std::int64_t train_subset = 0;  // 0: the whole split
+  std::int64_t test_subset = 0;
+  int width = 64;  // channels of the first stage; 64 is torchvision's ResNet18, smaller is faster
+  std::string checkpoint_dir = "runs/latest";
+  bool resume = false;
+  std::int64_t max_steps = 0;  // > 0: stop with a checkpoint after this many updates in this process
+  bool show_progress = true;
+};
+
+struct EpochMetrics {
+  std::int64_t epoch = 0;  // 1-based
+  double train_loss = 0, train_acc = 0, test_loss = 0, test_acc = 0, images_per_sec = 0, seconds = 0;
+};
+
+struct Evaluation {
+  double loss = 0, accuracy = 0;
+  std::vector<std::int64_t> correct, total;  // per class
+};
+
+struct Outcome {
+  std::vector<EpochMetrics> history;
+  Evaluation final_test;  // of the last completed epoch
+  std::vector<std::string> class_names;
+  bool interrupted = false;  // stopped by a signal or max_steps before the last epoch ended
+  std::int64_t updates = 0;  // optimizer steps taken so far, over all runs
+  std::string checkpoint;    // the last checkpoint written
+};
+
+// The two splits, as the config asks.
+struct Splits {
+  data::Dataset train, test;
+};
+
+inline std::string default_data_dir(const std::string& dataset) {
+  if (dataset == "cifar10") return "data/cifar-10-batches-bin";
+  if (dataset == "fashion-mnist") return data::kDebianFashionMnistDir;
+  return "data/mnist";
+}
+
+inline Splits load_splits(const Config& config) {
+  const std::string dir = config.data_dir.empty() ? default_data_dir(config.dataset) : config.data_dir;
+  Splits splits;
+  if (config.dataset == "cifar10") {
+    splits = {data::load_cifar10(dir, data::Split::Train), data::load_cifar10(dir, data::Split::Test)};
+  } else if (config.dataset == "fashion-mnist") {
+    splits = {data::load_fashion_mnist(data::Split::Train, dir),
+              data::load_fashion_mnist(data::Split::Test, dir)};
+  } else if (config.dataset == "mnist") {
+    splits = {data::load_mnist(dir, data::Split::Train), data::load_mnist(dir, data::Split::Test)};
+  } else {
+    resnet::fail("unknown dataset '", config.dataset, "' (expected cifar10, fashion-mnist or mnist)");
+  }
+  if (config.train_subset > 0 && config.train_subset < splits.train.size())
+    splits.train = splits.train.head(config.train_subset);
+  if (config.test_subset > 0 && config.test_subset < splits.test.size())
+    splits.test = splits.test.head(config.test_subset);
+  return splits;
+}
+
+inline resnet::optim::Schedule make_schedule(const Config& config, std::int64_t steps_per_epoch) {
+  using resnet::optim::Schedule;
+  const std::int64_t total = steps_per_epoch * config.epochs;
+  switch (Schedule::kind_from_name(config.schedule)) {
+    case Schedule::Kind::Constant:
+      return Schedule::constant(config.lr);
+    case Schedule::Kind::Step: {
+      const int every = config.step_epochs > 0 ? config.step_epochs : std::max(1, config.epochs / 3);
+      return Schedule::step(config.lr, every * steps_per_epoch, 0.1);
+    }
+    case Schedule::Kind::Cosine:
+      return Schedule::cosine(
+          config.lr, total,
+          static_cast<std::int64_t>(config.warmup_epochs * static_cast<double>(steps_per_epoch)));
+    case Schedule::Kind::OneCycle:
+      return Schedule::one_cycle(config.lr, std::max<std::int64_t>(total, 2));
+  }
+  return Schedule::constant(config.lr);
+}
+
+// Loss (without label smoothing, as a test loss is usually reported) and accuracy over a whole split, in eval
+// mode; the model is put back in training mode afterwards.
+inline Evaluation evaluate(resnet::models::ResNet<float>& model, const data::Dataset& split, int batch_size) {
+  model.eval();
+  data::BatchLoader<float> loader(split, {batch_size, false, false, {}, 0});
+  resnet::nn::CrossEntropyLoss<float> loss;
+  Evaluation result;
+  result.correct.assign(split.class_names.size(), 0);
+  result.total.assign(split.class_names.size(), 0);
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  data::Batch<float> batch;
+  loader.start_epoch(0);
+  while (loader.next(batch)) {
+    const Tensor<float> logits = model.forward(batch.images);
+    loss_sum += static_cast<double>(loss.forward(logits, batch.labels)) * static_cast<double>(batch.size());
+    const std::int64_t classes = logits.size(1);
+    for (std::int64_t n = 0; n < batch.size(); ++n) {
+      const float* row = logits.data() + n * classes;
+      const auto predicted = static_cast<int>(std::max_element(row, row + classes) - row);
+      const int label = batch.labels[static_cast<std::size_t>(n)];
+      ++result.total[static_cast<std::size_t>(label)];
+      if (predicted == label) {
+        ++result.correct[static_cast<std::size_t>(label)];
+        ++correct;
+      }
+    }
+  }
+  model.train();
+  result.loss = loss_sum / static_cast<double>(split.size());
+  result.accuracy = static_cast<double>(correct) / static_cast<double>(split.size());
+  return result;
+}
+
+// ---- checkpoints
+// -------------------------------------------------------------------------------------------
+
+// The settings a resumed run must share with the run that wrote the checkpoint.
+inline std::map<std::string, std::string> run_fingerprint(const Config& c) {
+  std::ostringstream lr;
+  lr.precision(17);
+  lr << c.lr << ' ' << c.momentum << ' ' << c.weight_decay << ' ' << c.label_smoothing << ' '
+     << c.warmup_epochs;
+  return {{"dataset", c.dataset},
+          {"epochs", std::to_string(c.epochs)},
+          {"batch_size", std::to_string(c.batch_size)},
+          {"schedule", c.schedule + " " + std::to_string(c.step_epochs)},
+          {"hyperparameters", lr.str()},
+          {"nesterov", c.nesterov ? "1" : "0"},
+          {"decay_bn_and_bias", c.decay_bn_and_bias ? "1" : "0"},
+          {"augment", c.augment ? "1" : "0"},
+          {"seed", std::to_string(c.seed)},
+          {"width", std::to_string(c.width)},
+          {"train_subset", std::to_string(c.train_subset)},
+          {"test_subset", std::to_string(c.test_subset)}};
+}
+
+inline std::string exact(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.17g", value);
+  return text;
+}
+
+inline std::string history_csv(const std::vector<EpochMetrics>& history) {
+  std::string csv = "epoch,train_loss,train_acc,test_loss,test_acc,images_per_sec,seconds\n";
+  for (const auto& m : history) {
+    csv += std::to_string(m.epoch);
+    for (double v : {m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.images_per_sec, m.seconds})
+      csv += "," + exact(v);
+    csv += "\n";
+  }
+  return csv;
+}
+
+inline std::vector<EpochMetrics> parse_history(const std::string& csv) {
+  std::vector<EpochMetrics> history;
+  std::istringstream lines(csv);
+  std::string line;
+  std::getline(lines, line);  // header
+  while (std::getline(lines, line)) {
+    EpochMetrics m;
+    char comma;
+    std::istringstream fields(line);
+    fields >> m.epoch >> comma >> m.train_loss >> comma >> m.train_acc >> comma >> m.test_loss >> comma >>
+        m.test_acc >> comma >> m.images_per_sec >> comma >> m.seconds;
+    resnet::check(!fields.fail(), "checkpoint: bad metrics history line '", line, "'");
+    history.push_back(m);
+  }
+  return history;
+}
+
+// Checkpoints are named by the update count so the newest is the largest number.
+inline std::string checkpoint_name(std::int64_t updates) {
+  char name[64];
+  std::snprintf(name, sizeof name, "checkpoint-%010lld.safetensors", static_cast<long long>(updates));
+  return name;
+}
+
+inline std::vector<std::filesystem::path> checkpoints_newest_first(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> found;
+  if (!fs::is_directory(dir)) return found;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("checkpoint-", 0) == 0 && entry.path().extension() == ".safetensors")
+      found.push_back(entry);
+  }
+  std::sort(found.rbegin(), found.rend());
+  return found;
+}
+
+// Where training stands: everything besides the model and optimizer tensors.
+struct Position {
+  data::LoaderState loader;   // next batch to train on
+  std::int64_t updates = 0;   // optimizer steps so far
+  double epoch_loss_sum = 0;  // of the current epoch so far: sum of loss * batch size
+  std::int64_t epoch_correct = 0, epoch_seen = 0;
+  double epoch_seconds = 0;  // training time spent in the current epoch so far
+  std::vector<EpochMetrics> history;
+};
+
+inline std::string save_run_checkpoint(const Config& config, resnet::models::ResNet<float>& model,
+                                       resnet::optim::SGD<float>& sgd, const Position& at) {
+  auto metadata = run_fingerprint(config);
+  metadata["loader_epoch"] = std::to_string(at.loader.epoch);
+  metadata["loader_batch"] = std::to_string(at.loader.batch);
+  metadata["updates"] = std::to_string(at.updates);
+  metadata["epoch_loss_sum"] = exact(at.epoch_loss_sum);
+  metadata["epoch_correct"] = std::to_string(at.epoch_correct);
+  metadata["epoch_seen"] = std::to_string(at.epoch_seen);
+  metadata["epoch_seconds"] = exact(at.epoch_seconds);
+  metadata["history"] = history_csv(at.history);
+  const std::string path =
+      (std::filesystem::path(config.checkpoint_dir) / checkpoint_name(at.updates)).string();
+  resnet::io::save_checkpoint(path, model, sgd, metadata);
+  // Keep the newest two: the previous one stays until the new one is safely renamed into place.
+  const auto all = checkpoints_newest_first(config.checkpoint_dir);
+  for (std::size_t i = 2; i < all.size(); ++i)
+    std::filesystem::remove(all[i]);
+  return path;
+}
+
+inline Position load_run_checkpoint(const std::string& path, const Config& config,
+                                    resnet::models::ResNet<float>& model, resnet::optim::SGD<float>& sgd) {
+  auto metadata = resnet::io::load_checkpoint(path, model, sgd);
+  const auto field = [&](const std::string& key) {
+    const auto it = metadata.find(key);
+    resnet::check(it != metadata.end(), "checkpoint ", path, ": missing metadata '", key, "'");
+    return it->second;
+  };
+  for (const auto& [key, value] : run_fingerprint(config))
+    resnet::check(field(key) == value, "checkpoint ", path, " was written with ", key, " = '", field(key),
+                  "', this run has '", value,
+                  "': resume with the same settings or use another --checkpoint-dir");
+  Position at;
+  at.loader = {config.seed, std::stoll(field("loader_epoch")), std::stoll(field("loader_batch"))};
+  at.updates = std::stoll(field("updates"));
+  at.epoch_loss_sum = std::stod(field("epoch_loss_sum"));
+  at.epoch_correct = std::stoll(field("epoch_correct"));
+  at.epoch_seen = std::stoll(field("epoch_seen"));
+  at.epoch_seconds = std::stod(field("epoch_seconds"));
+  at.history = parse_history(field("history"));
+  return at;
+}
+
+// ---- the run ---------------------------------------------------------------------------------------------
+
+inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested) {
+  resnet::check(config.epochs >= 1, "--epochs must be >= 1, got ", config.epochs);
+  resnet::check(config.batch_size >= 1, "--batch-size must be >= 1, got ", config.batch_size);
+  if (config.threads > 0) resnet::set_num_threads(config.threads);
+
+  const Splits splits = load_splits(config);
+  data::LoaderOptions options;
+  options.batch_size = config.batch_size;
+  options.seed = config.seed;
+  if (config.augment) {
+    // The CIFAR recipe; MNIST digits are not mirror-symmetric, so they get the crop only.
+    options.augmentation = data::Augmentation::cifar();
+    options.augmentation.horizontal_flip = config.dataset != "mnist";
+  }
+  data::BatchLoader<float> loader(splits.train, options);
+  const std::int64_t steps_per_epoch = loader.batches_per_epoch();
+
+  resnet::models::ResNet<float> model({2, 2, 2, 2}, splits.train.num_classes(), resnet::models::Stem::Cifar,
+                                      static_cast<int>(splits.train.channels()), config.seed, config.width);
+  const auto params = model.named_parameters();
+  auto groups = config.decay_bn_and_bias
+                    ? std::vector<resnet::optim::ParamGroup<float>>{{params, config.weight_decay}}
+                    : resnet::optim::decay_and_no_decay_groups(params, config.weight_decay);
+  resnet::optim::SGD<float> sgd(groups, config.lr, config.momentum, config.nesterov);
+  const resnet::optim::Schedule schedule = make_schedule(config, steps_per_epoch);
+  resnet::nn::CrossEntropyLoss<float> criterion(config.label_smoothing);
+
+  Position at;
+  at.loader = {config.seed, 0, 0};
+  Outcome outcome;
+  outcome.class_names = splits.train.class_names;
+  if (config.resume) {
+    const auto found = checkpoints_newest_first(config.checkpoint_dir);
+    if (found.empty()) {
+      std::printf("No checkpoint in %s: starting a fresh run.\n", config.checkpoint_dir.c_str());
+    } else {
+      at = load_run_checkpoint(found.front().string(), config, model, sgd);
+      outcome.checkpoint = found.front().string();
+      std::printf("Resuming from %s (epoch %lld, batch %lld of %lld).\n", found.front().c_str(),
+                  static_cast<long long>(at.loader.epoch + 1), static_cast<long long>(at.loader.batch),
+                  static_cast<long long>(steps_per_epoch));
+    }
+  }
+
+  std::filesystem::create_directories(config.checkpoint_dir);
+  std::int64_t updates_this_process = 0;
+  for (std::int64_t epoch = at.loader.epoch; epoch < config.epochs; ++epoch) {
+    loader.start_epoch(epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
+    if (epoch != at.loader.epoch || at.loader.batch == 0) {
+      at.epoch_loss_sum = 0;
+      at.epoch_correct = at.epoch_seen = 0;
+      at.epoch_seconds = 0;
+    }
+    ProgressBar progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs),
+                         steps_per_epoch);
+    data::Batch<float> batch;
+    auto last = std::chrono::steady_clock::now();
+    while (loader.next(batch)) {
+      sgd.set_lr(schedule.lr(at.updates));
+      if (const auto momentum = schedule.momentum(at.updates)) sgd.set_momentum(*momentum);
+      sgd.zero_grad();
+      const Tensor<float> logits = model.forward(batch.images);
+      const float loss = criterion.forward(logits, batch.labels);
+      resnet::check(std::isfinite(loss), "training diverged: loss is ", loss, " at update ", at.updates,
+                    " (epoch ", epoch + 1, ", batch ", batch.index + 1, "); the last checkpoint in ",
+                    config.checkpoint_dir, " is from before it. Try a lower --lr.");
+      model.backward(criterion.backward());
+      sgd.step();
+      ++at.updates;
+      ++updates_this_process;
+
+      const std::int64_t classes = logits.size(1);
+      for (std::int64_t n = 0; n < batch.size(); ++n) {
+        const float* row = logits.data() + n * classes;
+        at.epoch_correct +=
+            (std::max_element(row, row + classes) - row) == batch.labels[static_cast<std::size_t>(n)];
+      }
+      at.epoch_loss_sum += static_cast<double>(loss) * static_cast<double>(batch.size());
+      at.epoch_seen += batch.size();
+      const auto now = std::chrono::steady_clock::now();
+      at.epoch_seconds += std::chrono::duration<double>(now - last).count();
+      last = now;
+      at.loader = loader.state();
+      const double seen = static_cast<double>(at.epoch_seen);
+      if (config.show_progress)
+        progress.update(batch.index + 1, at.epoch_loss_sum / seen,
+                        static_cast<double>(at.epoch_correct) / seen, seen / at.epoch_seconds);
+
+      const bool stop =
+          stop_requested.load() || (config.max_steps > 0 && updates_this_process >= config.max_steps);
+      if (stop && loader.state().batch < steps_per_epoch) {
+        outcome.checkpoint = save_run_checkpoint(config, model, sgd, at);
+        outcome.interrupted = true;
+        outcome.updates = at.updates;
+        outcome.history = at.history;
+        return outcome;
+      }
+    }
+
+    outcome.final_test = evaluate(model, splits.test, config.batch_size);
+    const double seen = static_cast<double>(at.epoch_seen);
+    at.history.push_back({epoch + 1, at.epoch_loss_sum / seen, static_cast<double>(at.epoch_correct) / seen,
+                          outcome.final_test.loss, outcome.final_test.accuracy, seen / at.epoch_seconds,
+                          at.epoch_seconds});
+    const EpochMetrics& m = at.history.back();
+    std::printf("epoch %lld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f img/s, %.0f s\n",
+                static_cast<long long>(m.epoch), m.train_loss, 100 * m.train_acc, m.test_loss,
+                100 * m.test_acc, m.images_per_sec, m.seconds);
+    at.loader = {config.seed, epoch + 1, 0};
+    const std::string csv = history_csv(at.history);
+    resnet::io::AtomicFile metrics((std::filesystem::path(config.checkpoint_dir) / "metrics.csv").string());
+    metrics.write(csv.data(), csv.size());
+    metrics.commit();
+    outcome.checkpoint = save_run_checkpoint(config, model, sgd, at);
+    const bool stop =
+        stop_requested.load() || (config.max_steps > 0 && updates_this_process >= config.max_steps);
+    if (stop && epoch + 1 < config.epochs) {
+      outcome.interrupted = true;
+      break;
+    }
+  }
+  // A resumed run that had already finished still reports its final test evaluation.
+  if (outcome.final_test.total.empty()) outcome.final_test = evaluate(model, splits.test, config.batch_size);
+  outcome.updates = at.updates;
+  outcome.history = at.history;
+  return outcome;
+}
+
+}  // namespace train

@@ -1,0 +1,188 @@
+// The training example's run(): a stopped and resumed run ends bitwise where an
+// uninterrupted one does, a small ResNet learns a generated dataset, and
+// checkpoints refuse a run with other settings.
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "resnet/resnet.hpp"
+#include "train_cifar10/training.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// CIFAR-format files whose classes can be learned: class k is a stripe pattern
+// with its own orientation and frequency and its own tint, plus per-image noise
+// and a random phase, so the test split is new images.
+void write_learnable_cifar(const std::string& dir, int per_train_file, int test_count) {
+  fs::create_directories(dir);
+  resnet::Rng rng(5);
+  const auto write = [&](const std::string& name, int count) {
+    std::ofstream out(dir + "/" + name, std::ios::binary);
+    for (int i = 0; i < count; ++i) {
+      const int label = static_cast<int>(rng.below(10));
+      const double phase = rng.uniform(0, 6.28);
+      out.put(static_cast<char>(label));
+      for (int c = 0; c < 3; ++c)
+        for (int y = 0; y < 32; ++y)
+          for (int x = 0; x < 32; ++x) {
+            const double along = label % 2 ? x : y;
+            const double stripes = std::sin(along * (0.3 + 0.15 * (label / 2)) + phase);
+            const double tint = (label + c) % 3 == 0 ? 40 : 0;
+            const double value = 110 + 70 * stripes + tint + rng.normal(0, 20);
+            out.put(static_cast<char>(static_cast<unsigned char>(std::clamp(value, 0.0, 255.0))));
+          }
+    }
+  };
+  for (int f = 1; f <= 5; ++f)
+    write("data_batch_" + std::to_string(f) + ".bin", per_train_file);
+  write("test_batch.bin", test_count);
+}
+
+class TrainExample : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("resnet_train_test_" + std::to_string(::getpid()) + "_" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    write_learnable_cifar((root_ / "data").string(), 16, 40);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  train::Config config(const std::string& run) const {
+    train::Config c;
+    c.dataset = "cifar10";
+    c.data_dir = (root_ / "data").string();
+    c.checkpoint_dir = (root_ / run).string();
+    c.epochs = 2;
+    c.batch_size = 24;  // 80 training images: 4 batches, the last one partial
+    c.width = 4;
+    c.lr = 0.05;
+    c.show_progress = false;
+    return c;
+  }
+
+  fs::path root_;
+  std::atomic<bool> no_stop_{false};
+};
+
+// The final weights of a run, read back from its newest checkpoint.
+std::vector<resnet::Tensor<float>> final_state(const train::Config& config) {
+  resnet::models::ResNet<float> model({2, 2, 2, 2}, 10, resnet::models::Stem::Cifar, 3, 99, config.width);
+  resnet::optim::SGD<float> sgd(model.named_parameters(), 0.1, 0.9);
+  resnet::io::load_checkpoint(train::checkpoints_newest_first(config.checkpoint_dir).front().string(), model,
+                              sgd);
+  std::vector<resnet::Tensor<float>> state;
+  for (auto& p : model.named_parameters())
+    state.push_back(p.value->clone());
+  for (auto& b : model.named_buffers())
+    state.push_back(b.value->clone());
+  for (auto& m : sgd.momentum_buffers())
+    state.push_back(m.clone());
+  return state;
+}
+
+}  // namespace
+
+TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
+  const train::Config whole = config("whole");
+  const train::Outcome reference = train::run(whole, no_stop_);
+  ASSERT_FALSE(reference.interrupted);
+  EXPECT_EQ(reference.updates, 8);
+  ASSERT_EQ(reference.history.size(), 2u);
+
+  // Stopped mid-epoch (after update 3), then across the epoch boundary (after
+  // update 6), then to the end.
+  train::Config pieces = config("pieces");
+  pieces.max_steps = 3;
+  const train::Outcome first = train::run(pieces, no_stop_);
+  EXPECT_TRUE(first.interrupted);
+  EXPECT_EQ(first.updates, 3);
+  pieces.resume = true;
+  const train::Outcome second = train::run(pieces, no_stop_);
+  EXPECT_TRUE(second.interrupted);
+  EXPECT_EQ(second.updates, 6);
+  EXPECT_EQ(second.history.size(), 1u);
+  pieces.max_steps = 0;
+  const train::Outcome last = train::run(pieces, no_stop_);
+  EXPECT_FALSE(last.interrupted);
+  EXPECT_EQ(last.updates, 8);
+
+  const auto expected = final_state(whole), actual = final_state(pieces);
+  ASSERT_EQ(expected.size(), actual.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(expected[i].shape(), actual[i].shape());
+    for (std::int64_t j = 0; j < expected[i].numel(); ++j)
+      ASSERT_EQ(expected[i][j], actual[i][j]) << i << " " << j;
+  }
+  ASSERT_EQ(last.history.size(), 2u);
+  for (std::size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(last.history[e].train_loss, reference.history[e].train_loss);
+    EXPECT_EQ(last.history[e].train_acc, reference.history[e].train_acc);
+    EXPECT_EQ(last.history[e].test_loss, reference.history[e].test_loss);
+    EXPECT_EQ(last.history[e].test_acc, reference.history[e].test_acc);
+  }
+  // metrics.csv has a header and one row per epoch; at most two checkpoints are
+  // kept.
+  std::ifstream csv(pieces.checkpoint_dir + "/metrics.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "epoch,train_loss,train_acc,test_loss,test_acc,images_per_sec,seconds");
+  int rows = 0;
+  while (std::getline(csv, row))
+    ++rows;
+  EXPECT_EQ(rows, 2);
+  EXPECT_EQ(train::checkpoints_newest_first(pieces.checkpoint_dir).size(), 2u);
+}
+
+TEST_F(TrainExample, ResumeWithoutCheckpointStartsFreshAndAFinishedRunStaysFinished) {
+  train::Config c = config("fresh");
+  c.epochs = 1;
+  c.resume = true;
+  const train::Outcome outcome = train::run(c, no_stop_);
+  EXPECT_EQ(outcome.updates, 4);
+  const train::Outcome again = train::run(c, no_stop_);
+  EXPECT_EQ(again.updates, 4);
+  EXPECT_EQ(again.history.size(), 1u);
+  EXPECT_EQ(again.final_test.accuracy, outcome.final_test.accuracy);
+}
+
+TEST_F(TrainExample, CheckpointRefusesOtherSettings) {
+  train::Config c = config("settings");
+  c.max_steps = 1;
+  train::run(c, no_stop_);
+  c.resume = true;
+  c.batch_size = 16;
+  try {
+    train::run(c, no_stop_);
+    FAIL() << "resuming with another batch size must throw";
+  } catch (const resnet::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("batch_size"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TrainExample, SmallResNetLearnsAGeneratedDatasetWellAboveChance) {
+  fs::remove_all(root_ / "data");
+  write_learnable_cifar((root_ / "data").string(), 100,
+                        200);  // 500 training images, 200 test images
+  train::Config c = config("learn");
+  c.epochs = 4;
+  c.batch_size = 25;
+  c.width = 8;
+  c.lr = 0.1;
+  const train::Outcome outcome = train::run(c, no_stop_);
+  ASSERT_EQ(outcome.history.size(), 4u);
+  EXPECT_GT(outcome.final_test.accuracy, 0.6) << "chance is 0.1";
+  EXPECT_LT(outcome.history.back().train_loss, outcome.history.front().train_loss);
+}
