@@ -186,3 +186,24 @@ TEST_F(TrainExample, SmallResNetLearnsAGeneratedDatasetWellAboveChance) {
   EXPECT_GT(outcome.final_test.accuracy, 0.6) << "chance is 0.1";
   EXPECT_LT(outcome.history.back().train_loss, outcome.history.front().train_loss);
 }
+
+TEST_F(TrainExample, FineTunesFromSavedWeightsSkippingTheHead) {
+  // A 5-class model's weights; the 10-class run takes everything but fc. With lr 0 nothing moves, so the
+  // final checkpoint must hold exactly the file's convolution weights.
+  resnet::models::ResNet<float> pretrained({2, 2, 2, 2}, 5, resnet::models::Stem::Cifar, 3, 77, 4);
+  const std::string weights = (root_ / "pretrained.safetensors").string();
+  resnet::io::save_safetensors(pretrained, weights);
+  train::Config c = config("finetune");
+  c.epochs = 1;
+  c.schedule = "constant";
+  c.lr = 0;
+  c.init_weights = weights;
+  EXPECT_THROW(train::run(c, no_stop_), resnet::Error);  // fc is [5, 32] in the file, [10, 32] in the model
+  c.skip_prefixes = {"fc."};
+  train::run(c, no_stop_);
+  const auto state = final_state(c);
+  const auto expected = pretrained.named_parameters();
+  ASSERT_EQ(expected.front().name, "conv1.weight");
+  for (std::int64_t j = 0; j < expected.front().value->numel(); ++j)
+    ASSERT_EQ(state.front()[j], (*expected.front().value)[j]);
+}

@@ -76,6 +76,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--train-subset", config.train_subset, "train on the first N images only (0: all)");
   app.add_option("--test-subset", config.test_subset, "evaluate on the first N test images only (0: all)");
+  app.add_option("--init-weights", config.init_weights,
+                 "start from these weights (safetensors, torchvision names; tools/export_torchvision.py)");
+  app.add_option(
+      "--skip", config.skip_prefixes,
+      "with --init-weights: leave out keys starting with this prefix (repeatable), e.g. --skip fc.");
   app.add_option("--width", config.width,
                  "channels of ResNet18's first stage (64: torchvision's; less: faster)")
       ->capture_default_str();

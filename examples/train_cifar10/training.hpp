@@ -48,6 +48,8 @@ struct Config {
   std::uint64_t seed = 0;
   std::int64_t train_subset = 0;  // 0: the whole split
   std::int64_t test_subset = 0;
+  std::string init_weights;                // safetensors file to start from (e.g. exported from torchvision)
+  std::vector<std::string> skip_prefixes;  // keys of init_weights to leave out, e.g. {"fc."} for a new head
   int width = 64;  // channels of the first stage; 64 is torchvision's ResNet18, smaller is faster
   std::string checkpoint_dir = "runs/latest";
   bool resume = false;
@@ -311,6 +313,13 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
 
   resnet::models::ResNet<float> model({2, 2, 2, 2}, splits.train.num_classes(), resnet::models::Stem::Cifar,
                                       static_cast<int>(splits.train.channels()), config.seed, config.width);
+  if (!config.init_weights.empty()) {
+    resnet::io::LoadOptions load;
+    load.skip_prefixes = config.skip_prefixes;
+    const auto report = resnet::io::load_safetensors(model, config.init_weights, load);
+    std::printf("Initialised %zu tensors from %s (%zu skipped).\n", report.loaded.size(),
+                config.init_weights.c_str(), report.skipped.size());
+  }
   const auto params = model.named_parameters();
   auto groups = config.decay_bn_and_bias
                     ? std::vector<resnet::optim::ParamGroup<float>>{{params, config.weight_decay}}
