@@ -619,3 +619,8 @@ TEST(SafetensorsTorchvision, Resnet18ExportLoadsUnchangedAndGivesPyTorchLogits) 
 }
 
 }  // namespace
+
+TEST(Safetensors, LibraryVersionIsTheProjectVersion) {
+  EXPECT_STREQ(resnet::io::kLibraryVersion, RESNET_PROJECT_VERSION)
+      << "update kLibraryVersion with project(VERSION)";
+}

@@ -134,28 +134,16 @@ Metadata describe(Module& module) {
   Metadata metadata{{"format", "pt"}, {"library", "resnet"}, {"library_version", kLibraryVersion}};
   using T = typename Module::Scalar;
   if constexpr (std::is_base_of_v<models::ResNet<T>, Module>) {
-    // Blocks per stage and width from the state-dict names and conv1's shape ("layer3.1.conv1.weight").
-    std::set<std::string> blocks[4];
-    std::int64_t base_width = 0;
-    for (const auto& entry : state_entries(module)) {
-      if (entry.name == "conv1.weight") base_width = entry.value->size(0);
-      for (int s = 0; s < 4; ++s) {
-        const std::string stage = "layer" + std::to_string(s + 1) + ".";
-        if (entry.name.compare(0, stage.size(), stage) == 0)
-          blocks[s].insert(
-              entry.name.substr(stage.size(), entry.name.find('.', stage.size()) - stage.size()));
-      }
-    }
-    const std::string counts = std::to_string(blocks[0].size()) + "-" + std::to_string(blocks[1].size()) +
-                               "-" + std::to_string(blocks[2].size()) + "-" +
-                               std::to_string(blocks[3].size());
+    const auto& blocks = module.blocks_per_stage();
+    const std::string counts = std::to_string(blocks[0]) + "-" + std::to_string(blocks[1]) + "-" +
+                               std::to_string(blocks[2]) + "-" + std::to_string(blocks[3]);
     metadata["architecture"] = counts == "2-2-2-2"   ? "resnet18"
                                : counts == "3-4-6-3" ? "resnet34"
                                                      : "resnet-" + counts;
     metadata["stem"] = module.stem() == models::Stem::ImageNet ? "imagenet" : "cifar";
     metadata["in_channels"] = std::to_string(module.in_channels());
     metadata["num_classes"] = std::to_string(module.num_classes());
-    metadata["base_width"] = std::to_string(base_width);
+    metadata["base_width"] = std::to_string(module.base_width());
   }
   return metadata;
 }

@@ -35,6 +35,8 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   ResNet(std::array<int, 4> blocks_per_stage, int num_classes = 1000, Stem stem = Stem::ImageNet,
          int in_channels = 3, std::uint64_t seed = 0, int base_width = 64)
       : stem_(stem),
+        blocks_per_stage_(blocks_per_stage),
+        base_width_(base_width),
         in_channels_(in_channels),
         num_classes_(num_classes),
         conv1_(checked_in_channels(in_channels), base_width, stem == Stem::ImageNet ? 7 : 3,
@@ -111,6 +113,8 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   }
 
   Stem stem() const { return stem_; }
+  const std::array<int, 4>& blocks_per_stage() const { return blocks_per_stage_; }
+  int base_width() const { return base_width_; }
   int in_channels() const { return in_channels_; }
   int num_classes() const { return num_classes_; }
 
@@ -125,6 +129,8 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   }
 
   Stem stem_;
+  std::array<int, 4> blocks_per_stage_;
+  int base_width_;
   int in_channels_;
   int num_classes_;
   nn::Conv2d<T> conv1_;
