@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -136,6 +137,26 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(grouped.images, 1);
   EXPECT_EQ(grouped.groups, 3);
   EXPECT_GT(ConvPartition::of({5, 8, 6, 6, 16, 1, 1, 0}, false).images, 1);
+}
+
+// The block-copy im2col of "same" convolutions equals the gather one on every pixel range, including ranges
+// that start or end inside a row, and never reads outside the image (the ASan build checks that).
+TEST(Im2colSame, EqualsTheGatherOnEveryPixelRange) {
+  for (auto [H, W, k] :
+       std::vector<std::array<std::int64_t, 3>>{{5, 7, 3}, {4, 4, 1}, {9, 6, 5}, {3, 8, 3}}) {
+    const std::int64_t C = 2, p = (k - 1) / 2, HW = H * W, KK = k * k;
+    ASSERT_TRUE(resnet::kernels::is_same_convolution(k, 1, p));
+    const auto image = random_vector(C * HW, 8);
+    std::vector<std::int32_t> offsets(static_cast<std::size_t>(KK * HW));
+    resnet::kernels::im2col_offsets(H, W, k, 1, p, 0, HW, offsets.data());
+    for (auto [q0, q1] : std::vector<std::array<std::int64_t, 2>>{{0, HW}, {3, HW - 2}, {W + 1, 2 * W - 1}}) {
+      const std::int64_t width = q1 - q0, ld = width + 3;
+      std::vector<float> fast(static_cast<std::size_t>(C * KK * ld), -7.0f), gather = fast;
+      resnet::kernels::im2col_same(image.data(), C, H, W, k, p, q0, q1, fast.data(), ld);
+      resnet::kernels::im2col(image.data(), C, HW, KK, offsets.data() + q0, HW, width, gather.data(), ld);
+      EXPECT_EQ(fast, gather) << H << "x" << W << " k " << k << " pixels [" << q0 << ", " << q1 << ")";
+    }
+  }
 }
 
 resnet::Tensor<float> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed) {

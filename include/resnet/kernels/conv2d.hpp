@@ -105,6 +105,7 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, const ConvShape&
   T* workspace = ws.reserve(resnet::num_threads() * per_thread, KK * OHW);
   const std::int32_t* offsets = ws.indices.data();
   im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
+  const bool same = is_same_convolution(g.k, g.s, g.p);
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (part.units() > 1))
   for (std::int64_t unit = 0; unit < part.units(); ++unit) {
     const std::int64_t block = unit % part.row_blocks, piece = unit / part.row_blocks % part.pieces;
@@ -120,7 +121,11 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, const ConvShape&
     std::int64_t ldb = OHW;
     if (!(g.pointwise() && images == 1)) {
       for (std::int64_t i = 0; i < images; ++i)
-        im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets + q0, OHW, width, cols + i * width, columns);
+        if (same) {
+          im2col_same(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.p, q0, q1, cols + i * width, columns);
+        } else {
+          im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets + q0, OHW, width, cols + i * width, columns);
+        }
       b = cols;
       ldb = columns;
     }
@@ -166,6 +171,7 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
   const std::int32_t* sources = offsets + KK * OHW;
   im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + KK * OHW);
+  const bool same = is_same_convolution(g.k, g.s, g.p);
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     T* cols = workspace + detail::thread_index() * per_thread;
@@ -186,7 +192,11 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
       const T* b = x + n0 * CHW;
       if (!(g.pointwise() && images == 1)) {
         for (std::int64_t i = 0; i < images; ++i)
-          im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets, OHW, OHW, cols + i * OHW, columns);
+          if (same) {
+            im2col_same(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.p, 0, OHW, cols + i * OHW, columns);
+          } else {
+            im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets, OHW, OHW, cols + i * OHW, columns);
+          }
         b = cols;
       }
       // dW [O, C*k*k] += dY_u [O, columns] x cols_u^T; the first group of slots 1.. initialises its slot.
