@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ libeigen3-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
-          libcli11-dev libstb-dev dataset-fashion-mnist "$@")
+          libcli11-dev libstb-dev pkg-config dataset-fashion-mnist "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,6 +23,7 @@ set multiplot layout 1,2 title "$(basename "$(dirname "$(realpath "$csv")")")"
 set xlabel "epoch"
 set grid
 $( [ "$rows" -le 20 ] && echo "set xtics 1" )
+$( [ "$rows" -eq 1 ] && echo "set xrange [0.5:1.5]" )
 set title "loss"
 plot "$csv" using 1:2 with linespoints lw 2 title "train", "" using 1:4 with linespoints lw 2 title "test"
 set title "accuracy"
