@@ -128,7 +128,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"pointwise, several images per unit", {5, 8, 6, 6, 16, 1, 1, 0}, false},
                       Case{"strided 1x1 downsampling", {6, 8, 9, 9, 16, 1, 2, 0}, false},
                       Case{"7x7 stride 2 stem", {2, 3, 23, 23, 8, 7, 2, 3}, false},
-                      Case{"padding wider than the kernel", {3, 2, 7, 9, 4, 2, 3, 2}, true}));
+                      Case{"padding wider than the kernel", {3, 2, 7, 9, 4, 2, 3, 2}, true},
+                      Case{"stride 1 without padding, dX through col2im", {2, 3, 7, 8, 5, 3, 1, 0}, true},
+                      Case{"dX as a conv, same padding", {2, 16, 9, 8, 5, 3, 1, 1}, false},
+                      Case{"dX as a conv, no padding", {2, 16, 10, 11, 5, 3, 1, 0}, true},
+                      Case{"dX as a conv, even kernel", {2, 16, 9, 9, 4, 2, 1, 1}, false}));
 
 TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(ConvPartition::of({1, 3, 40, 40, 8, 3, 1, 1}, true).pieces, 1);

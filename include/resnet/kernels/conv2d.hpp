@@ -87,6 +87,7 @@ template <typename T>
 struct ConvWorkspace {
   std::vector<T> scratch;
   std::vector<std::int32_t> indices;
+  std::vector<T> flipped;  // conv2d_backward: the flipped, transposed weight of a stride-1 conv
   // Grows (never shrinks) to at least the given sizes; returns the scratch.
   T* reserve(std::int64_t scratch_size, std::int64_t index_size) {
     if (static_cast<std::int64_t>(scratch.size()) < scratch_size) scratch.resize(scratch_size);
@@ -172,6 +173,10 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
   im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + KK * OHW);
   const bool same = is_same_convolution(g.k, g.s, g.p);
+  // A stride-1 conv's input gradient is itself a stride-1 conv of dY (below), when its padding fits. It pays
+  // when that conv's GEMM has rows (C) and columns (OH*OW) enough: measured on ResNet18, it is 10-15% faster
+  // on the 32x32 to 8x8 maps of CIFAR and slower on the 3-channel stem and on 4x4 maps.
+  const bool transposed_dx = g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && OHW >= 64;
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     T* cols = workspace + detail::thread_index() * per_thread;
@@ -191,18 +196,20 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
       }
       const T* b = x + n0 * CHW;
       if (!(g.pointwise() && images == 1)) {
-        for (std::int64_t i = 0; i < images; ++i)
+        for (std::int64_t i = 0; i < images; ++i) {
           if (same) {
             im2col_same(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.p, 0, OHW, cols + i * OHW, columns);
           } else {
             im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets, OHW, OHW, cols + i * OHW, columns);
           }
+        }
         b = cols;
       }
       // dW [O, C*k*k] += dY_u [O, columns] x cols_u^T; the first group of slots 1.. initialises its slot.
       const bool first = slot > 0 && group == slot;
       gemm(false, true, g.O, CKK, columns, T(1), dy_group, columns, b, columns, first ? T(0) : T(1),
            dweight_slot, CKK);
+      if (transposed_dx) continue;
       // dX = col2im(W^T [C*k*k, O] x dY_u); a pointwise conv of one image writes dX directly.
       if (g.pointwise() && images == 1) {
         gemm(true, false, CKK, OHW, g.O, T(1), weight, CKK, dy_group, columns, T(0), dx + n0 * CHW, OHW);
@@ -222,6 +229,20 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
         sum += partials[(slot - 1) * OCKK + i];
       dweight[i] = sum;
     }
+  }
+  if (transposed_dx) {
+    // dX[c, h, w] = sum over o, ki, kj of W[o, c, ki, kj] * dY[o, h + p - ki, w + p - kj]: the stride-1
+    // convolution of dY [N, O, OH, OW] with W'[c, o, ki, kj] = W[o, c, k-1-ki, k-1-kj] and padding k-1-p.
+    // Its GEMM has K = O*k*k rather than O, and it writes dX directly instead of through col2im.
+    ws.flipped.resize(static_cast<std::size_t>(OCKK));
+    for (std::int64_t c = 0; c < g.C; ++c) {
+      for (std::int64_t o = 0; o < g.O; ++o) {
+        for (std::int64_t kk = 0; kk < KK; ++kk)
+          ws.flipped[(c * g.O + o) * KK + kk] = weight[(o * g.C + c) * KK + KK - 1 - kk];
+      }
+    }
+    conv2d_forward(dy, ws.flipped.data(), static_cast<const T*>(nullptr),
+                   ConvShape{g.N, g.O, g.OH(), g.OW(), g.C, g.k, 1, g.k - 1 - g.p}, dx, ws);
   }
   if (dbias) {
     for (std::int64_t n = 0; n < g.N; ++n) {
