@@ -25,7 +25,7 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 inline float fma_chains(long iterations) {
   const Vec a = Vec{} + 0.999999f, b = Vec{} + 1e-7f;
   Vec c0 = a, c1 = b, c2 = a + b, c3 = a - b, c4 = b * b, c5 = a * a, c6 = a * b, c7 = b - a, c8 = c2 * a,
-        c9 = c3 * b;
+      c9 = c3 * b;
   for (long i = 0; i < iterations; ++i) {
     c0 = c0 * a + b, c1 = c1 * a + b, c2 = c2 * a + b, c3 = c3 * a + b, c4 = c4 * a + b;
     c5 = c5 * a + b, c6 = c6 * a + b, c7 = c7 * a + b, c8 = c8 * a + b, c9 = c9 * a + b;

@@ -55,7 +55,8 @@ TEST(Schedule, MatchesTorchLrSchedulers) {
   expect_schedule_matches(Schedule::cosine(0.1, 50, 5, 1.0 / 3.0, 0.001), torch.at("cosine_warmup"), 0.9);
   expect_schedule_matches(Schedule::cosine(0.05, 40, 0, 1.0, 0.0), torch.at("cosine"), 0.9);
   expect_schedule_matches(Schedule::one_cycle(0.2, 100), torch.at("onecycle"), 0.9);
-  expect_schedule_matches(Schedule::one_cycle(0.1, 37, 0.25, 10, 100, false), torch.at("onecycle_custom"), 0.9);
+  expect_schedule_matches(Schedule::one_cycle(0.1, 37, 0.25, 10, 100, false), torch.at("onecycle_custom"),
+                          0.9);
 }
 
 TEST(Schedule, ConstantAndNames) {

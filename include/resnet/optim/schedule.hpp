@@ -3,7 +3,8 @@
 // step-th update), matching torch.optim.lr_scheduler stepped once per update:
 //   constant    lr
 //   step        StepLR(step_size, gamma):              lr * gamma^floor(t / step_size)
-//   cosine      SequentialLR(LinearLR(start_factor, total_iters=warmup), CosineAnnealingLR(T_max=total-warmup,
+//   cosine      SequentialLR(LinearLR(start_factor, total_iters=warmup),
+//   CosineAnnealingLR(T_max=total-warmup,
 //               eta_min), milestones=[warmup]):        linear warm-up, then half a cosine down to eta_min
 //   one_cycle   OneCycleLR(max_lr, total_steps, pct_start, anneal_strategy="cos", div_factor,
 //               final_div_factor, three_phase=False), including its inverse momentum cycle
@@ -52,14 +53,16 @@ class Schedule {
   }
 
   static Schedule one_cycle(double max_lr, std::int64_t total_steps, double pct_start = 0.3,
-                            double div_factor = 25.0, double final_div_factor = 1e4, bool cycle_momentum = true,
-                            double base_momentum = 0.85, double max_momentum = 0.95) {
+                            double div_factor = 25.0, double final_div_factor = 1e4,
+                            bool cycle_momentum = true, double base_momentum = 0.85,
+                            double max_momentum = 0.95) {
     check(total_steps >= 2, "Schedule::one_cycle: total_steps must be >= 2, got ", total_steps);
-    check(pct_start > 0 && pct_start < 1, "Schedule::one_cycle: pct_start must be in (0, 1), got ", pct_start);
+    check(pct_start > 0 && pct_start < 1, "Schedule::one_cycle: pct_start must be in (0, 1), got ",
+          pct_start);
     // PyTorch's phase boundary: float(pct_start * total_steps) - 1; both phases need a positive length.
     const double warm_end = pct_start * static_cast<double>(total_steps) - 1;
-    check(warm_end > 0 && warm_end < static_cast<double>(total_steps - 1),
-          "Schedule::one_cycle: pct_start ", pct_start, " leaves an empty phase with total_steps ", total_steps);
+    check(warm_end > 0 && warm_end < static_cast<double>(total_steps - 1), "Schedule::one_cycle: pct_start ",
+          pct_start, " leaves an empty phase with total_steps ", total_steps);
     Schedule s(Kind::OneCycle, max_lr);
     s.total_steps_ = total_steps;
     s.warm_end_ = warm_end;
@@ -114,7 +117,9 @@ class Schedule {
  private:
   static constexpr double kPi = 3.14159265358979323846;
 
-  Schedule(Kind kind, double lr) : kind_(kind), lr_(lr) { check(lr >= 0, "Schedule: lr must be >= 0, got ", lr); }
+  Schedule(Kind kind, double lr) : kind_(kind), lr_(lr) {
+    check(lr >= 0, "Schedule: lr must be >= 0, got ", lr);
+  }
 
   // OneCycleLR._anneal_func "cos": end + (start - end) / 2 * (1 + cos(pi * pct)).
   static double cosine_anneal(double start, double end, double pct) {
