@@ -57,35 +57,9 @@ struct SaveOptions {
   Metadata metadata;  // added to (and overriding) what describe() records
 };
 
-// One parameter or buffer of a module.
-template <typename T>
-struct StateEntry {
-  std::string name;
-  Tensor<T>* value;
-  bool is_buffer;
-};
+using nn::StateEntry;
 
 namespace detail {
-
-// Lists parameters and buffers in visit order, which for each module is its parameters then its buffers:
-// exactly the order of torchvision's state_dict().
-template <typename T>
-struct StateLister {
-  std::string prefix;
-  std::vector<StateEntry<T>>* entries;
-
-  void parameter(const std::string& name, Tensor<T>& value, Tensor<T>&) {
-    entries->push_back({prefix + name, &value, false});
-  }
-  void buffer(const std::string& name, Tensor<T>& value) {
-    entries->push_back({prefix + name, &value, true});
-  }
-  template <typename Child>
-  void child(const std::string& name, Child& module) {
-    StateLister nested{prefix + name + ".", entries};
-    module.visit(nested);
-  }
-};
 
 // BatchNorm's step counter, an int64 in PyTorch's state dict.
 inline bool is_integer_buffer(const std::string& name) {
@@ -120,8 +94,8 @@ inline const std::vector<std::string>& architecture_keys() {
 template <typename Module>
 std::vector<StateEntry<typename Module::Scalar>> state_entries(Module& module) {
   std::vector<StateEntry<typename Module::Scalar>> entries;
-  detail::StateLister<typename Module::Scalar> lister{"", &entries};
-  module.visit(lister);
+  nn::detail::StateCollector<typename Module::Scalar> collector{"", nullptr, nullptr, &entries};
+  module.visit(collector);
   return entries;
 }
 

@@ -34,24 +34,36 @@ struct Buffer {
   Tensor<T>* value;
 };
 
+// One parameter or buffer, in the interleaved order of a state dict.
+template <typename T>
+struct StateEntry {
+  std::string name;
+  Tensor<T>* value;
+  bool is_buffer;
+};
+
 namespace detail {
 
-// Walks a module tree and lists parameters and buffers with their dotted names.
+// Walks a module tree and lists parameters, buffers, or both interleaved (each module's parameters, then its
+// buffers: torchvision's state_dict() order), with their dotted names.
 template <typename T>
 struct StateCollector {
   std::string prefix;
   std::vector<Parameter<T>>* parameters = nullptr;
   std::vector<Buffer<T>>* buffers = nullptr;
+  std::vector<StateEntry<T>>* state = nullptr;
 
   void parameter(const std::string& name, Tensor<T>& value, Tensor<T>& grad) {
     if (parameters) parameters->push_back({prefix + name, &value, &grad});
+    if (state) state->push_back({prefix + name, &value, false});
   }
   void buffer(const std::string& name, Tensor<T>& value) {
     if (buffers) buffers->push_back({prefix + name, &value});
+    if (state) state->push_back({prefix + name, &value, true});
   }
   template <typename Child>
   void child(const std::string& name, Child& module) {
-    StateCollector nested{prefix + name + ".", parameters, buffers};
+    StateCollector nested{prefix + name + ".", parameters, buffers, state};
     module.visit(nested);
   }
 };
