@@ -113,6 +113,24 @@ TEST(ResNet, EvalForwardTreatsImagesIndependently) {
   EXPECT_THROW(net.backward(Tensor<double>({3, 5})), resnet::Error);
 }
 
+TEST(ResNet, ZeroInitResidualZeroesExactlyEachBlocksLastBatchNormWeight) {
+  // torchvision's zero_init_residual: bn2.weight of every BasicBlock, no other weight (biases start at 0
+  // anyway).
+  ResNet<double> net({2, 2, 2, 2}, 10, Stem::Cifar, 3, 5, 4);
+  net.zero_init_residual();
+  int zeroed = 0;
+  for (const auto& p : net.named_parameters()) {
+    if (p.name.find("weight") == std::string::npos) continue;
+    bool all_zero = true;
+    for (std::int64_t i = 0; i < p.value->numel(); ++i)
+      all_zero = all_zero && (*p.value)[i] == 0;
+    const bool ends_bn2_weight = p.name.find(".bn2.weight") != std::string::npos;
+    EXPECT_EQ(all_zero, ends_bn2_weight) << p.name;
+    zeroed += ends_bn2_weight;
+  }
+  EXPECT_EQ(zeroed, 8);
+}
+
 TEST(BasicBlock, GradientsWithIdentityShortcut) {
   resnet::nn::BasicBlock<double> block(4, 4, 1, 3);
   EXPECT_FALSE(block.has_downsample());

@@ -70,7 +70,17 @@ int main(int argc, char** argv) {
                "apply weight decay to BatchNorm parameters and biases too");
   app.add_option("--label-smoothing", config.label_smoothing, "label smoothing of the loss")
       ->capture_default_str();
-  app.add_flag("!--no-augment", config.augment, "no random crop and flip");
+  app.add_option("--crop-padding", config.crop_padding, "random crop after padding by N pixels (0: no crop)")
+      ->capture_default_str();
+  app.add_flag("!--no-flip", config.flip, "no random horizontal flip");
+  app.add_flag_callback(
+      "--no-augment", [&config] { config.crop_padding = 0, config.flip = false; }, "no random crop and flip");
+  app.add_option("--pct-start", config.pct_start, "onecycle: share of the run spent warming up")
+      ->capture_default_str();
+  app.add_option("--div-factor", config.div_factor, "onecycle: start at lr / div-factor")
+      ->capture_default_str();
+  app.add_flag("--zero-init-residual", config.zero_init_residual,
+               "start each residual block's last BatchNorm at weight 0 (torchvision's zero_init_residual)");
   app.add_option("--threads", config.threads, "OpenMP threads (default: all cores)");
   app.add_option("--seed", config.seed, "seed for the weights, the shuffling and the augmentation")
       ->capture_default_str();

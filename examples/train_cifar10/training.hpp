@@ -43,8 +43,12 @@ struct Config {
   bool nesterov = true;
   bool decay_bn_and_bias = false;  // false: no weight decay on BatchNorm parameters and biases
   double label_smoothing = 0;
-  bool augment = true;
-  int threads = 0;  // 0: OpenMP's default
+  int crop_padding = 4;    // RandomCrop padding; 0: no crop
+  bool flip = true;        // RandomHorizontalFlip (never for MNIST digits, which are not mirror-symmetric)
+  double pct_start = 0.3;  // onecycle: share of the run spent warming up (PyTorch's default)
+  double div_factor = 25;  // onecycle: the run starts at lr / div_factor (PyTorch's default)
+  bool zero_init_residual = false;  // torchvision's zero_init_residual: each block starts as the identity
+  int threads = 0;                  // 0: OpenMP's default
   std::uint64_t seed = 0;
   std::int64_t train_subset = 0;  // 0: the whole split
   std::int64_t test_subset = 0;
@@ -122,7 +126,8 @@ inline resnet::optim::Schedule make_schedule(const Config& config, std::int64_t 
           config.lr, total,
           static_cast<std::int64_t>(config.warmup_epochs * static_cast<double>(steps_per_epoch)));
     case Schedule::Kind::OneCycle:
-      return Schedule::one_cycle(config.lr, std::max<std::int64_t>(total, 2));
+      return Schedule::one_cycle(config.lr, std::max<std::int64_t>(total, 2), config.pct_start,
+                                 config.div_factor);
   }
   return Schedule::constant(config.lr);
 }
@@ -169,7 +174,7 @@ inline std::map<std::string, std::string> run_fingerprint(const Config& c) {
   std::ostringstream lr;
   lr.precision(17);
   lr << c.lr << ' ' << c.momentum << ' ' << c.weight_decay << ' ' << c.label_smoothing << ' '
-     << c.warmup_epochs;
+     << c.warmup_epochs << ' ' << c.pct_start << ' ' << c.div_factor;
   return {{"dataset", c.dataset},
           {"epochs", std::to_string(c.epochs)},
           {"batch_size", std::to_string(c.batch_size)},
@@ -177,7 +182,8 @@ inline std::map<std::string, std::string> run_fingerprint(const Config& c) {
           {"hyperparameters", lr.str()},
           {"nesterov", c.nesterov ? "1" : "0"},
           {"decay_bn_and_bias", c.decay_bn_and_bias ? "1" : "0"},
-          {"augment", c.augment ? "1" : "0"},
+          {"augment", std::to_string(c.crop_padding) + (c.flip ? " flip" : "")},
+          {"zero_init_residual", c.zero_init_residual ? "1" : "0"},
           {"seed", std::to_string(c.seed)},
           {"width", std::to_string(c.width)},
           {"train_subset", std::to_string(c.train_subset)},
@@ -303,16 +309,14 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
   data::LoaderOptions options;
   options.batch_size = config.batch_size;
   options.seed = config.seed;
-  if (config.augment) {
-    // The CIFAR recipe; MNIST digits are not mirror-symmetric, so they get the crop only.
-    options.augmentation = data::Augmentation::cifar();
-    options.augmentation.horizontal_flip = config.dataset != "mnist";
-  }
+  resnet::check(config.crop_padding >= 0, "--crop-padding must be >= 0, got ", config.crop_padding);
+  options.augmentation = {config.crop_padding, config.flip && config.dataset != "mnist"};
   data::BatchLoader<float> loader(splits.train, options);
   const std::int64_t steps_per_epoch = loader.batches_per_epoch();
 
   resnet::models::ResNet<float> model({2, 2, 2, 2}, splits.train.num_classes(), resnet::models::Stem::Cifar,
                                       static_cast<int>(splits.train.channels()), config.seed, config.width);
+  if (config.zero_init_residual) model.zero_init_residual();
   if (!config.init_weights.empty()) {
     resnet::io::LoadOptions load;
     load.skip_prefixes = config.skip_prefixes;

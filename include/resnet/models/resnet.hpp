@@ -8,11 +8,13 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "resnet/core/rng.hpp"
+#include "resnet/kernels/window.hpp"
 #include "resnet/nn/adaptive_avgpool2d.hpp"
 #include "resnet/nn/basic_block.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
@@ -36,7 +38,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
          int in_channels = 3, std::uint64_t seed = 0, int base_width = 64)
       : stem_(stem),
         blocks_per_stage_(blocks_per_stage),
-        base_width_(base_width),
+        base_width_(checked_base_width(base_width)),
         in_channels_(in_channels),
         num_classes_(num_classes),
         conv1_(checked_in_channels(in_channels), base_width, stem == Stem::ImageNet ? 7 : 3,
@@ -44,7 +46,6 @@ class ResNet : public nn::Module<ResNet<T>, T> {
         bn1_(base_width),
         avgpool_(1, 1),
         fc_(8 * base_width, checked_num_classes(num_classes)) {
-    check(base_width >= 1, "ResNet: base_width must be positive, got ", base_width);
     if (stem == Stem::ImageNet) maxpool_.emplace(3, 2, 1);
     int channels = base_width;
     for (int s = 0; s < 4; ++s) {
@@ -70,6 +71,14 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     fc_.reset_parameters(rng);
   }
 
+  // torchvision's zero_init_residual=True: every block's last BatchNorm starts at weight 0, so each residual
+  // branch starts as zero and each block as the identity (Goyal et al., 2017), which speeds early training.
+  void zero_init_residual() {
+    for (auto& stage : stages_)
+      for (auto& block : stage)
+        block.bn2().weight().fill(T(0));
+  }
+
   template <typename Visitor>
   void visit(Visitor& v) {
     v.child("conv1", conv1_);
@@ -86,9 +95,8 @@ class ResNet : public nn::Module<ResNet<T>, T> {
 
   // [N, in_channels, H, W] -> logits [N, num_classes].
   Tensor<T> forward(const Tensor<T>& input) {
-    nn::expect_rank(input, 4, "ResNet.forward", "[N, C, H, W]");
-    check(input.size(1) == in_channels_, "ResNet.forward: input has ", input.size(1), " channels, expected ",
-          in_channels_, " (input shape ", shape_string(input.shape()), ")");
+    nn::expect_input(input, 4, in_channels_, "ResNet.forward", "[N, C, H, W]");
+    if (this->is_training()) expect_batch_statistics(input);
     Tensor<T> x = relu_.forward(bn1_.forward(conv1_.forward(input)));
     if (maxpool_) x = maxpool_->forward(x);
     for (auto& stage : stages_) {
@@ -103,6 +111,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   // d loss / d logits [N, num_classes] -> d loss / d input; parameter gradients accumulate.
   Tensor<T> backward(const Tensor<T>& grad_logits) {
     nn::expect_cached(!pooled_shape_.empty(), "ResNet.backward");
+    nn::expect_shape(grad_logits, {pooled_shape_[0], num_classes_}, "ResNet.backward", "grad_logits");
     Tensor<T> grad = avgpool_.backward(fc_.backward(grad_logits).reshape(pooled_shape_));
     for (int s = 3; s >= 0; --s) {
       for (auto block = stages_[s].rbegin(); block != stages_[s].rend(); ++block)
@@ -126,6 +135,40 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   static int checked_num_classes(int n) {
     check(n >= 1, "ResNet: num_classes must be positive, got ", n);
     return n;
+  }
+  // Checked before any layer is built from it; layer4 has 8 * base_width channels, which must fit an int.
+  static int checked_base_width(int n) {
+    check(n >= 1 && n <= std::numeric_limits<int>::max() / 8, "ResNet: base_width must be in [1, ",
+          std::numeric_limits<int>::max() / 8, "], got ", n);
+    return n;
+  }
+
+  // Training-mode BatchNorm needs more than one value per channel, as in PyTorch. layer4's map is the
+  // smallest, so the check is made here, where the message can say which input would do, and not deep in
+  // layer4.
+  void expect_batch_statistics(const Tensor<T>& input) {
+    if (input.size(0) > 1 || last_map_side(input.size(2)) * last_map_side(input.size(3)) > 1) return;
+    std::int64_t side = 1;
+    while (last_map_side(side) < 2)
+      ++side;
+    fail("ResNet.forward: input shape ", shape_string(input.shape()),
+         " leaves a single value per channel in layer4 (a 1x1 map of 1 image), and training-mode BatchNorm "
+         "needs more; train on batches of 2 or more images, or on images with H or W at least ",
+         side, " for this stem (eval() runs any size)");
+  }
+
+  // The side of layer4's output map for an input side `in`: through every conv and pool on the main path.
+  std::int64_t last_map_side(std::int64_t in) {
+    const auto through = [](std::int64_t side, const auto& layer) {
+      return kernels::window_output_size(side, layer.kernel_size(), layer.stride(), layer.padding());
+    };
+    std::int64_t side = through(in, conv1_);
+    if (maxpool_) side = through(side, *maxpool_);
+    for (auto& stage : stages_) {
+      for (auto& block : stage)
+        side = through(through(side, block.conv1()), block.conv2());
+    }
+    return side;
   }
 
   Stem stem_;
