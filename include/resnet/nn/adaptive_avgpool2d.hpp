@@ -24,10 +24,8 @@ class AdaptiveAvgPool2d : public Module<AdaptiveAvgPool2d<T>, T> {
 
   // input [N, C, H, W] -> output [N, C, output_h, output_w]
   Tensor<T> forward(const Tensor<T>& input) {
-    expect_rank(input, 4, "AdaptiveAvgPool2d.forward", "[N, C, H, W]");
+    expect_input(input, 4, kAnyFeatures, "AdaptiveAvgPool2d.forward", "[N, C, H, W]");
     const std::int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-    check(C > 0 && H > 0 && W > 0, "AdaptiveAvgPool2d.forward: input shape ", shape_string(input.shape()),
-          " has an empty channel or spatial dimension");
     Tensor<T> output({N, C, output_h_, output_w_});
     kernels::adaptive_avgpool2d_forward(input.data(), N * C, H, W, output_h_, output_w_, output.data());
     input_shape_ = this->is_training() ? input.shape() : std::vector<std::int64_t>{};

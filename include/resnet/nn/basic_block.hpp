@@ -48,7 +48,7 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
 
   // [N, in, H, W] -> [N, out, H', W'] with H' = (H - 1) / stride + 1.
   Tensor<T> forward(const Tensor<T>& input) {
-    expect_rank(input, 4, "BasicBlock.forward", "[N, C, H, W]");
+    expect_input(input, 4, conv1_.in_channels(), "BasicBlock.forward", "[N, C, H, W]");
     const Tensor<T> hidden = bn1_.forward_relu(conv1_.forward(input));
     const Tensor<T> residual = bn2_.forward(conv2_.forward(hidden));
     const Tensor<T> shortcut =

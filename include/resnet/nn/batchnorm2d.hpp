@@ -6,6 +6,8 @@
 // eval mode normalises with the running statistics and caches nothing.
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "resnet/kernels/batchnorm.hpp"
 #include "resnet/nn/module.hpp"
@@ -54,16 +56,18 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   }
 
   // input [N, C, H, W] -> output [N, C, H, W]
-  Tensor<T> forward(const Tensor<T>& input) { return normalize(input, false); }
+  Tensor<T> forward(const Tensor<T>& input) { return normalize(input, false, "BatchNorm2d.forward"); }
 
   // relu(forward(input)) in one pass over the data: ResNet's BatchNorm + ReLU pair. It leaves the module in
   // the state forward(input) would, so backward_relu follows it.
-  Tensor<T> forward_relu(const Tensor<T>& input) { return normalize(input, true); }
+  Tensor<T> forward_relu(const Tensor<T>& input) {
+    return normalize(input, true, "BatchNorm2d.forward_relu");
+  }
 
   // grad_output [N, C, H, W] -> grad_input [N, C, H, W]; adds to the weight and bias gradients.
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "BatchNorm2d.backward");
-    return backward_masked(grad_output, nullptr);
+    return backward_masked(grad_output, nullptr, "BatchNorm2d.backward");
   }
 
   // The backward of relu(bn(x) + r), for any r that does not depend on x, given that ReLU's output: the
@@ -71,7 +75,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   Tensor<T> backward_relu(const Tensor<T>& grad_output, const Tensor<T>& relu_output) {
     expect_cached(!input_.empty(), "BatchNorm2d.backward_relu");
     expect_shape(relu_output, input_.shape(), "BatchNorm2d.backward_relu", "relu_output");
-    return backward_masked(grad_output, relu_output.data());
+    return backward_masked(grad_output, relu_output.data(), "BatchNorm2d.backward_relu");
   }
 
   Tensor<T>& weight() { return weight_; }
@@ -88,12 +92,24 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
 
+  // Throws unless the parameters and buffers, assignable through the accessors above, and the gradients
+  // are still [C]; forward and backward check it before indexing into them.
+  void expect_state_shapes(const char* where) const {
+    const std::vector<std::int64_t> channels{num_features_};
+    for (const auto& [name, tensor] : {std::pair{"weight", &weight_},
+                                       {"weight gradient", &weight_grad_},
+                                       {"bias", &bias_},
+                                       {"bias gradient", &bias_grad_},
+                                       {"running_mean", &running_mean_},
+                                       {"running_var", &running_var_}})
+      expect_shape(*tensor, channels, where, name);
+  }
+
  private:
-  // forward, followed by a ReLU when relu is set.
-  Tensor<T> normalize(const Tensor<T>& input, bool relu) {
-    expect_rank(input, 4, "BatchNorm2d.forward", "[N, C, H, W]");
-    check(input.size(1) == num_features_, "BatchNorm2d.forward: input has ", input.size(1),
-          " channels, expected ", num_features_, " (input shape ", shape_string(input.shape()), ")");
+  // forward, followed by a ReLU when relu is set; `where` names the caller in messages.
+  Tensor<T> normalize(const Tensor<T>& input, bool relu, const char* where) {
+    expect_input(input, 4, num_features_, where, "[N, C, H, W]");
+    expect_state_shapes(where);
     const std::int64_t N = input.size(0), C = num_features_, HW = input.size(2) * input.size(3);
     Tensor<T> output(input.shape());
     if (!this->is_training()) {
@@ -104,8 +120,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
       return output;
     }
     // PyTorch refuses too: the biased variance of one value is 0 and its unbiased variance undefined.
-    check(N * HW > 1,
-          "BatchNorm2d.forward: expected more than 1 value per channel when training, got input shape ",
+    check(N * HW > 1, where, ": expected more than 1 value per channel when training, got input shape ",
           shape_string(input.shape()));
     kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
     kernels::batchnorm_invstd(var_.data(), eps_, C, invstd_.data());
@@ -116,9 +131,10 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     return output;
   }
 
-  // backward with grad_output masked by relu_output > 0 when relu_output is not null.
-  Tensor<T> backward_masked(const Tensor<T>& grad_output, const T* relu_output) {
-    expect_shape(grad_output, input_.shape(), "BatchNorm2d.backward", "grad_output");
+  // backward with grad_output masked by relu_output > 0 when relu_output is not null; `where` as above.
+  Tensor<T> backward_masked(const Tensor<T>& grad_output, const T* relu_output, const char* where) {
+    expect_shape(grad_output, input_.shape(), where, "grad_output");
+    expect_state_shapes(where);
     Tensor<T> grad_input(input_.shape());
     kernels::batchnorm_backward(input_.data(), grad_output.data(), mean_.data(), invstd_.data(),
                                 weight_.data(), input_.size(0), num_features_,

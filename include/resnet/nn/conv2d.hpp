@@ -32,14 +32,10 @@ class Conv2d : public Module<Conv2d<T>, T> {
 
   // input: [N, C, H, W] -> output: [N, O, OH, OW]
   Tensor<T> forward(const Tensor<T>& input) {
-    expect_rank(input, 4, "Conv2d.forward", "[N, C, H, W]");
-    check(input.size(1) == in_channels_, "Conv2d.forward: input has ", input.size(1), " channels, expected ",
-          in_channels_, " (input shape ", shape_string(input.shape()), ")");
+    expect_input(input, 4, in_channels_, "Conv2d.forward", "[N, C, H, W]");
+    expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
+    expect_state_shapes("Conv2d.forward");
     const kernels::ConvShape g = shape_of(input);
-    check(g.N > 0 && g.OH() > 0 && g.OW() > 0, "Conv2d.forward: input shape ", shape_string(input.shape()),
-          " gives an empty output ", shape_string({g.N, g.O, g.OH(), g.OW()}), " with kernel_size ",
-          kernel_size_, ", stride ", stride_, ", padding ", padding_);
-
     Tensor<T> output({g.N, g.O, g.OH(), g.OW()});
     kernels::conv2d_forward(input.data(), params_.weight.data(), has_bias() ? params_.bias.data() : nullptr,
                             g, output.data(), workspace());
@@ -53,6 +49,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
     expect_cached(!input_.empty(), "Conv2d.backward");
     const kernels::ConvShape g = shape_of(input_);
     expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
+    expect_state_shapes("Conv2d.backward");
 
     Tensor<T> grad_input(input_.shape());
     kernels::conv2d_backward(input_.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
@@ -72,6 +69,10 @@ class Conv2d : public Module<Conv2d<T>, T> {
   int kernel_size() const { return kernel_size_; }
   int stride() const { return stride_; }
   int padding() const { return padding_; }
+
+  // Throws unless the weight and bias, assignable through the accessors above, and their gradients still
+  // have the shapes this layer was built with; forward and backward check it before indexing into them.
+  void expect_state_shapes(const char* where) const { params_.expect_shapes(where); }
 
  private:
   static std::vector<std::int64_t> checked_weight_shape(int in_channels, int out_channels, int kernel_size,

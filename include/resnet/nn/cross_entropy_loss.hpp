@@ -27,9 +27,8 @@ class CrossEntropyLoss {
   // logits [N, C], targets [N] with values in [0, C) -> the mean loss over the batch.
   T forward(const Tensor<T>& logits, const std::vector<int>& targets) {
     using Acc = std::common_type_t<T, double>;
-    expect_rank(logits, 2, "CrossEntropyLoss.forward", "[N, C] of logits");
+    expect_input(logits, 2, kAnyFeatures, "CrossEntropyLoss.forward", "[N, C] of logits");
     const std::int64_t N = logits.size(0), C = logits.size(1);
-    check(N > 0 && C > 0, "CrossEntropyLoss.forward: empty logits of shape ", shape_string(logits.shape()));
     check(static_cast<std::int64_t>(targets.size()) == N, "CrossEntropyLoss.forward: got ", targets.size(),
           " targets for logits of shape ", shape_string(logits.shape()));
     for (std::int64_t n = 0; n < N; ++n) {

@@ -9,16 +9,25 @@
 
 namespace resnet::nn::init {
 
+namespace detail {
+// Fans divide by a dimension, so none may be 0.
+template <typename T>
+void expect_fan_shape(const Tensor<T>& weight, const char* fan) {
+  check(weight.dim() >= 2 && weight.numel() > 0, "init: ", fan,
+        " needs a non-empty weight of rank >= 2, got ", shape_string(weight.shape()));
+}
+}  // namespace detail
+
 // fan_in and fan_out as torch.nn.init._calculate_fan_in_and_fan_out: dim 1 and dim 0 times the receptive
 // field.
 template <typename T>
 std::int64_t fan_in(const Tensor<T>& weight) {
-  check(weight.dim() >= 2, "init: fan_in needs a weight of rank >= 2, got ", shape_string(weight.shape()));
+  detail::expect_fan_shape(weight, "fan_in");
   return weight.numel() / weight.size(0);
 }
 template <typename T>
 std::int64_t fan_out(const Tensor<T>& weight) {
-  check(weight.dim() >= 2, "init: fan_out needs a weight of rank >= 2, got ", shape_string(weight.shape()));
+  detail::expect_fan_shape(weight, "fan_out");
   return weight.numel() / weight.size(1);
 }
 

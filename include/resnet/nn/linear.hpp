@@ -27,10 +27,8 @@ class Linear : public Module<Linear<T>, T> {
 
   // input: [N, in] -> output: [N, out]
   Tensor<T> forward(const Tensor<T>& input) {
-    expect_rank(input, 2, "Linear.forward", "[N, in_features]");
-    check(input.size(1) == in_features_, "Linear.forward: input has ", input.size(1), " features, expected ",
-          in_features_, " (input shape ", shape_string(input.shape()), ")");
-    check(input.size(0) > 0, "Linear.forward: empty batch (input shape ", shape_string(input.shape()), ")");
+    expect_input(input, 2, in_features_, "Linear.forward", "[N, in_features]");
+    expect_state_shapes("Linear.forward");
     const std::int64_t N = input.size(0);
     Tensor<T> output({N, out_features_});
     // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
@@ -46,6 +44,7 @@ class Linear : public Module<Linear<T>, T> {
     expect_cached(!input_.empty(), "Linear.backward");
     const std::int64_t N = input_.size(0);
     expect_shape(grad_output, {N, out_features_}, "Linear.backward", "grad_output");
+    expect_state_shapes("Linear.backward");
     // dW [out, in] += dY^T [out, N] x X [N, in]
     kernels::gemm(true, false, out_features_, in_features_, N, T(1), grad_output.data(), input_.data(), T(1),
                   params_.weight_grad.data());
@@ -66,6 +65,10 @@ class Linear : public Module<Linear<T>, T> {
   bool has_bias() const { return params_.has_bias(); }
   int in_features() const { return in_features_; }
   int out_features() const { return out_features_; }
+
+  // Throws unless the weight and bias, assignable through the accessors above, and their gradients still
+  // have the shapes this layer was built with; forward and backward check it before indexing into them.
+  void expect_state_shapes(const char* where) const { params_.expect_shapes(where); }
 
  private:
   static std::vector<std::int64_t> checked_weight_shape(int in_features, int out_features) {

@@ -30,12 +30,11 @@ class MaxPool2d : public Module<MaxPool2d<T>, T> {
 
   // input [N, C, H, W] -> output [N, C, OH, OW]
   Tensor<T> forward(const Tensor<T>& input) {
-    expect_rank(input, 4, "MaxPool2d.forward", "[N, C, H, W]");
+    expect_input(input, 4, kAnyFeatures, "MaxPool2d.forward", "[N, C, H, W]");
+    expect_window_fits(input, kernel_size_, padding_, "MaxPool2d.forward");
     const std::int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
     const std::int64_t OH = kernels::window_output_size(H, kernel_size_, stride_, padding_);
     const std::int64_t OW = kernels::window_output_size(W, kernel_size_, stride_, padding_);
-    check(OH > 0 && OW > 0, "MaxPool2d.forward: input shape ", shape_string(input.shape()),
-          " is smaller than kernel_size ", kernel_size_, " with padding ", padding_);
     Tensor<T> output({N, C, OH, OW});
     if (this->is_training()) {
       argmax_.resize(static_cast<std::size_t>(output.numel()));  // reuses its capacity from step to step

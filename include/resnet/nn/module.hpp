@@ -13,6 +13,7 @@
 // A module never writes into its input or into a tensor it returned: copies share storage (see tensor.hpp),
 // so what one module caches for backward may be another module's output.
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -95,6 +96,35 @@ void expect_shape(const Tensor<T>& t, const std::vector<std::int64_t>& shape, co
   check(t.shape() == shape, where, ": ", what, " has shape ", shape_string(t.shape()), ", expected ",
         shape_string(shape));
 }
+
+// expect_input's `features` for layers that take any number of channels.
+inline constexpr std::int64_t kAnyFeatures = -1;
+
+// A forward input: `rank` dimensions laid out as `layout`, none of them empty (an empty batch or map has
+// nothing to compute, and a window over an empty map would read outside it), and `features` channels (rank
+// 4) or features (rank 2) in dimension 1.
+template <typename T>
+void expect_input(const Tensor<T>& input, std::int64_t rank, std::int64_t features, const char* where,
+                  const char* layout) {
+  expect_rank(input, rank, where, layout);
+  const std::vector<std::int64_t>& shape = input.shape();
+  check(std::find(shape.begin(), shape.end(), 0) == shape.end(), where, ": input shape ", shape_string(shape),
+        " has an empty dimension, expected ", layout, " with every size at least 1");
+  check(features == kAnyFeatures || shape[1] == features, where, ": input has ", shape[1],
+        rank == 2 ? " features" : " channels", ", expected ", features, " (input shape ", shape_string(shape),
+        ")");
+}
+
+// A sliding window (Conv2d, MaxPool2d) needs at least one position in the padded input [N, C, H, W].
+template <typename T>
+void expect_window_fits(const Tensor<T>& input, std::int64_t kernel_size, std::int64_t padding,
+                        const char* where) {
+  const std::int64_t least = std::max<std::int64_t>(kernel_size - 2 * padding, 1);
+  check(input.size(2) >= least && input.size(3) >= least, where, ": input shape ",
+        shape_string(input.shape()), " gives an empty output with kernel_size ", kernel_size, " and padding ",
+        padding, "; H and W must be at least ", least);
+}
+
 // backward needs what a training-mode forward cached.
 inline void expect_cached(bool cached, const char* where) {
   check(cached, where,
