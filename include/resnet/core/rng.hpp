@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "resnet/core/error.hpp"
+
 namespace resnet {
 
 class Rng {
@@ -51,8 +53,10 @@ class Rng {
   }
   double normal(double mean, double std) { return mean + std * normal(); }
 
-  // Uniform integer in [0, n) without modulo bias (Lemire's method).
+  // Uniform integer in [0, n) without modulo bias (Lemire's method). [0, 0) is empty (and its threshold a
+  // division by zero).
   std::uint64_t below(std::uint64_t n) {
+    check(n > 0, "Rng::below: the range [0, 0) is empty");
     std::uint64_t x = next_u64();
     __uint128_t m = static_cast<__uint128_t>(x) * n;
     std::uint64_t low = static_cast<std::uint64_t>(m);

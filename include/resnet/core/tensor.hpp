@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <new>
 #include <vector>
@@ -96,13 +97,11 @@ class Tensor {
 
   // The tensor as a row-major [rows, cols] matrix over the same memory (no copy).
   MatrixMap<T> matrix(std::int64_t rows, std::int64_t cols) {
-    check(rows * cols == numel_, "Tensor::matrix: ", rows, "x", cols, " does not match ",
-          shape_string(shape_));
+    expect_matrix(rows, cols);
     return MatrixMap<T>(data(), rows, cols);
   }
   ConstMatrixMap<T> matrix(std::int64_t rows, std::int64_t cols) const {
-    check(rows * cols == numel_, "Tensor::matrix: ", rows, "x", cols, " does not match ",
-          shape_string(shape_));
+    expect_matrix(rows, cols);
     return ConstMatrixMap<T>(data(), rows, cols);
   }
   // All elements as one column vector.
@@ -112,13 +111,29 @@ class Tensor {
   }
 
  private:
+  // The element count. A shape whose size in bytes overflows int64 is refused: the count would wrap and the
+  // allocation come out smaller than the writes into it.
   static std::int64_t count(const std::vector<std::int64_t>& shape) {
     std::int64_t n = 1;
+    bool has_zero = false, overflow = false;
     for (std::int64_t d : shape) {
       check(d >= 0, "Tensor: negative dimension in shape ", shape_string(shape));
-      n *= d;
+      has_zero = has_zero || d == 0;
+      overflow = overflow || !product_is_at_most(n, d, kMaxElements, n);
     }
+    if (has_zero) return 0;
+    check(!overflow, "Tensor: shape ", shape_string(shape), " has more elements than fit in memory");
     return n;
+  }
+
+  static constexpr std::int64_t kMaxElements =
+      std::numeric_limits<std::int64_t>::max() / static_cast<std::int64_t>(sizeof(T));
+
+  // product = a * b when both are non-negative and it is at most `limit`; false otherwise.
+  static bool product_is_at_most(std::int64_t a, std::int64_t b, std::int64_t limit, std::int64_t& product) {
+    if (a < 0 || b < 0 || (a != 0 && b > limit / a)) return false;
+    product = a * b;
+    return true;
   }
 
   static std::shared_ptr<T> allocate(std::int64_t n) {
@@ -129,6 +144,13 @@ class Tensor {
     void* memory = std::aligned_alloc(kTensorAlignment, rounded);
     if (memory == nullptr) throw std::bad_alloc();
     return std::shared_ptr<T>(static_cast<T*>(memory), [](T* p) { std::free(p); });
+  }
+
+  // Negative sizes whose product is numel (-1 x -6 for 6 elements) would give Eigen a negative size.
+  void expect_matrix(std::int64_t rows, std::int64_t cols) const {
+    std::int64_t product = 0;
+    check(product_is_at_most(rows, cols, numel_, product) && product == numel_, "Tensor::matrix: ", rows, "x",
+          cols, " does not match ", shape_string(shape_));
   }
 
   std::int64_t checked_flat(std::int64_t i) const {
