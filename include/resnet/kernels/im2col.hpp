@@ -9,17 +9,28 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
+#include "resnet/core/error.hpp"
 #include "resnet/kernels/window.hpp"
 
 namespace resnet::kernels {
+
+// The index tables hold int32 pixel indices (half the memory traffic of int64), so neither the input plane
+// nor the output plane may reach 2^31 pixels.
+inline void expect_int32_tables(std::int64_t H, std::int64_t W, std::int64_t OHW) {
+  const std::int64_t limit = std::numeric_limits<std::int32_t>::max();
+  check(H * W <= limit && OHW <= limit, "im2col: a ", H, "x", W, " input plane with ", OHW,
+        " output pixels is larger than the 2^31 - 1 pixels its int32 index tables reach");
+}
 
 // offsets [k*k, q1 - q0]: for kernel offset (ki, kj) and output pixel q (flat oh*OW + ow), the input pixel
 // h*W + w it reads, h = oh*s - p + ki and w = ow*s - p + kj, or -1 where that lies in the padding.
 inline void im2col_offsets(std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s, std::int64_t p,
                            std::int64_t q0, std::int64_t q1, std::int32_t* offsets) {
   const std::int64_t OW = window_output_size(W, k, s, p);
+  expect_int32_tables(H, W, window_output_size(H, k, s, p) * OW);
   for (std::int64_t ki = 0; ki < k; ++ki) {
     for (std::int64_t kj = 0; kj < k; ++kj) {
       std::int32_t* row = offsets + (ki * k + kj) * (q1 - q0);
@@ -37,6 +48,7 @@ inline void im2col_offsets(std::int64_t H, std::int64_t W, std::int64_t k, std::
 inline void col2im_sources(std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s, std::int64_t p,
                            std::int32_t* sources) {
   const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
+  expect_int32_tables(H, W, OH * OW);
   for (std::int64_t ki = 0; ki < k; ++ki) {
     for (std::int64_t kj = 0; kj < k; ++kj) {
       std::int32_t* row = sources + (ki * k + kj) * H * W;
