@@ -31,6 +31,7 @@ class Schedule {
 
   static Schedule step(double lr, std::int64_t step_size, double gamma = 0.1) {
     check(step_size >= 1, "Schedule::step: step_size must be >= 1, got ", step_size);
+    check(gamma >= 0, "Schedule::step: gamma must be >= 0, got ", gamma);
     Schedule s(Kind::Step, lr);
     s.step_size_ = step_size;
     s.gamma_ = gamma;
@@ -44,6 +45,7 @@ class Schedule {
           ", total_steps ", total_steps);
     check(warmup_start_factor > 0 && warmup_start_factor <= 1,
           "Schedule::cosine: warmup_start_factor must be in (0, 1], got ", warmup_start_factor);
+    check(eta_min >= 0, "Schedule::cosine: eta_min must be >= 0, got ", eta_min);
     Schedule s(Kind::Cosine, lr);
     s.total_steps_ = total_steps;
     s.warmup_steps_ = warmup_steps;
@@ -63,6 +65,12 @@ class Schedule {
     const double warm_end = pct_start * static_cast<double>(total_steps) - 1;
     check(warm_end > 0 && warm_end < static_cast<double>(total_steps - 1), "Schedule::one_cycle: pct_start ",
           pct_start, " leaves an empty phase with total_steps ", total_steps);
+    check(div_factor > 0 && final_div_factor > 0,
+          "Schedule::one_cycle: div_factor and final_div_factor must be > 0, got ", div_factor, " and ",
+          final_div_factor);
+    check(base_momentum >= 0 && max_momentum >= 0,
+          "Schedule::one_cycle: base_momentum and max_momentum must be >= 0, got ", base_momentum, " and ",
+          max_momentum);
     Schedule s(Kind::OneCycle, max_lr);
     s.total_steps_ = total_steps;
     s.warm_end_ = warm_end;
@@ -87,7 +95,7 @@ class Schedule {
 
   // The learning rate for update number t (0-based).
   double lr(std::int64_t t) const {
-    check(t >= 0, "Schedule::lr: negative step ", t);
+    expect_step(t, "Schedule::lr");
     switch (kind_) {
       case Kind::Constant:
         return lr_;
@@ -110,6 +118,7 @@ class Schedule {
 
   // The momentum for update number t when the schedule drives it (one-cycle), else nothing.
   std::optional<double> momentum(std::int64_t t) const {
+    expect_step(t, "Schedule::momentum");
     if (kind_ != Kind::OneCycle || !cycle_momentum_) return std::nullopt;
     return one_cycle_value(t, max_momentum_, base_momentum_, max_momentum_);
   }
@@ -120,6 +129,8 @@ class Schedule {
   Schedule(Kind kind, double lr) : kind_(kind), lr_(lr) {
     check(lr >= 0, "Schedule: lr must be >= 0, got ", lr);
   }
+
+  static void expect_step(std::int64_t t, const char* where) { check(t >= 0, where, ": negative step ", t); }
 
   // OneCycleLR._anneal_func "cos": end + (start - end) / 2 * (1 + cos(pi * pct)).
   static double cosine_anneal(double start, double end, double pct) {

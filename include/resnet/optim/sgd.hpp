@@ -7,6 +7,8 @@
 // The operations run in T in the same order as PyTorch's, so float results agree to rounding.
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -45,23 +47,30 @@ class SGD {
     check(lr >= 0, "SGD: learning rate must be >= 0, got ", lr);
     check(momentum >= 0, "SGD: momentum must be >= 0, got ", momentum);
     check(!nesterov || momentum > 0, "SGD: Nesterov momentum requires momentum > 0");
+    std::map<const Tensor<T>*, std::string> seen;  // each value, with the name it was first given
     for (auto& group : groups) {
       check(group.weight_decay >= 0, "SGD: weight_decay must be >= 0, got ", group.weight_decay);
       for (auto& p : group.params) {
         check(p.value != nullptr && p.grad != nullptr, "SGD: parameter '", p.name,
               "' has no value or gradient");
-        check(p.value->shape() == p.grad->shape(), "SGD: parameter '", p.name, "' has shape ",
-              shape_string(p.value->shape()), " but its gradient has ", shape_string(p.grad->shape()));
+        // As torch.optim, which refuses it too: a parameter listed twice would be updated twice per step.
+        const auto [first, added] = seen.emplace(p.value, p.name);
+        check(added, "SGD: parameter '", p.name, "' is the same tensor as parameter '", first->second,
+              "'; list each parameter once");
         params_.push_back(p);
         weight_decays_.push_back(group.weight_decay);
       }
     }
+    check(!params_.empty(), "SGD: got an empty parameter list");
     momentum_buffers_.resize(params_.size());
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      expect_matching_shapes(i);
   }
 
   void step() {
     const T lr = static_cast<T>(lr_), momentum = static_cast<T>(momentum_);
     for (std::size_t i = 0; i < params_.size(); ++i) {
+      expect_matching_shapes(i);
       const T decay = static_cast<T>(weight_decays_[i]);
       Tensor<T>& buffer = momentum_buffers_[i];
       const bool first_step = buffer.empty();
@@ -106,6 +115,17 @@ class SGD {
   std::vector<Tensor<T>>& momentum_buffers() { return momentum_buffers_; }
 
  private:
+  // The value, its gradient and its momentum buffer are assignable from outside (modules' accessors,
+  // momentum_buffers() for checkpoints), so each step checks they still agree before indexing all three.
+  void expect_matching_shapes(std::size_t i) const {
+    const nn::Parameter<T>& p = params_[i];
+    check(p.grad->shape() == p.value->shape(), "SGD: parameter '", p.name, "' has shape ",
+          shape_string(p.value->shape()), " but its gradient has ", shape_string(p.grad->shape()));
+    const Tensor<T>& buffer = momentum_buffers_[i];
+    check(buffer.empty() || buffer.shape() == p.value->shape(), "SGD: parameter '", p.name, "' has shape ",
+          shape_string(p.value->shape()), " but its momentum buffer has ", shape_string(buffer.shape()));
+  }
+
   std::vector<nn::Parameter<T>> params_;
   std::vector<double> weight_decays_;
   double lr_, momentum_;
