@@ -45,6 +45,8 @@ nn::Conv2d<T> fold_conv_batchnorm(const nn::Conv2d<T>& conv, const nn::BatchNorm
         " features, the conv before it ", conv.out_channels(), " output channels");
   nn::Conv2d<T> folded(conv.in_channels(), conv.out_channels(), conv.kernel_size(), conv.stride(),
                        conv.padding(), /*bias=*/true);
+  conv.expect_state_shapes("fold_conv_batchnorm");  // the loops below index by the configured sizes
+  bn.expect_state_shapes("fold_conv_batchnorm");
   const std::int64_t O = conv.out_channels(), per_output = conv.weight().numel() / O;
   const T* w = conv.weight().data();
   T* folded_w = folded.weight().data();
@@ -81,6 +83,7 @@ class FoldedBasicBlock : public nn::Module<FoldedBasicBlock<T>, T> {
   }
 
   Tensor<T> forward(const Tensor<T>& input) {
+    nn::expect_input(input, 4, conv1_.in_channels(), "FoldedBasicBlock.forward", "[N, C, H, W]");
     const Tensor<T> residual = conv2_.forward(relu1_.forward(conv1_.forward(input)));
     const Tensor<T> shortcut = downsample_ ? downsample_->forward(input) : input;
     check(shortcut.shape() == residual.shape(), "FoldedBasicBlock.forward: shortcut ",
@@ -192,9 +195,7 @@ class FoldedResNet : public nn::Module<FoldedResNet<T>, T> {
     check(!this->is_training(),
           "FoldedResNet.forward: the model is inference-only (its BatchNorm is folded into the convs); call "
           "eval(), or train the ResNet it was folded from");
-    nn::expect_rank(input, 4, "FoldedResNet.forward", "[N, C, H, W]");
-    check(input.size(1) == in_channels_, "FoldedResNet.forward: input has ", input.size(1),
-          " channels, expected ", in_channels_, " (input shape ", shape_string(input.shape()), ")");
+    nn::expect_input(input, 4, in_channels_, "FoldedResNet.forward", "[N, C, H, W]");
     Tensor<T> x = relu_.forward(conv1_.forward(input));
     if (maxpool_) x = maxpool_->forward(x);
     for (auto& [name, block] : blocks_)
