@@ -272,6 +272,22 @@ TEST(Idx, OverflowingDimensionsThrowBeforeAllocating) {
   EXPECT_EQ(read_idx(dir.file("zero")).numel(), 0);
 }
 
+// Found by fuzz/idx.cpp: Tensor multiplies dimensions left to right, so huge ones before a zero overflowed
+// its int64 product (undefined behaviour) although the element count is 0.
+TEST(Idx, DimensionsOverflowingBeforeAZeroThrow) {
+  TempDir dir;
+  const Bytes bytes = resnet::testing::idx_bytes({0xFFFFFFFFu, 0xFFFFFFFFu, 0}, {});
+  write_bytes(dir.file("late_zero"), bytes);
+  write_bytes(dir.file("late_zero.gz"), resnet::testing::gzip(bytes));
+  for (const char* name : {"late_zero", "late_zero.gz"})
+    expect_error(
+        [&] { read_idx(dir.file(name)); },
+        {name, "dimensions [4294967295, 4294967295, 0] multiply to more than 2^62 before their zero"});
+  // Below 2^62 before the zero is an ordinary empty tensor.
+  write_bytes(dir.file("small_zero"), resnet::testing::idx_bytes({0x7FFFFFFFu, 0x7FFFFFFFu, 0}, {}));
+  EXPECT_EQ(read_idx(dir.file("small_zero")).numel(), 0);
+}
+
 TEST(Idx, GzipHeaderClaimingMoreThanDeflateCanHoldThrows) {
   TempDir dir;
   const Bytes packed = resnet::testing::gzip(resnet::testing::idx_bytes({1000000, 28, 28}, Bytes(10, 0)));

@@ -76,16 +76,19 @@ inline Tensor<std::uint8_t> read_idx(const std::string& path) {
     shape.push_back((std::int64_t{size[0]} << 24) | (size[1] << 16) | (size[2] << 8) | size[3]);
   }
 
-  // The element count, built up so that it cannot overflow (a zero dimension makes it 0 whatever the others).
-  const bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
+  // The element count, multiplied left to right as Tensor does, each step checked so that it cannot overflow
+  // (from a zero dimension on it stays 0). Dimensions that pass 2^62 before a zero are refused too: Tensor's
+  // own product would overflow on them.
   const std::uint64_t too_many = std::uint64_t{1} << 62;
-  std::uint64_t count = empty ? 0 : 1;
+  std::uint64_t count = 1;
   bool overflow = false;
-  for (std::size_t d = 0; d < shape.size() && !empty && !overflow; ++d) {
+  for (std::size_t d = 0; d < shape.size() && !overflow; ++d) {
     const auto n = static_cast<std::uint64_t>(shape[d]);
-    overflow = count > too_many / n;
+    overflow = n != 0 && count > too_many / n;
     count *= overflow ? 1 : n;
   }
+  if (overflow && std::find(shape.begin(), shape.end(), 0) != shape.end())
+    file.fail("dimensions ", shape_string(shape), " multiply to more than 2^62 before their zero dimension");
   const std::string described =
       "dimensions " + shape_string(shape) + " give " + (overflow ? "more than 2^62" : std::to_string(count));
   if (file.compressed() && (overflow || count > file.file_size() * kDeflateMaxRatio))
