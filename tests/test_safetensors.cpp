@@ -312,16 +312,28 @@ TEST(SafetensorsFile, HostileFilesThrowNamingFileKeyAndByte) {
             std::string::npos);
 }
 
-TEST(SafetensorsFile, TruncatingAValidFileAnywhereThrows) {
+// parse_safetensors (bytes in memory) and read_safetensors (a file) are one parser over two sources.
+TEST(SafetensorsFile, BytesInMemoryReadAsTheFileAndThrowWhereverTruncated) {
   TempDir dir;
   const std::string path = dir.file("model.safetensors");
   ResNet<float> model = narrow_resnet<float>(1);
   io::save_safetensors(model, path);
   const std::string bytes = read_bytes(path);
+  const io::Safetensors from_file = io::read_safetensors(path);
+  const io::Safetensors from_memory = io::parse_safetensors(bytes.data(), bytes.size());
+  EXPECT_EQ(from_memory.metadata, from_file.metadata);
+  ASSERT_EQ(from_memory.tensors.size(), from_file.tensors.size());
+  for (std::size_t i = 0; i < from_file.tensors.size(); ++i) {
+    EXPECT_EQ(from_memory.tensors[i].name, from_file.tensors[i].name);
+    EXPECT_EQ(from_memory.tensors[i].shape, from_file.tensors[i].shape);
+    EXPECT_EQ(from_memory.tensors[i].data, from_file.tensors[i].data);
+  }
   for (std::size_t size : {std::size_t{0}, std::size_t{7}, std::size_t{8}, std::size_t{100}, bytes.size() / 2,
                            bytes.size() - 1}) {
     write_bytes(path, bytes.substr(0, size));
     EXPECT_THROW(io::read_safetensors(path), resnet::Error) << "truncated to " << size << " bytes";
+    const std::string message = error_of([&] { io::parse_safetensors(bytes.data(), size, "received.st"); });
+    EXPECT_EQ(message.rfind("read_safetensors: received.st: ", 0), 0u) << message;
   }
 }
 

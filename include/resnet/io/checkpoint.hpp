@@ -35,11 +35,11 @@ void save_checkpoint(const std::string& path, Module& model, optim::SGD<T>& sgd,
   write_safetensors(path, tensors, metadata);
 }
 
-// Restores what save_checkpoint wrote into `model` and `sgd` (built the same way as when saving) and returns
-// the file's metadata. Every name and shape is checked first: on any error neither is changed.
+// Restores what save_checkpoint wrote, read into `file` (e.g. by parse_safetensors), into `model` and `sgd`
+// (built the same way as when saving) and returns the file's metadata. Every name and shape is checked first:
+// on any error neither is changed. `path` names the file in messages.
 template <typename Module, typename T>
-Metadata load_checkpoint(const std::string& path, Module& model, optim::SGD<T>& sgd) {
-  Safetensors file = read_safetensors(path);
+Metadata load_checkpoint(Safetensors file, Module& model, optim::SGD<T>& sgd, const std::string& path) {
   check(file.metadata.count("checkpoint") == 1, "load_checkpoint: ", path,
         " is not a training checkpoint (no 'checkpoint' metadata); weights load with load_safetensors");
   Safetensors state{{}, file.metadata};
@@ -79,6 +79,11 @@ Metadata load_checkpoint(const std::string& path, Module& model, optim::SGD<T>& 
   for (std::size_t i = 0; i < params.size(); ++i)
     sgd.momentum_buffers()[i] = buffers[i] ? decode<T>(*buffers[i]) : Tensor<T>();
   return file.metadata;
+}
+
+template <typename Module, typename T>
+Metadata load_checkpoint(const std::string& path, Module& model, optim::SGD<T>& sgd) {
+  return load_checkpoint(read_safetensors(path), model, sgd, path);
 }
 
 }  // namespace resnet::io

@@ -359,42 +359,67 @@ inline std::string json_string(const std::string& s, const std::string& path) {
 
 }  // namespace detail
 
+namespace detail {
+
+// The reader behind read_safetensors and parse_safetensors, for a file of `file_size` bytes of which
+// `read_at(offset, destination, n)` copies n bytes (returning false if it cannot). Nothing is allocated
+// before the sizes it needs are checked against file_size.
+template <typename ReadAt>
+Safetensors parse_safetensors_from(std::uint64_t file_size, const ReadAt& read_at,
+                                   const std::string& source) {
+  const std::string where = "read_safetensors: " + source + ": ";
+  check(file_size >= 8, where, "the file has ", file_size, " bytes, too few for the 8-byte header length");
+  std::uint8_t length[8];
+  check(read_at(0, length, 8), where, "cannot read the header length (bytes 0 to 8)");
+  const std::uint64_t header_size = load_le<std::uint64_t>(length);
+  check(header_size <= file_size - 8, where, "the header length (bytes 0 to 8) is ", header_size,
+        ", past the end of the file (", file_size, " bytes): truncated, or not a safetensors file");
+  check(header_size <= kMaxHeaderSize, where, "the header length (bytes 0 to 8) is ", header_size,
+        ", more than the ", kMaxHeaderSize, " bytes a safetensors header may have");
+  std::string text(header_size, '\0');
+  check(read_at(8, text.data(), header_size), where, "cannot read the header (bytes 8 to ", 8 + header_size,
+        ")");
+  const std::uint64_t data_start = 8 + header_size;
+  Header header = parse_header(text, data_start, file_size - data_start, source);
+
+  Safetensors result;
+  result.metadata = std::move(header.metadata);
+  for (HeaderEntry& e : header.entries) {
+    NamedTensor t{std::move(e.name), e.dtype, std::move(e.shape), std::vector<std::uint8_t>(e.end - e.begin)};
+    check(read_at(data_start + e.begin, t.data.data(), t.data.size()), where, "cannot read tensor '", t.name,
+          "' (file bytes ", data_start + e.begin, " to ", data_start + e.end, ")");
+    result.tensors.push_back(std::move(t));
+  }
+  return result;
+}
+
+}  // namespace detail
+
 // Reads a whole file. Throws resnet::Error naming the file, the tensor and the byte offset for anything that
 // is not a well-formed safetensors file this reader can decode: too short, header length past the end, bad
 // JSON or not an object, repeated keys, unknown dtype, bad shape, offsets out of range, overlapping, leaving
 // gaps or not matching the shape, metadata that is not strings.
 inline Safetensors read_safetensors(const std::string& path) {
-  const std::string where = "read_safetensors: " + path + ": ";
   std::ifstream in(path, std::ios::binary);
-  check(in.good(), where, "cannot open: ", std::strerror(errno));
+  check(in.good(), "read_safetensors: ", path, ": cannot open: ", std::strerror(errno));
   in.seekg(0, std::ios::end);
-  const std::uint64_t file_size = static_cast<std::uint64_t>(in.tellg());
-  in.seekg(0);
-  check(file_size >= 8, where, "the file has ", file_size, " bytes, too few for the 8-byte header length");
-  std::uint8_t length[8];
-  in.read(reinterpret_cast<char*>(length), 8);
-  const std::uint64_t header_size = detail::load_le<std::uint64_t>(length);
-  check(header_size <= file_size - 8, where, "the header length (bytes 0 to 8) is ", header_size,
-        ", past the end of the file (", file_size, " bytes): truncated, or not a safetensors file");
-  check(header_size <= detail::kMaxHeaderSize, where, "the header length (bytes 0 to 8) is ", header_size,
-        ", more than the ", detail::kMaxHeaderSize, " bytes a safetensors header may have");
-  std::string text(header_size, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(header_size));
-  check(in.good(), where, "cannot read the header (bytes 8 to ", 8 + header_size, ")");
-  const std::uint64_t data_start = 8 + header_size;
-  detail::Header header = detail::parse_header(text, data_start, file_size - data_start, path);
+  const auto file_size = static_cast<std::uint64_t>(in.tellg());
+  const auto read_at = [&](std::uint64_t offset, void* destination, std::uint64_t n) {
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(static_cast<char*>(destination), static_cast<std::streamsize>(n));
+    return in.good();
+  };
+  return detail::parse_safetensors_from(file_size, read_at, path);
+}
 
-  Safetensors result;
-  result.metadata = std::move(header.metadata);
-  for (detail::HeaderEntry& e : header.entries) {
-    NamedTensor t{std::move(e.name), e.dtype, std::move(e.shape), std::vector<std::uint8_t>(e.end - e.begin)};
-    in.seekg(static_cast<std::streamoff>(data_start + e.begin));
-    in.read(reinterpret_cast<char*>(t.data.data()), static_cast<std::streamsize>(t.data.size()));
-    check(in.good(), where, "cannot read tensor '", t.name, "' (file bytes ", data_start + e.begin, " to ",
-          data_start + e.end, ")");
-    result.tensors.push_back(std::move(t));
-  }
-  return result;
+// The same from bytes in memory (e.g. a file received over the network); `source` names them in messages.
+inline Safetensors parse_safetensors(const void* bytes, std::size_t size,
+                                     const std::string& source = "safetensors bytes") {
+  const auto read_at = [&](std::uint64_t offset, void* destination, std::uint64_t n) {
+    if (n != 0) std::memcpy(destination, static_cast<const std::uint8_t*>(bytes) + offset, n);
+    return true;  // parse_safetensors_from only asks for bytes inside the file
+  };
+  return detail::parse_safetensors_from(size, read_at, source);
 }
 
 // Writes `tensors` in the given order (data back to back) and `metadata`, atomically (io/atomic_file.hpp): an
