@@ -312,6 +312,25 @@ TEST(SafetensorsFile, HostileFilesThrowNamingFileKeyAndByte) {
             std::string::npos);
 }
 
+// Found while fuzzing (fuzz/safetensors.cpp): a header of nested brackets made the error message's dump()
+// recurse once per level until the stack overflowed. Nesting is now refused while parsing.
+TEST(SafetensorsFile, DeeplyNestedHeaderThrows) {
+  // The message of parsing {"w": [[[...]]]} with `depth` brackets.
+  const auto nested = [](std::size_t depth) {
+    const std::string header = "{\"w\":" + std::string(depth, '[') + std::string(depth, ']') + "}";
+    const std::string bytes = safetensors_bytes(header, "", header.size());
+    return error_of([&] { io::parse_safetensors(bytes.data(), bytes.size(), "deep"); });
+  };
+  for (std::size_t depth : {std::size_t{16}, std::size_t{1'000'000}}) {
+    const std::string message = nested(depth);
+    EXPECT_EQ(message.rfind("read_safetensors: deep: the header (bytes 8 to ", 0), 0u) << message;
+    EXPECT_NE(message.find(") nests JSON more than 16 levels deep"), std::string::npos) << message;
+  }
+  // 16 levels (the file's object and 15 arrays) still parse, and fail as the bad tensor entry they are.
+  EXPECT_NE(nested(15).find("tensor 'w': expected an object with dtype, shape and data_offsets"),
+            std::string::npos);
+}
+
 // parse_safetensors (bytes in memory) and read_safetensors (a file) are one parser over two sources.
 TEST(SafetensorsFile, BytesInMemoryReadAsTheFileAndThrowWhereverTruncated) {
   TempDir dir;

@@ -231,6 +231,9 @@ namespace detail {
 
 // Larger headers are refused before anything is allocated for them, as the reference implementation does.
 inline constexpr std::uint64_t kMaxHeaderSize = 100'000'000;
+// A header nests 3 levels (file, tensor, shape). Deeper JSON is refused while parsing: nlohmann's dump(),
+// which the messages use, recurses once per level and would overflow the stack on a hostile header.
+inline constexpr int kMaxHeaderDepth = 16;
 
 struct HeaderEntry {
   std::string name;
@@ -254,6 +257,9 @@ inline Header parse_header(const std::string& text, std::uint64_t data_start, st
   std::string entry, repeated;
   const auto track_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using Event = nlohmann::json::parse_event_t;
+    if ((event == Event::object_start || event == Event::array_start) && depth >= kMaxHeaderDepth)
+      fail(where, "the header (bytes 8 to ", 8 + text.size(), ") nests JSON more than ", kMaxHeaderDepth,
+           " levels deep; a safetensors header has 3");
     if (event == Event::object_start) open_objects.emplace_back();
     if (event == Event::object_end) open_objects.pop_back();
     if (event == Event::key) {
