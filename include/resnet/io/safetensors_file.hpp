@@ -307,7 +307,8 @@ inline Header parse_header(const std::string& text, std::uint64_t data_start, st
     if (!dtype.is_string() || !parse_dtype(dtype.get<std::string>(), &e.dtype))
       fail(tensor, "dtype ", dtype.dump(), " is not one this reader knows (F16, BF16, F32, F64, I64)");
     if (!shape.is_array()) fail(tensor, "shape ", shape.dump(), " is not an array");
-    // numel stays below 2^62 here, and each element has at most 8 bytes, so no product overflows.
+    // numel stays below 2^62 here, so no product of dimensions overflows (numel times the element size can:
+    // the byte count is compared by division below).
     std::uint64_t numel = 1;
     for (const nlohmann::json& d : shape) {
       if (!d.is_number_unsigned() || d.get<std::uint64_t>() >= (std::uint64_t{1} << 62))
@@ -327,9 +328,11 @@ inline Header parse_header(const std::string& text, std::uint64_t data_start, st
     check(e.begin <= e.end && e.end <= data_size, tensor, "data_offsets [", e.begin, ", ", e.end,
           "] fall outside the data section of ", data_size, " bytes (file bytes ", data_start, " to ",
           data_start + data_size, ")");
-    check(e.end - e.begin == numel * dtype_size(e.dtype), tensor, "data_offsets [", e.begin, ", ", e.end,
-          "] (file byte ", data_start + e.begin, ") hold ", e.end - e.begin, " bytes, but shape ",
-          shape_string(e.shape), " of ", dtype_name(e.dtype), " needs ", numel * dtype_size(e.dtype));
+    const std::uint64_t bytes = e.end - e.begin, size = dtype_size(e.dtype);
+    check(bytes % size == 0 && bytes / size == numel, tensor, "data_offsets [", e.begin, ", ", e.end,
+          "] (file byte ", data_start + e.begin, ") hold ", bytes, " bytes, but shape ",
+          shape_string(e.shape), " of ", dtype_name(e.dtype), " needs ", numel, " elements of ", size,
+          " bytes");
     header.entries.push_back(std::move(e));
   }
 
