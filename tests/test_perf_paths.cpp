@@ -88,6 +88,57 @@ struct Case {
 
 class ConvPaths : public ::testing::TestWithParam<Case> {};
 
+#ifdef RESNET_HAVE_SGEMM_AVX512
+TEST(SgemmAvx512, MatchesADoubleProductOnEveryTransposeEdgeAndBlock) {
+  if (!resnet::kernels::avx512::cpu_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
+  namespace avx512 = resnet::kernels::avx512;
+  // Partial tiles, several row / depth / column blocks, and leading dimensions wider than the operands.
+  struct Case {
+    std::int64_t M, N, K;
+  };
+  const Case cases[] = {{1, 1, 1},
+                        {13, 33, 2 * avx512::kDepthBlock + 3},
+                        {avx512::kRowBlock + 1, 40, 300},
+                        {12, avx512::kColumnBlock + 33, 5},
+                        {30, 70, 520}};
+  for (const Case& c : cases) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        const std::int64_t lda = (ta ? c.M : c.K) + 3, ldb = (tb ? c.K : c.N) + 5, ldc = c.N + 7;
+        const auto A = random_vector((ta ? c.K : c.M) * lda, 1), B = random_vector((tb ? c.N : c.K) * ldb, 2);
+        const auto C0 = random_vector(c.M * ldc, 3);
+        for (float beta : {0.0f, 1.0f, -2.0f}) {
+          std::vector<float> C = C0;
+          if (beta == 0.0f) std::fill(C.begin(), C.end(), std::nanf(""));  // beta == 0: C is not read
+          avx512::sgemm(ta, tb, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+          double worst = 0;
+          for (std::int64_t i = 0; i < c.M; ++i) {
+            for (std::int64_t j = 0; j < c.N; ++j) {
+              double expected = beta == 0.0f ? 0.0 : double(beta) * C0[i * ldc + j],
+                     scale = std::abs(expected);
+              for (std::int64_t l = 0; l < c.K; ++l) {
+                const double term =
+                    0.5 * A[ta ? l * lda + i : i * lda + l] * B[tb ? j * ldb + l : l * ldb + j];
+                expected += term;
+                scale += std::abs(term);
+              }
+              worst = std::max(worst, std::abs(C[i * ldc + j] - expected) / (scale + 1e-30));
+            }
+          }
+          EXPECT_LT(worst, 1e-6) << c.M << "x" << c.N << "x" << c.K << " transpose_a " << ta
+                                 << " transpose_b " << tb << " beta " << beta;
+          if (beta == 0.0f) continue;
+          for (std::int64_t i = 0; i < c.M; ++i) {  // the padding columns of C are never written
+            for (std::int64_t j = c.N; j < ldc; ++j)
+              ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]);
+          }
+        }
+      }
+    }
+  }
+}
+#endif
+
 TEST_P(ConvPaths, MatchThePlainDefinitionAndIgnoreTheThreadCount) {
   const auto [path, g, bias] = GetParam();
   const auto x = random_vector(g.N * g.C * g.H * g.W, 1);

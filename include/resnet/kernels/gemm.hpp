@@ -1,13 +1,16 @@
 #pragma once
 // The one matrix multiply of the library: C = alpha * op(A) * op(B) + beta * C on row-major arrays with
-// leading dimensions, like BLAS sgemm, computed by Eigen's blocked GEMM on the caller's memory (nothing is
-// copied). It always runs on the calling thread: parallelism is the caller's, over fixed work units (see
-// kernels/conv2d.hpp), which is what keeps results independent of the thread count. Eigen's own threading
-// would not: its K blocking depends on the number of threads, and so does the rounding.
+// leading dimensions, like BLAS sgemm. Float on a CPU with AVX-512 runs our packed kernel
+// (kernels/sgemm_avx512.hpp); everything else runs Eigen's blocked GEMM on the caller's memory. It always
+// runs on the calling thread: parallelism is the caller's, over fixed work units (see kernels/conv2d.hpp),
+// which is what keeps results independent of the thread count. Eigen's own threading would not: its K
+// blocking depends on the number of threads, and so does the rounding.
 
 #include <Eigen/Core>
 #include <cstdint>
 #include <type_traits>
+
+#include "resnet/kernels/sgemm_avx512.hpp"
 
 namespace resnet::kernels {
 
@@ -26,9 +29,10 @@ using StridedMatrixView = Eigen::Map<RowMajorMatrix<T>, Eigen::Unaligned, Eigen:
 // op(B): [K, N], stored as B [K, N] (row stride ldb) or, with transpose_b, as B [N, K]
 // C:     [M, N] (row stride ldc)
 // As in BLAS, beta == 0 means C is not read, so it may hold garbage (even NaN) on entry.
+// eigen_gemm is the portable path; gemm (below) picks the fastest one for T and the CPU.
 template <typename T>
-void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
-          const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+void eigen_gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+                const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
   if (M == 0 || N == 0) return;
   StridedMatrixView<T> c(C, M, N, Eigen::OuterStride<>(ldc));
   if (beta == T(0)) {
@@ -61,6 +65,20 @@ void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, st
   } else {
     run(RowMajor{}, RowMajor{});
   }
+}
+
+template <typename T>
+void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+          const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+#ifdef RESNET_HAVE_SGEMM_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    if (M > 0 && N > 0 && K > 0 && alpha != 0.0f && avx512::cpu_supported()) {
+      avx512::sgemm(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+  }
+#endif
+  eigen_gemm(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // Dense operands: lda, ldb and ldc are the row lengths of A, B and C as stored.

@@ -1,0 +1,173 @@
+#pragma once
+// Single-precision GEMM for AVX-512 CPUs, in the classic packed form (Goto and van de Geijn, "Anatomy of
+// high-performance matrix multiplication", 2008): op(A) and op(B) are copied into cache-sized blocks laid out
+// in the order a 12x32 register-tile micro-kernel reads them, so the kernel streams both with unit stride and
+// keeps 24 of the 32 vector registers as accumulators. Compiled for AVX-512 with a target attribute, so the
+// library's default (generic x86-64) build gets it too; gemm.hpp calls it when the CPU has AVX-512F.
+//
+// The blocking depends on the shape alone, never on the thread count, and each call runs on the calling
+// thread, so results are bitwise reproducible as kernels/conv2d.hpp requires.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define RESNET_HAVE_SGEMM_AVX512 1
+#endif
+
+namespace resnet::kernels {
+
+#ifdef RESNET_HAVE_SGEMM_AVX512
+
+namespace avx512 {
+
+constexpr std::int64_t kTileRows = 12;       // MR: rows of op(A) per micro-tile, broadcast one at a time
+constexpr std::int64_t kTileColumns = 32;    // NR: two 16-float vectors of op(B) per row
+constexpr std::int64_t kDepthBlock = 256;    // KC: a 256 x 32 B panel (32 KB) stays in the 48 KB L1
+constexpr std::int64_t kRowBlock = 144;      // MC: a 144 x 256 A block (144 KB) stays in L2
+constexpr std::int64_t kColumnBlock = 1536;  // NC: a 256 x 1536 B block (1.5 MB) stays in L2 / L3
+
+inline bool cpu_supported() {
+  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  return supported;
+}
+
+// C[12, 32] (row stride ldc) = alpha * sum_k a[k][0..11]^T b[k][0..31] + beta * C; beta == 0 does not read C.
+__attribute__((target("avx512f,fma"))) inline void micro_tile(std::int64_t depth, const float* a,
+                                                              const float* b, float alpha, float beta,
+                                                              float* c, std::int64_t ldc) {
+  __m512 acc[kTileRows][2];
+  for (auto& row : acc)
+    row[0] = row[1] = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < depth; ++k) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    for (std::int64_t r = 0; r < kTileRows; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+    }
+    a += kTileRows;
+    b += kTileColumns;
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (std::int64_t r = 0; r < kTileRows; ++r) {
+    float* row = c + r * ldc;
+    for (int h = 0; h < 2; ++h) {
+      __m512 value = _mm512_mul_ps(va, acc[r][h]);
+      if (beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_loadu_ps(row + 16 * h), value);
+      _mm512_storeu_ps(row + 16 * h, value);
+    }
+  }
+}
+
+// op(A)[i0 .. i0+rows, k0 .. k0+depth] into panels of kTileRows rows, each [depth][kTileRows], zero-padded.
+inline void pack_a(bool transpose, const float* A, std::int64_t lda, std::int64_t i0, std::int64_t rows,
+                   std::int64_t k0, std::int64_t depth, float* packed) {
+  for (std::int64_t p = 0; p < rows; p += kTileRows) {
+    const std::int64_t height = std::min(kTileRows, rows - p);
+    for (std::int64_t k = 0; k < depth; ++k) {
+      float* dst = packed + k * kTileRows;
+      for (std::int64_t r = 0; r < height; ++r) {
+        const std::int64_t i = i0 + p + r, kk = k0 + k;
+        dst[r] = transpose ? A[kk * lda + i] : A[i * lda + kk];
+      }
+      for (std::int64_t r = height; r < kTileRows; ++r)
+        dst[r] = 0.0f;
+    }
+    packed += depth * kTileRows;
+  }
+}
+
+// op(B)[k0 .. k0+depth, j0 .. j0+columns] into panels of kTileColumns columns, each [depth][kTileColumns].
+inline void pack_b(bool transpose, const float* B, std::int64_t ldb, std::int64_t k0, std::int64_t depth,
+                   std::int64_t j0, std::int64_t columns, float* packed) {
+  for (std::int64_t p = 0; p < columns; p += kTileColumns) {
+    const std::int64_t width = std::min(kTileColumns, columns - p);
+    if (transpose) {
+      // op(B)[k, j] = B[j, k]: read each of the panel's columns with unit stride.
+      if (width < kTileColumns) std::fill(packed, packed + depth * kTileColumns, 0.0f);
+      for (std::int64_t j = 0; j < width; ++j) {
+        const float* src = B + (j0 + p + j) * ldb + k0;
+        for (std::int64_t k = 0; k < depth; ++k)
+          packed[k * kTileColumns + j] = src[k];
+      }
+    } else {
+      for (std::int64_t k = 0; k < depth; ++k) {
+        const float* src = B + (k0 + k) * ldb + j0 + p;
+        float* dst = packed + k * kTileColumns;
+        std::memcpy(dst, src, static_cast<std::size_t>(width) * sizeof(float));
+        std::fill(dst + width, dst + kTileColumns, 0.0f);
+      }
+    }
+    packed += depth * kTileColumns;
+  }
+}
+
+// The packing buffers of the calling thread, 64-byte aligned, grown once and kept.
+inline float* thread_buffer(std::int64_t floats, int which) {
+  struct Buffer {
+    std::vector<float> storage;
+    float* aligned(std::int64_t n) {
+      if (static_cast<std::int64_t>(storage.size()) < n + 16)
+        storage.resize(static_cast<std::size_t>(n + 16));
+      const auto address = reinterpret_cast<std::uintptr_t>(storage.data());
+      return storage.data() + ((64 - address % 64) % 64) / sizeof(float);
+    }
+  };
+  thread_local Buffer buffers[2];
+  return buffers[which].aligned(floats);
+}
+
+// The same contract as kernels::gemm (row-major, leading dimensions, beta == 0 does not read C).
+inline void sgemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K,
+                  float alpha, const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float beta,
+                  float* C, std::int64_t ldc) {
+  const auto round_up = [](std::int64_t n, std::int64_t to) { return (n + to - 1) / to * to; };
+  float* packed_b =
+      thread_buffer(std::min(kDepthBlock, K) * round_up(std::min(kColumnBlock, N), kTileColumns), 0);
+  float* packed_a = thread_buffer(std::min(kDepthBlock, K) * round_up(std::min(kRowBlock, M), kTileRows), 1);
+  alignas(64) float edge[kTileRows * kTileColumns];
+  for (std::int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
+    const std::int64_t columns = std::min(kColumnBlock, N - j0);
+    for (std::int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
+      const std::int64_t depth = std::min(kDepthBlock, K - k0);
+      const float block_beta = k0 == 0 ? beta : 1.0f;  // later depth blocks add to what the first wrote
+      pack_b(transpose_b, B, ldb, k0, depth, j0, columns, packed_b);
+      for (std::int64_t i0 = 0; i0 < M; i0 += kRowBlock) {
+        const std::int64_t rows = std::min(kRowBlock, M - i0);
+        pack_a(transpose_a, A, lda, i0, rows, k0, depth, packed_a);
+        for (std::int64_t jr = 0; jr < columns; jr += kTileColumns) {
+          const float* b_panel = packed_b + jr * depth;
+          const std::int64_t width = std::min(kTileColumns, columns - jr);
+          for (std::int64_t ir = 0; ir < rows; ir += kTileRows) {
+            const float* a_panel = packed_a + ir * depth;
+            const std::int64_t height = std::min(kTileRows, rows - ir);
+            float* c = C + (i0 + ir) * ldc + j0 + jr;
+            if (height == kTileRows && width == kTileColumns) {
+              micro_tile(depth, a_panel, b_panel, alpha, block_beta, c, ldc);
+              continue;
+            }
+            // A partial tile: computed whole into `edge`, then merged into its part of C.
+            micro_tile(depth, a_panel, b_panel, alpha, 0.0f, edge, kTileColumns);
+            for (std::int64_t r = 0; r < height; ++r) {
+              for (std::int64_t j = 0; j < width; ++j) {
+                float& out = c[r * ldc + j];
+                out = block_beta == 0.0f ? edge[r * kTileColumns + j]
+                                         : block_beta * out + edge[r * kTileColumns + j];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace avx512
+
+#endif  // RESNET_HAVE_SGEMM_AVX512
+
+}  // namespace resnet::kernels
