@@ -23,7 +23,6 @@
 #include "resnet/nn/linear.hpp"
 #include "resnet/nn/maxpool2d.hpp"
 #include "resnet/nn/module.hpp"
-#include "resnet/nn/relu.hpp"
 
 namespace resnet::models {
 
@@ -83,7 +82,6 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   void visit(Visitor& v) {
     v.child("conv1", conv1_);
     v.child("bn1", bn1_);
-    v.child("relu", relu_);
     if (maxpool_) v.child("maxpool", *maxpool_);
     for (int s = 0; s < 4; ++s) {
       for (std::size_t b = 0; b < stages_[s].size(); ++b)
@@ -97,7 +95,9 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   Tensor<T> forward(const Tensor<T>& input) {
     nn::expect_input(input, 4, in_channels_, "ResNet.forward", "[N, C, H, W]");
     if (this->is_training()) expect_batch_statistics(input);
-    Tensor<T> x = relu_.forward(bn1_.forward(conv1_.forward(input)));
+    // BatchNorm and ReLU in one pass, as in BasicBlock; backward needs the ReLU's output for its mask.
+    Tensor<T> x = bn1_.forward_relu(conv1_.forward(input));
+    stem_output_ = this->is_training() ? x : Tensor<T>();
     if (maxpool_) x = maxpool_->forward(x);
     for (auto& stage : stages_) {
       for (auto& block : stage)
@@ -118,7 +118,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
         grad = block->backward(grad);
     }
     if (maxpool_) grad = maxpool_->backward(grad);
-    return conv1_.backward(bn1_.backward(relu_.backward(grad)));
+    return conv1_.backward(bn1_.backward_relu(grad, stem_output_));
   }
 
   Stem stem() const { return stem_; }
@@ -178,11 +178,11 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   int num_classes_;
   nn::Conv2d<T> conv1_;
   nn::BatchNorm2d<T> bn1_;
-  nn::ReLU<T> relu_;
   std::optional<nn::MaxPool2d<T>> maxpool_;
   std::array<std::vector<nn::BasicBlock<T>>, 4> stages_;
   nn::AdaptiveAvgPool2d<T> avgpool_;
   nn::Linear<T> fc_;
+  Tensor<T> stem_output_;                   // training mode: relu(bn1(conv1(x)))
   std::vector<std::int64_t> pooled_shape_;  // shape before flatten, from the last training-mode forward
 };
 
