@@ -251,6 +251,10 @@ TEST(SafetensorsFile, HostileFilesThrowNamingFileKeyAndByte) {
       {"header length past the end", "{}", "", 1000, "header length (bytes 0 to 8) is 1000, past the end"},
       {"header length near 2^64", "{}", "", -3, "past the end of the file"},
       {"header not JSON", "{\"a\": [1,,]}", "", -1, "not valid JSON, error at byte 17"},
+      // Found by fuzz/checkpoint.cpp: nlohmann threw its out_of_range, not resnet::Error, for this number.
+      {"number beyond double's range", "{\"w\":{" + f32x2 + ",\"data_offsets\":[0,8e400]}}", "12345678", -1,
+       "the header (bytes 8 to 66) is not JSON this reader can hold: [json.exception.out_of_range.406] "
+       "number overflow parsing '8e400'"},
       {"header JSON but not an object", "[1, 2]", "", -1, "is JSON array, expected an object"},
       {"truncated data", "{\"w\":{" + f32x2 + ",\"data_offsets\":[0,8]}}", "1234", -1,
        "tensor 'w': data_offsets [0, 8] fall outside the data section of 4 bytes"},

@@ -277,6 +277,8 @@ inline Header parse_header(const std::string& text, std::uint64_t data_start, st
   } catch (const nlohmann::json::parse_error& e) {
     fail(where, "the header (bytes 8 to ", 8 + text.size(), ") is not valid JSON, error at byte ", 7 + e.byte,
          ": ", e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range for a number beyond double, 1e400
+    fail(where, "the header (bytes 8 to ", 8 + text.size(), ") is not JSON this reader can hold: ", e.what());
   }
   check(repeated.empty(), where, "header (bytes 8 to ", 8 + text.size(), "): ", repeated);
   check(json.is_object(), where, "the header (bytes 8 to ", 8 + text.size(), ") is JSON ", json.type_name(),
