@@ -9,8 +9,10 @@
 // thread, so results are bitwise reproducible as kernels/conv2d.hpp requires.
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -35,16 +37,20 @@ inline bool cpu_supported() {
   return supported;
 }
 
-// C[12, 32] (row stride ldc) = alpha * sum_k a[k][0..11]^T b[k][0..31] + beta * C; beta == 0 does not read C.
-__attribute__((target("avx512f,fma"))) inline void micro_tile(std::int64_t depth, const float* a,
-                                                              const float* b, float alpha, float beta,
-                                                              float* c, std::int64_t ldc) {
-  __m512 acc[kTileRows][2];
+// C[rows, columns] (row stride ldc) = alpha * sum_k a[k][0 .. rows)^T b[k][0 .. 32) + beta * C, for a tile of
+// at most kTileRows x kTileColumns; beta == 0 does not read C. The row count is a template parameter so each
+// height gets fully unrolled code with only its own accumulators, and partial column tiles are masked, so
+// edges cost no extra pass.
+template <int rows>
+__attribute__((target("avx512f,fma"))) void micro_tile(std::int64_t depth, const float* a, const float* b,
+                                                       float alpha, float beta, float* c, std::int64_t ldc,
+                                                       std::int64_t columns) {
+  __m512 acc[rows][2];
   for (auto& row : acc)
     row[0] = row[1] = _mm512_setzero_ps();
   for (std::int64_t k = 0; k < depth; ++k) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-    for (std::int64_t r = 0; r < kTileRows; ++r) {
+    for (int r = 0; r < rows; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
       acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
@@ -52,15 +58,32 @@ __attribute__((target("avx512f,fma"))) inline void micro_tile(std::int64_t depth
     a += kTileRows;
     b += kTileColumns;
   }
+  const auto mask_of = [](std::int64_t n) {
+    return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+  };
+  const __mmask16 masks[2] = {mask_of(columns), mask_of(columns - 16)};
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (std::int64_t r = 0; r < kTileRows; ++r) {
+  for (int r = 0; r < rows; ++r) {
     float* row = c + r * ldc;
     for (int h = 0; h < 2; ++h) {
       __m512 value = _mm512_mul_ps(va, acc[r][h]);
-      if (beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_loadu_ps(row + 16 * h), value);
-      _mm512_storeu_ps(row + 16 * h, value);
+      if (beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(masks[h], row + 16 * h), value);
+      _mm512_mask_storeu_ps(row + 16 * h, masks[h], value);
     }
   }
+}
+
+using MicroTile = void (*)(std::int64_t, const float*, const float*, float, float, float*, std::int64_t,
+                           std::int64_t);
+
+// micro_tile<rows> for rows = 1 .. kTileRows, indexed by rows - 1.
+template <int... rows>
+constexpr std::array<MicroTile, sizeof...(rows)> micro_tiles(std::integer_sequence<int, rows...>) {
+  return {&micro_tile<rows + 1>...};
+}
+inline const auto& micro_tile_for_rows() {
+  static constexpr auto table = micro_tiles(std::make_integer_sequence<int, kTileRows>{});
+  return table;
 }
 
 // op(A)[i0 .. i0+rows, k0 .. k0+depth] into panels of kTileRows rows, each [depth][kTileRows], zero-padded.
@@ -129,7 +152,6 @@ inline void sgemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64
   float* packed_b =
       thread_buffer(std::min(kDepthBlock, K) * round_up(std::min(kColumnBlock, N), kTileColumns), 0);
   float* packed_a = thread_buffer(std::min(kDepthBlock, K) * round_up(std::min(kRowBlock, M), kTileRows), 1);
-  alignas(64) float edge[kTileRows * kTileColumns];
   for (std::int64_t j0 = 0; j0 < N; j0 += kColumnBlock) {
     const std::int64_t columns = std::min(kColumnBlock, N - j0);
     for (std::int64_t k0 = 0; k0 < K; k0 += kDepthBlock) {
@@ -143,22 +165,9 @@ inline void sgemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64
           const float* b_panel = packed_b + jr * depth;
           const std::int64_t width = std::min(kTileColumns, columns - jr);
           for (std::int64_t ir = 0; ir < rows; ir += kTileRows) {
-            const float* a_panel = packed_a + ir * depth;
             const std::int64_t height = std::min(kTileRows, rows - ir);
-            float* c = C + (i0 + ir) * ldc + j0 + jr;
-            if (height == kTileRows && width == kTileColumns) {
-              micro_tile(depth, a_panel, b_panel, alpha, block_beta, c, ldc);
-              continue;
-            }
-            // A partial tile: computed whole into `edge`, then merged into its part of C.
-            micro_tile(depth, a_panel, b_panel, alpha, 0.0f, edge, kTileColumns);
-            for (std::int64_t r = 0; r < height; ++r) {
-              for (std::int64_t j = 0; j < width; ++j) {
-                float& out = c[r * ldc + j];
-                out = block_beta == 0.0f ? edge[r * kTileColumns + j]
-                                         : block_beta * out + edge[r * kTileColumns + j];
-              }
-            }
+            micro_tile_for_rows()[height - 1](depth, packed_a + ir * depth, b_panel, alpha, block_beta,
+                                              C + (i0 + ir) * ldc + j0 + jr, ldc, width);
           }
         }
       }
