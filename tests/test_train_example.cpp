@@ -152,7 +152,14 @@ TEST_F(TrainExample, ResumeWithoutCheckpointStartsFreshAndAFinishedRunStaysFinis
   c.resume = true;
   const train::Outcome outcome = train::run(c, no_stop_);
   EXPECT_EQ(outcome.updates, 4);
+  // What a save killed mid-write leaves behind is removed when the next run starts; other files are kept.
+  const std::string leftover = c.checkpoint_dir + "/checkpoint-0000000004.safetensors.tmp-123-0";
+  const std::string unrelated = c.checkpoint_dir + "/notes.tmp-1";
+  std::ofstream(leftover) << "partial";
+  std::ofstream(unrelated) << "mine";
   const train::Outcome again = train::run(c, no_stop_);
+  EXPECT_FALSE(std::filesystem::exists(leftover));
+  EXPECT_TRUE(std::filesystem::exists(unrelated));
   EXPECT_EQ(again.updates, 4);
   EXPECT_EQ(again.history.size(), 1u);
   EXPECT_EQ(again.final_test.accuracy, outcome.final_test.accuracy);

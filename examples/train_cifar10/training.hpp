@@ -244,6 +244,19 @@ inline std::vector<std::filesystem::path> checkpoints_newest_first(const std::st
   return found;
 }
 
+// A save killed mid-write leaves its temporary file (io::AtomicFile names it "<target>.tmp-<pid>-<n>"); the
+// run is its directory's only writer, so at start-up any such file is garbage, and may be as large as a
+// checkpoint.
+inline void remove_interrupted_saves(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) return;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("checkpoint-", 0) == 0 && name.find(".safetensors.tmp-") != std::string::npos)
+      fs::remove(entry.path());
+  }
+}
+
 // Where training stands: everything besides the model and optimizer tensors.
 struct Position {
   data::LoaderState loader;   // next batch to train on
@@ -350,6 +363,7 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
   }
 
   std::filesystem::create_directories(config.checkpoint_dir);
+  remove_interrupted_saves(config.checkpoint_dir);
   std::int64_t updates_this_process = 0;
   for (std::int64_t epoch = at.loader.epoch; epoch < config.epochs; ++epoch) {
     loader.start_epoch(epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
