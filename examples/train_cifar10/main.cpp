@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--div-factor", config.div_factor, "onecycle: start at lr / div-factor")
       ->capture_default_str();
+  app.add_flag("!--no-cycle-momentum", config.cycle_momentum,
+               "onecycle: keep --momentum fixed instead of cycling it between 0.95 and 0.85");
   app.add_flag("--zero-init-residual", config.zero_init_residual,
                "start each residual block's last BatchNorm at weight 0 (torchvision's zero_init_residual)");
   app.add_option("--threads", config.threads, "OpenMP threads (default: all cores)");

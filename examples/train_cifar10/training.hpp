@@ -47,6 +47,7 @@ struct Config {
   bool flip = true;        // RandomHorizontalFlip (never for MNIST digits, which are not mirror-symmetric)
   double pct_start = 0.3;  // onecycle: share of the run spent warming up (PyTorch's default)
   double div_factor = 25;  // onecycle: the run starts at lr / div_factor (PyTorch's default)
+  bool cycle_momentum = true;       // onecycle: momentum 0.95 -> 0.85 -> 0.95; false: --momentum throughout
   bool zero_init_residual = false;  // torchvision's zero_init_residual: each block starts as the identity
   int threads = 0;                  // 0: OpenMP's default
   std::uint64_t seed = 0;
@@ -127,7 +128,7 @@ inline resnet::optim::Schedule make_schedule(const Config& config, std::int64_t 
           static_cast<std::int64_t>(config.warmup_epochs * static_cast<double>(steps_per_epoch)));
     case Schedule::Kind::OneCycle:
       return Schedule::one_cycle(config.lr, std::max<std::int64_t>(total, 2), config.pct_start,
-                                 config.div_factor);
+                                 config.div_factor, 1e4, config.cycle_momentum);
   }
   return Schedule::constant(config.lr);
 }
@@ -174,7 +175,7 @@ inline std::map<std::string, std::string> run_fingerprint(const Config& c) {
   std::ostringstream lr;
   lr.precision(17);
   lr << c.lr << ' ' << c.momentum << ' ' << c.weight_decay << ' ' << c.label_smoothing << ' '
-     << c.warmup_epochs << ' ' << c.pct_start << ' ' << c.div_factor;
+     << c.warmup_epochs << ' ' << c.pct_start << ' ' << c.div_factor << ' ' << c.cycle_momentum;
   return {{"dataset", c.dataset},
           {"epochs", std::to_string(c.epochs)},
           {"batch_size", std::to_string(c.batch_size)},
