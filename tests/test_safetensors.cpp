@@ -284,7 +284,8 @@ TEST(SafetensorsFile, HostileFilesThrowNamingFileKeyAndByte) {
       {"element count overflow",
        "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", "12345678", -1,
        "more than 2^62 elements"},
-      // Found while fuzzing: 2^61 eight-byte elements made 2^64 bytes, which wrapped to 0 and parsed.
+      // Found reading the code (now in the fuzz dictionary): 2^61 eight-byte elements made 2^64 bytes, which
+      // wrapped to 0 and parsed.
       {"byte count wraps around",
        "{\"w\":{\"dtype\":\"F64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,0]}}", "", -1,
        "tensor 'w': data_offsets [0, 0] (file byte 80) hold 0 bytes, but shape [2305843009213693952] of F64 "
