@@ -165,6 +165,28 @@ TEST_F(TrainExample, ResumeWithoutCheckpointStartsFreshAndAFinishedRunStaysFinis
   EXPECT_EQ(again.final_test.accuracy, outcome.final_test.accuracy);
 }
 
+TEST_F(TrainExample, DivergingRunStopsNamingTheUpdateAndLeavesOnlyFiniteCheckpoints) {
+  train::Config c = config("diverge");
+  c.schedule = "constant";
+  c.lr = 1e10;
+  std::string message;
+  try {
+    train::run(c, no_stop_);
+  } catch (const resnet::Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("training diverged: loss is"), std::string::npos) << message;
+  EXPECT_NE(message.find(" at update "), std::string::npos) << message;
+  for (const auto& path : train::checkpoints_newest_first(c.checkpoint_dir)) {
+    for (const auto& tensor : resnet::io::read_safetensors(path.string()).tensors) {
+      std::vector<double> values(static_cast<std::size_t>(tensor.numel()));
+      resnet::io::decode_into(tensor, values.data());
+      for (double v : values)
+        ASSERT_TRUE(std::isfinite(v)) << path << " " << tensor.name;
+    }
+  }
+}
+
 TEST_F(TrainExample, CheckpointRefusesOtherSettings) {
   train::Config c = config("settings");
   c.max_steps = 1;
