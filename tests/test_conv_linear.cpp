@@ -12,11 +12,14 @@
 #include "resnet/nn/conv2d.hpp"
 #include "resnet/nn/linear.hpp"
 #include "support/compare.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
 using resnet::Tensor;
 using resnet::nn::Conv2d;
 using resnet::nn::Linear;
+
+using resnet::testing::expect_error;
 
 namespace {
 
@@ -26,19 +29,6 @@ Tensor<T> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed) {
   Tensor<T> t(std::move(shape));
   t.fill_normal(rng);
   return t;
-}
-
-// Expects fn to throw resnet::Error whose message contains every one of `parts`.
-void expect_error_mentioning(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected resnet::Error";
-  } catch (const resnet::Error& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos)
-          << "message \"" << message << "\" lacks \"" << part << "\"";
-  }
 }
 
 // The textbook definition, one output element at a time, accumulated in double:
@@ -267,46 +257,42 @@ TEST(Conv2d, EvalForwardMatchesTrainingAndBackwardThrows) {
   const Tensor<float> evaluated = conv.forward(x);
   EXPECT_EQ(resnet::testing::relative_l2(evaluated, trained), 0.0);
   // The eval forward dropped the training cache, so backward has nothing to work with.
-  expect_error_mentioning([&] { conv.backward(evaluated); }, {"Conv2d.backward", "training-mode forward"});
+  expect_error([&] { conv.backward(evaluated); }, {"Conv2d.backward", "training-mode forward"});
 }
 
 TEST(Conv2d, BackwardWithoutForwardThrows) {
   Conv2d<float> conv(3, 4, 3);
-  expect_error_mentioning([&] { conv.backward(Tensor<float>({1, 4, 2, 2})); }, {"Conv2d.backward"});
+  expect_error([&] { conv.backward(Tensor<float>({1, 4, 2, 2})); }, {"Conv2d.backward"});
 }
 
 TEST(Conv2d, BadArgumentsThrowNamingTheShapes) {
   Conv2d<float> conv(3, 4, 3);
-  expect_error_mentioning([&] { conv.forward(Tensor<float>({3, 8, 8})); }, {"Conv2d.forward", "[3, 8, 8]"});
-  expect_error_mentioning([&] { conv.forward(Tensor<float>()); }, {"Conv2d.forward", "empty"});
-  expect_error_mentioning(
+  expect_error([&] { conv.forward(Tensor<float>({3, 8, 8})); }, {"Conv2d.forward", "[3, 8, 8]"});
+  expect_error([&] { conv.forward(Tensor<float>()); }, {"Conv2d.forward", "empty"});
+  expect_error(
       [&] {
         conv.forward(Tensor<float>({2, 4, 8, 8}));
       },
       {"Conv2d.forward", "4 channels", "expected 3", "[2, 4, 8, 8]"});
-  expect_error_mentioning(
+  expect_error(
       [&] {
         conv.forward(Tensor<float>({1, 3, 2, 5}));
       },
       {"Conv2d.forward", "[1, 3, 2, 5]", "empty output", "kernel_size 3"});
-  expect_error_mentioning(
-      [&] {
-        conv.forward(Tensor<float>({0, 3, 8, 8}));
-      },
-      {"Conv2d.forward", "[0, 3, 8, 8]"});
+  expect_error([&] { conv.forward(Tensor<float>({0, 3, 8, 8})); }, {"Conv2d.forward", "[0, 3, 8, 8]"});
 
   conv.forward(Tensor<float>({2, 3, 8, 8}));
-  expect_error_mentioning(
+  expect_error(
       [&] {
         conv.backward(Tensor<float>({2, 4, 8, 8}));
       },
       {"Conv2d.backward", "grad_output", "[2, 4, 8, 8]", "[2, 4, 6, 6]"});
 
-  expect_error_mentioning([] { Conv2d<float>(0, 4, 3); }, {"Conv2d", "in_channels 0"});
-  expect_error_mentioning([] { Conv2d<float>(3, -1, 3); }, {"Conv2d", "out_channels -1"});
-  expect_error_mentioning([] { Conv2d<float>(3, 4, 0); }, {"Conv2d", "kernel_size", "0"});
-  expect_error_mentioning([] { Conv2d<float>(3, 4, 3, 0); }, {"Conv2d", "stride", "0"});
-  expect_error_mentioning([] { Conv2d<float>(3, 4, 3, 1, -1); }, {"Conv2d", "padding", "-1"});
+  expect_error([] { Conv2d<float>(0, 4, 3); }, {"Conv2d", "in_channels 0"});
+  expect_error([] { Conv2d<float>(3, -1, 3); }, {"Conv2d", "out_channels -1"});
+  expect_error([] { Conv2d<float>(3, 4, 0); }, {"Conv2d", "kernel_size", "0"});
+  expect_error([] { Conv2d<float>(3, 4, 3, 0); }, {"Conv2d", "stride", "0"});
+  expect_error([] { Conv2d<float>(3, 4, 3, 1, -1); }, {"Conv2d", "padding", "-1"});
 }
 
 TEST(Conv2d, ResultsDoNotDependOnTheThreadCount) {
@@ -374,25 +360,25 @@ TEST(Linear, ParametersInitAndEval) {
   linear.eval();
   const Tensor<float> evaluated = linear.forward(x);
   EXPECT_EQ(resnet::testing::relative_l2(evaluated, trained), 0.0);
-  expect_error_mentioning([&] { linear.backward(evaluated); }, {"Linear.backward", "training-mode forward"});
+  expect_error([&] { linear.backward(evaluated); }, {"Linear.backward", "training-mode forward"});
 }
 
 TEST(Linear, BadArgumentsThrowNamingTheShapes) {
   Linear<float> linear(6, 3);
-  expect_error_mentioning([&] { linear.forward(Tensor<float>({2, 6, 1})); }, {"Linear.forward", "[2, 6, 1]"});
-  expect_error_mentioning(
+  expect_error([&] { linear.forward(Tensor<float>({2, 6, 1})); }, {"Linear.forward", "[2, 6, 1]"});
+  expect_error(
       [&] {
         linear.forward(Tensor<float>({2, 5}));
       },
       {"Linear.forward", "5 features", "expected 6", "[2, 5]"});
-  expect_error_mentioning([&] { linear.forward(Tensor<float>({0, 6})); }, {"Linear.forward", "[0, 6]"});
-  expect_error_mentioning([&] { linear.backward(Tensor<float>({2, 3})); }, {"Linear.backward"});
+  expect_error([&] { linear.forward(Tensor<float>({0, 6})); }, {"Linear.forward", "[0, 6]"});
+  expect_error([&] { linear.backward(Tensor<float>({2, 3})); }, {"Linear.backward"});
   linear.forward(Tensor<float>({2, 6}));
-  expect_error_mentioning(
+  expect_error(
       [&] {
         linear.backward(Tensor<float>({2, 4}));
       },
       {"Linear.backward", "grad_output", "[2, 4]", "[2, 3]"});
-  expect_error_mentioning([] { Linear<float>(0, 3); }, {"Linear", "in_features 0"});
-  expect_error_mentioning([] { Linear<float>(3, -2); }, {"Linear", "out_features -2"});
+  expect_error([] { Linear<float>(0, 3); }, {"Linear", "in_features 0"});
+  expect_error([] { Linear<float>(3, -2); }, {"Linear", "out_features -2"});
 }

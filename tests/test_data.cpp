@@ -20,6 +20,7 @@
 #include "resnet/data/mnist.hpp"
 #include "resnet/data/transforms.hpp"
 #include "support/data_files.hpp"
+#include "support/expect_error.hpp"
 
 using namespace resnet::data;
 using resnet::Rng;
@@ -30,19 +31,9 @@ using resnet::testing::test_label;
 using resnet::testing::test_pixel;
 using resnet::testing::write_bytes;
 
-namespace {
+using resnet::testing::expect_error;
 
-// Runs f, expects a resnet::Error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no resnet::Error thrown";
-  } catch (const resnet::Error& e) {
-    const std::string message = e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "message: " << message << "\nlacks: " << part;
-  }
-}
+namespace {
 
 bool same_bytes(const Tensor<float>& a, const Tensor<float>& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * a.numel()) == 0;

@@ -14,9 +14,12 @@
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/cross_entropy_loss.hpp"
 #include "resnet/nn/maxpool2d.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
 using resnet::Tensor;
+
+using resnet::testing::expect_error;
 
 namespace {
 
@@ -26,18 +29,6 @@ Tensor<double> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed
   Tensor<double> t(std::move(shape));
   t.fill_normal(rng, mean, std);
   return t;
-}
-
-// Runs f, expects resnet::Error, and checks that its message contains every one of `parts`.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected resnet::Error";
-  } catch (const resnet::Error& e) {
-    for (const auto& part : parts)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "'" << e.what() << "' lacks '" << part << "'";
-  }
 }
 
 // Per-channel mean and biased variance of [N, C, H, W], written plainly.

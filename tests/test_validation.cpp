@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "resnet/resnet.hpp"
+#include "support/expect_error.hpp"
 
 using resnet::Tensor;
 using resnet::models::ResNet;
@@ -27,19 +28,9 @@ using resnet::nn::ReLU;
 using resnet::optim::Schedule;
 using resnet::optim::SGD;
 
-namespace {
+using resnet::testing::expect_error;
 
-// Runs fn, expects resnet::Error, and checks that its message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected resnet::Error";
-  } catch (const resnet::Error& e) {
-    const std::string message = e.what();
-    for (const auto& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << message << "' lacks '" << part << "'";
-  }
-}
+namespace {
 
 // One bad call and what its message must mention, for the table-driven tests.
 struct Case {
