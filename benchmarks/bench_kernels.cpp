@@ -8,6 +8,7 @@
 
 #include "bench_common.hpp"
 #include "resnet/kernels/batchnorm.hpp"
+#include "resnet/kernels/conv2d.hpp"
 #include "resnet/kernels/gemm.hpp"
 #include "resnet/kernels/im2col.hpp"
 #include "resnet/kernels/pooling.hpp"
@@ -69,6 +70,39 @@ void im2col_shapes(benchmark::internal::Benchmark* b) {
   }
 }
 BENCHMARK(BM_Im2col)->Apply(im2col_shapes);
+
+// Args: N, C (= O), H of a ResNet18 3x3 stride-1 conv; im2col + GEMM (0) or Winograd F(2x2, 3x3) (1), on
+// all threads: the two forward algorithms kernels/conv2d.hpp chooses between. GFLOP/s count the direct
+// convolution's 2 * 9 multiply-adds per output for both, so Winograd can pass the FMA peak.
+void BM_ConvForward(benchmark::State& state) {
+  const std::int64_t N = state.range(0), C = state.range(1), H = state.range(2);
+  const resnet::kernels::ConvShape g{N, C, H, H, C, 3, 1, 1};
+  const auto x = random_tensor({N, C, H, H}), w = random_tensor({C, C * 9});
+  resnet::Tensor<float> y({N, C, H, H});
+  resnet::kernels::ConvWorkspace<float> ws;
+  const resnet::bench::LoopTimer timer;
+  for (auto _ : state) {
+    if (state.range(3)) {
+      resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), static_cast<const float*>(nullptr), N, C,
+                                               H, H, C, 1, y.data(), ws.winograd);
+    } else {
+      resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), static_cast<const float*>(nullptr), g,
+                                             y.data(), ws);
+    }
+  }
+  resnet::bench::set_counters(state, timer, static_cast<double>(N),
+                              2.0 * static_cast<double>(N * C * C * 9 * H * H));
+}
+void conv_forward_shapes(benchmark::internal::Benchmark* b) {
+  for (std::int64_t N : {128, 16, 1}) {
+    for (const auto& c : resnet::bench::resnet18_convs(N == 128)) {
+      if (c.k != 3 || c.s != 1 || c.C != c.O) continue;
+      for (int winograd : {0, 1})
+        b->Args({N, c.C, c.H, winograd});
+    }
+  }
+}
+BENCHMARK(BM_ConvForward)->Apply(conv_forward_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Args: N, C, HW.
 void BM_BatchNormStatistics(benchmark::State& state) {

@@ -173,7 +173,7 @@ TEST_P(ConvPaths, MatchThePlainDefinitionAndIgnoreTheThreadCount) {
 INSTANTIATE_TEST_SUITE_P(
     Partitions, ConvPaths,
     ::testing::Values(Case{"one large image sliced into pixel pieces", {1, 3, 40, 40, 8, 3, 1, 1}, true},
-                      Case{"one small image split into channel blocks", {1, 16, 6, 6, 128, 3, 1, 1}, false},
+                      Case{"one small image split into channel blocks", {1, 8, 6, 6, 128, 3, 1, 1}, false},
                       Case{"several images per unit, ragged last group", {40, 4, 8, 8, 8, 3, 2, 1}, true},
                       Case{"pointwise, one image per unit", {3, 8, 20, 20, 16, 1, 1, 0}, true},
                       Case{"pointwise, several images per unit", {5, 8, 6, 6, 16, 1, 1, 0}, false},
@@ -183,15 +183,44 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"stride 1 without padding, dX through col2im", {2, 3, 7, 8, 5, 3, 1, 0}, true},
                       Case{"dX as a conv, same padding", {2, 16, 9, 8, 5, 3, 1, 1}, false},
                       Case{"dX as a conv, no padding", {2, 16, 10, 11, 5, 3, 1, 0}, true},
-                      Case{"dX as a conv, even kernel", {2, 16, 9, 9, 4, 2, 1, 1}, false}));
+                      Case{"dX as a conv, even kernel", {2, 16, 9, 9, 4, 2, 1, 1}, false},
+                      Case{"Winograd, several images per unit, ragged", {25, 16, 8, 9, 24, 3, 1, 1}, true},
+                      Case{"Winograd, one image in tile-row slices", {1, 16, 60, 58, 16, 3, 1, 1}, false},
+                      Case{"Winograd, no padding (dX with padding 2)", {12, 16, 10, 11, 20, 3, 1, 0}, true},
+                      Case{"Winograd, padding 2", {13, 16, 6, 6, 16, 3, 1, 2}, false}));
 
 TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(ConvPartition::of({1, 3, 40, 40, 8, 3, 1, 1}, true).pieces, 1);
-  EXPECT_GT(ConvPartition::of({1, 16, 6, 6, 128, 3, 1, 1}, true).row_blocks, 1);
+  EXPECT_GT(ConvPartition::of({1, 8, 6, 6, 128, 3, 1, 1}, true).row_blocks, 1);
+  EXPECT_FALSE(resnet::kernels::use_winograd({1, 8, 6, 6, 128, 3, 1, 1}));
+  for (const ConvShape& g : {ConvShape{25, 16, 8, 9, 24, 3, 1, 1}, ConvShape{1, 16, 60, 58, 16, 3, 1, 1},
+                             ConvShape{12, 16, 10, 11, 20, 3, 1, 0}, ConvShape{12, 20, 8, 9, 16, 3, 1, 2},
+                             ConvShape{13, 16, 6, 6, 16, 3, 1, 2}})
+    EXPECT_TRUE(resnet::kernels::use_winograd(g)) << g.N << "x" << g.C << "x" << g.H << "x" << g.W;
+  const auto ragged = resnet::kernels::winograd::Partition::of(25, 8, 9);
+  EXPECT_EQ(ragged.groups, 3);
+  EXPECT_GT(resnet::kernels::winograd::Partition::of(1, 60, 58).slices, 1);
   const ConvPartition grouped = ConvPartition::of({40, 4, 8, 8, 8, 3, 2, 1}, false);
   EXPECT_GT(grouped.images, 1);
   EXPECT_EQ(grouped.groups, 3);
   EXPECT_GT(ConvPartition::of({5, 8, 6, 6, 16, 1, 1, 0}, false).images, 1);
+}
+
+// Winograd F(2x2, 3x3) against im2col + GEMM on shapes the dispatcher would not give it too: odd and tiny
+// maps (partial edge tiles), every padding it takes, one image and several.
+TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
+  for (const ConvShape& g : {ConvShape{1, 3, 1, 1, 2, 3, 1, 1}, ConvShape{2, 5, 3, 4, 7, 3, 1, 0},
+                             ConvShape{3, 4, 7, 5, 6, 3, 1, 1}, ConvShape{1, 8, 9, 9, 3, 3, 1, 2},
+                             ConvShape{40, 6, 4, 4, 5, 3, 1, 1}}) {
+    const auto x = random_vector(g.N * g.C * g.H * g.W, 1), w = random_vector(g.O * g.CKK(), 2);
+    const auto b = random_vector(g.O, 3);
+    std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW())), actual(expected.size());
+    resnet::kernels::ConvWorkspace<float> ws;
+    resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), b.data(), g, expected.data(), ws);
+    resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), b.data(), g.N, g.C, g.H, g.W, g.O, g.p,
+                                             actual.data(), ws.winograd);
+    expect_close(actual, expected, "winograd y");
+  }
 }
 
 // The block-copy im2col of "same" convolutions equals the gather one on every pixel range, including ranges

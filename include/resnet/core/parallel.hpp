@@ -36,6 +36,15 @@ inline int num_threads() {
 #endif
 }
 
+// The calling thread's index inside a parallel region (0 outside one): which per-thread scratch it owns.
+inline int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 inline void set_num_threads(int n) {
   check(n >= 1, "set_num_threads: need at least 1 thread, got ", n);
   detail::thread_setting() = n;

@@ -1,0 +1,206 @@
+#pragma once
+// Winograd F(2x2, 3x3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016)
+// for 3x3 stride-1 convolutions: each 2x2 block of outputs ("tile") comes from a 4x4 block of input,
+//   Y = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A,
+// so the 16 elementwise products, summed over input channels, are 16 GEMMs
+//   M_xi [O, tiles] = U_xi [O, C] x V_xi [C, tiles]     (xi = 0..15, U = G g G^T, V = B^T d B)
+// with 16 multiplies per 4 outputs instead of 36: 2.25x fewer than im2col + GEMM. The transforms add
+// a little rounding (tests/test_perf_paths.cpp compares it with the im2col path); the same arithmetic runs
+// on any thread count, since work units depend on the shape alone, as in kernels/conv2d.hpp.
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "resnet/core/parallel.hpp"
+#include "resnet/kernels/gemm.hpp"
+
+namespace resnet::kernels {
+
+namespace winograd {
+
+// How a batch is cut into work units: groups of whole images with at least kMinTiles tiles between them,
+// or, for an image with more tiles than that, slices of its tile rows (split further to give the threads
+// at least kMinUnits units).
+struct Partition {
+  static constexpr std::int64_t kMinTiles = 192;
+  static constexpr std::int64_t kMinUnits = 4;
+  std::int64_t tile_rows, tile_cols;  // of one image
+  std::int64_t images;                // per unit
+  std::int64_t groups;                // ceil(N / images)
+  std::int64_t slices;                // tile-row slices per image (1 when images > 1)
+  std::int64_t slice_rows;            // tile rows per slice
+  std::int64_t units() const { return groups * slices; }
+  std::int64_t max_tiles() const { return images * std::min(slice_rows, tile_rows) * tile_cols; }
+
+  static Partition of(std::int64_t N, std::int64_t OH, std::int64_t OW) {
+    Partition part{};
+    part.tile_rows = (OH + 1) / 2;
+    part.tile_cols = (OW + 1) / 2;
+    const std::int64_t tiles = part.tile_rows * part.tile_cols;
+    part.images = std::clamp<std::int64_t>((kMinTiles + tiles - 1) / tiles, 1, N);
+    part.groups = (N + part.images - 1) / part.images;
+    part.slices = 1;
+    if (part.images == 1) {
+      part.slices = std::max<std::int64_t>(1, tiles / (2 * kMinTiles));
+      while (part.groups * part.slices < kMinUnits && tiles / (2 * part.slices) >= kMinTiles / 2)
+        part.slices *= 2;
+      part.slices = std::min(part.slices, part.tile_rows);
+    }
+    part.slice_rows = (part.tile_rows + part.slices - 1) / part.slices;
+    return part;
+  }
+};
+
+// U [16, O, C] = G g G^T for every 3x3 kernel g of weight [O, C, 3, 3], with
+//   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
+template <typename T>
+void transform_weight(const T* weight, std::int64_t O, std::int64_t C, T* u) {
+  const std::int64_t OC = O * C;
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (OC >= 4096))
+  for (std::int64_t oc = 0; oc < OC; ++oc) {
+    const T* g = weight + oc * 9;
+    T gg[4][3];  // G g
+    for (int j = 0; j < 3; ++j) {
+      gg[0][j] = g[j];
+      gg[1][j] = T(0.5) * (g[j] + g[3 + j] + g[6 + j]);
+      gg[2][j] = T(0.5) * (g[j] - g[3 + j] + g[6 + j]);
+      gg[3][j] = g[6 + j];
+    }
+    for (int i = 0; i < 4; ++i) {  // (G g) G^T
+      const T row[4] = {gg[i][0], T(0.5) * (gg[i][0] + gg[i][1] + gg[i][2]),
+                        T(0.5) * (gg[i][0] - gg[i][1] + gg[i][2]), gg[i][2]};
+      for (int j = 0; j < 4; ++j)
+        u[(i * 4 + j) * OC + oc] = row[j];
+    }
+  }
+}
+
+// V [16, C, ld] (columns first_tile..) = B^T d B for the tiles of tile rows [r0, r1) of one image x [C, H, W]
+// padded by p, with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. `row` is scratch of 4 * (2 * tile_cols +
+// 2).
+template <typename T>
+void transform_input(const T* x, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t p,
+                     std::int64_t tile_cols, std::int64_t r0, std::int64_t r1, T* v, std::int64_t ld,
+                     std::int64_t first_tile, T* row) {
+  const std::int64_t width = 2 * tile_cols + 2;  // input columns the tiles of a row read, from -p
+  const std::int64_t plane = C * ld;
+  T* s[4] = {row, row + width, row + 2 * width, row + 3 * width};
+  for (std::int64_t c = 0; c < C; ++c) {
+    const T* image = x + c * H * W;
+    T* vc = v + c * ld + first_tile;
+    for (std::int64_t tr = r0; tr < r1; ++tr) {
+      // s = B^T d along the four input rows of this tile row, on padded copies of the rows.
+      const T* rows[4];  // null: a padding row
+      for (int i = 0; i < 4; ++i) {
+        const std::int64_t y = 2 * tr - p + i;
+        rows[i] = y >= 0 && y < H ? image + y * W : nullptr;
+      }
+      for (std::int64_t col = 0; col < width; ++col) {
+        const std::int64_t xx = col - p;
+        const bool inside = xx >= 0 && xx < W;
+        const T d0 = inside && rows[0] ? rows[0][xx] : T(0), d1 = inside && rows[1] ? rows[1][xx] : T(0);
+        const T d2 = inside && rows[2] ? rows[2][xx] : T(0), d3 = inside && rows[3] ? rows[3][xx] : T(0);
+        s[0][col] = d0 - d2;
+        s[1][col] = d1 + d2;
+        s[2][col] = d2 - d1;
+        s[3][col] = d1 - d3;
+      }
+      // V = s B across each tile's four columns.
+      T* out = vc + (tr - r0) * tile_cols;
+      for (int i = 0; i < 4; ++i) {
+        const T* si = s[i];
+        T* v0 = out + (i * 4) * plane;
+        T* v1 = v0 + plane;
+        T* v2 = v1 + plane;
+        T* v3 = v2 + plane;
+        for (std::int64_t t = 0; t < tile_cols; ++t) {
+          const T a = si[2 * t], b = si[2 * t + 1], e = si[2 * t + 2], f = si[2 * t + 3];
+          v0[t] = a - e;
+          v1[t] = b + e;
+          v2[t] = e - b;
+          v3[t] = b - f;
+        }
+      }
+    }
+  }
+}
+
+// y rows of tile rows [r0, r1) of one image [O, OH, OW] = A^T M A (+ bias) from M [16, O, ld] (columns
+// first_tile..), with A^T = [1 1 1 0; 0 1 -1 -1].
+template <typename T>
+void transform_output(const T* m, std::int64_t O, std::int64_t ld, std::int64_t first_tile,
+                      std::int64_t tile_cols, std::int64_t r0, std::int64_t r1, const T* bias,
+                      std::int64_t OH, std::int64_t OW, T* y, T* row) {
+  const std::int64_t plane = O * ld;
+  T* top = row;
+  T* bottom = row + 2 * tile_cols;
+  for (std::int64_t o = 0; o < O; ++o) {
+    const T shift = bias ? bias[o] : T(0);
+    for (std::int64_t tr = r0; tr < r1; ++tr) {
+      const T* mo = m + o * ld + first_tile + (tr - r0) * tile_cols;
+      for (std::int64_t t = 0; t < tile_cols; ++t) {
+        T a[4][2];  // M A, row by row
+        for (int i = 0; i < 4; ++i) {
+          const T m0 = mo[(i * 4) * plane + t], m1 = mo[(i * 4 + 1) * plane + t];
+          const T m2 = mo[(i * 4 + 2) * plane + t], m3 = mo[(i * 4 + 3) * plane + t];
+          a[i][0] = m0 + m1 + m2;
+          a[i][1] = m1 - m2 - m3;
+        }
+        for (int j = 0; j < 2; ++j) {
+          top[2 * t + j] = shift + (a[0][j] + a[1][j] + a[2][j]);
+          bottom[2 * t + j] = shift + (a[1][j] - a[2][j] - a[3][j]);
+        }
+      }
+      T* out = y + (o * OH + 2 * tr) * OW;
+      std::copy_n(top, OW, out);
+      if (2 * tr + 1 < OH) std::copy_n(bottom, OW, out + OW);
+    }
+  }
+}
+
+}  // namespace winograd
+
+// Whether conv2d_forward_winograd computes this convolution: 3x3, stride 1, padding at most 2.
+inline bool winograd_applies(std::int64_t k, std::int64_t s, std::int64_t p) {
+  return k == 3 && s == 1 && p <= 2;
+}
+
+// x [N, C, H, W], weight [O, C, 3, 3], bias [O] or null -> y [N, O, OH, OW] (assigned), OH = H + 2p - 2.
+// `scratch` holds the transformed weight and the per-thread transform buffers; it grows as needed.
+template <typename T>
+void conv2d_forward_winograd(const T* x, const T* weight, const T* bias, std::int64_t N, std::int64_t C,
+                             std::int64_t H, std::int64_t W, std::int64_t O, std::int64_t p, T* y,
+                             std::vector<T>& scratch) {
+  const std::int64_t OH = H + 2 * p - 2, OW = W + 2 * p - 2;
+  const winograd::Partition part = winograd::Partition::of(N, OH, OW);
+  const std::int64_t ld = part.max_tiles();
+  const std::int64_t row_size = 4 * (2 * part.tile_cols + 2);
+  const std::int64_t per_thread = 16 * (C + O) * ld + row_size;
+  const std::int64_t weight_size = 16 * O * C;
+  const auto needed = static_cast<std::size_t>(weight_size + resnet::num_threads() * per_thread);
+  if (scratch.size() < needed) scratch.resize(needed);
+  T* u = scratch.data();
+  winograd::transform_weight(weight, O, C, u);
+  RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (part.units() > 1))
+  for (std::int64_t unit = 0; unit < part.units(); ++unit) {
+    T* v = scratch.data() + weight_size + resnet::thread_index() * per_thread;
+    T* m = v + 16 * C * ld;
+    T* row = m + 16 * O * ld;
+    const std::int64_t slice = unit % part.slices, n0 = unit / part.slices * part.images;
+    const std::int64_t images = std::min(part.images, N - n0);
+    const std::int64_t r0 = slice * part.slice_rows, r1 = std::min(part.tile_rows, r0 + part.slice_rows);
+    const std::int64_t tiles = (r1 - r0) * part.tile_cols, columns = images * tiles;
+    for (std::int64_t i = 0; i < images; ++i)
+      winograd::transform_input(x + (n0 + i) * C * H * W, C, H, W, p, part.tile_cols, r0, r1, v, ld,
+                                i * tiles, row);
+    for (int xi = 0; xi < 16; ++xi)
+      gemm(false, false, O, columns, C, T(1), u + xi * O * C, C, v + xi * C * ld, ld, T(0), m + xi * O * ld,
+           ld);
+    for (std::int64_t i = 0; i < images; ++i)
+      winograd::transform_output(m, O, ld, i * tiles, part.tile_cols, r0, r1, bias, OH, OW,
+                                 y + (n0 + i) * O * OH * OW, row);
+  }
+}
+
+}  // namespace resnet::kernels
