@@ -70,6 +70,43 @@ TEST(Tensor, BadShapesAndIndicesThrowNamingTheShape) {
   EXPECT_THROW(t.size(2), resnet::Error);
 }
 
+// Large buffers are reused by a later tensor of about the same size, which still starts zeroed; other sizes
+// get their own memory; the limit and release_cached_buffers() give memory back. Under AddressSanitizer
+// nothing is cached, so a use after free is still caught.
+TEST(BufferPool, ReusesLargeBuffersOfAboutTheSameSizeAndReleasesThem) {
+  auto& pool = resnet::BufferPool::instance();
+  pool.release_cached_buffers();
+  const std::int64_t n = (std::int64_t{2} << 20) / 4;  // 2 MB of floats
+  float* first = nullptr;
+  {
+    resnet::Tensor<float> big({n}, 7.0f);
+    first = big.data();
+  }
+  if (!RESNET_BUFFER_POOL_ENABLED) {
+    EXPECT_EQ(pool.cached_bytes(), 0u);
+    return;
+  }
+  EXPECT_EQ(pool.cached_bytes(), std::size_t(n) * 4);
+  {
+    resnet::Tensor<float> smaller({n - n / 10});  // within 1/8: takes the cached block, zeroed
+    EXPECT_EQ(smaller.data(), first);
+    EXPECT_EQ(smaller[0], 0.0f);
+    EXPECT_EQ(pool.cached_bytes(), 0u);
+    resnet::Tensor<float> other({n});  // the cached block is taken: new memory
+    EXPECT_NE(other.data(), first);
+  }
+  EXPECT_EQ(pool.cached_bytes(), 2 * std::size_t(n) * 4);
+  {
+    resnet::Tensor<float> half({n / 2});  // the cached blocks are more than 1/8 too large
+    EXPECT_NE(half.data(), first);
+  }
+  pool.set_limit(std::size_t(n) * 4);  // over the limit: the largest go back
+  EXPECT_LE(pool.cached_bytes(), std::size_t(n) * 4);
+  resnet::release_cached_buffers();
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+  pool.set_limit(resnet::BufferPool::kDefaultLimit);
+}
+
 TEST(Rng, SameSeedSameStreamDifferentSeedDifferentStream) {
   resnet::Rng a(42), b(42), c(43);
   for (int i = 0; i < 100; ++i) {

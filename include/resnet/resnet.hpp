@@ -1,6 +1,7 @@
 #pragma once
 // The umbrella header: everything a user needs.
 
+#include "resnet/core/buffer_pool.hpp"
 #include "resnet/core/error.hpp"
 #include "resnet/core/parallel.hpp"
 #include "resnet/core/rng.hpp"

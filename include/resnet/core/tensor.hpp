@@ -15,6 +15,7 @@
 #include <new>
 #include <vector>
 
+#include "resnet/core/buffer_pool.hpp"
 #include "resnet/core/error.hpp"
 #include "resnet/core/rng.hpp"
 
@@ -138,12 +139,11 @@ class Tensor {
 
   static std::shared_ptr<T> allocate(std::int64_t n) {
     // Round up so aligned_alloc gets a multiple of the alignment; at least one element so data() is never
-    // null.
+    // null. Large buffers come from (and go back to) the BufferPool.
     const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T);
     const std::size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
-    void* memory = std::aligned_alloc(kTensorAlignment, rounded);
-    if (memory == nullptr) throw std::bad_alloc();
-    return std::shared_ptr<T>(static_cast<T*>(memory), [](T* p) { std::free(p); });
+    void* memory = BufferPool::instance().acquire(rounded, kTensorAlignment);
+    return std::shared_ptr<T>(static_cast<T*>(memory), [](T* p) { BufferPool::instance().release(p); });
   }
 
   // Negative sizes whose product is numel (-1 x -6 for 6 elements) would give Eigen a negative size.
