@@ -70,6 +70,18 @@ TEST(Tensor, BadShapesAndIndicesThrowNamingTheShape) {
   EXPECT_THROW(t.size(2), resnet::Error);
 }
 
+TEST(Tensor, UninitializedHasTheShapeAndChecksItLikeTheConstructor) {
+  auto t = resnet::Tensor<float>::uninitialized({2, 3, 4});
+  EXPECT_EQ(t.shape(), (std::vector<std::int64_t>{2, 3, 4}));
+  EXPECT_EQ(t.numel(), 24);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.data()) % resnet::kTensorAlignment, 0u);
+  t[23] = 1.0f;  // every element is writable
+  EXPECT_EQ(t[23], 1.0f);
+  EXPECT_THROW(resnet::Tensor<float>::uninitialized({2, -1}), resnet::Error);
+  EXPECT_THROW(resnet::Tensor<float>::uninitialized({std::int64_t{1} << 40, std::int64_t{1} << 40}),
+               resnet::Error);
+}
+
 // Large buffers are reused by a later tensor of about the same size, which still starts zeroed; other sizes
 // get their own memory; the limit and release_cached_buffers() give memory back. Under AddressSanitizer
 // nothing is cached, so a use after free is still caught.

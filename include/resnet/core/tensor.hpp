@@ -43,6 +43,16 @@ class Tensor {
     std::fill(storage_.get(), storage_.get() + numel_, value);
   }
 
+  // Elements left unset, like torch.empty: for an output a kernel assigns in full, where zero-filling first
+  // would cost a pass over memory (a reused buffer holds the values of an earlier tensor).
+  static Tensor uninitialized(std::vector<std::int64_t> shape) {
+    Tensor t;
+    t.numel_ = count(shape);
+    t.shape_ = std::move(shape);
+    t.storage_ = allocate(t.numel_);
+    return t;
+  }
+
   const std::vector<std::int64_t>& shape() const { return shape_; }
   std::int64_t dim() const { return static_cast<std::int64_t>(shape_.size()); }
   std::int64_t numel() const { return numel_; }

@@ -55,7 +55,7 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
         has_downsample() ? downsample_bn_->forward(downsample_conv_->forward(input)) : input;
     check(shortcut.shape() == residual.shape(), "BasicBlock.forward: shortcut ",
           shape_string(shortcut.shape()), " and residual ", shape_string(residual.shape()), " differ");
-    Tensor<T> output(residual.shape());
+    auto output = Tensor<T>::uninitialized(residual.shape());
     kernels::add_relu(residual.data(), shortcut.data(), output.data(), output.numel());
     // The ReLU outputs are the masks backward needs; hidden is also conv2's cached input, so this is free.
     hidden_ = this->is_training() ? hidden : Tensor<T>();

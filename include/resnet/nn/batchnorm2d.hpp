@@ -111,7 +111,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     expect_input(input, 4, num_features_, where, "[N, C, H, W]");
     expect_state_shapes(where);
     const std::int64_t N = input.size(0), C = num_features_, HW = input.size(2) * input.size(3);
-    Tensor<T> output(input.shape());
+    auto output = Tensor<T>::uninitialized(input.shape());
     if (!this->is_training()) {
       kernels::batchnorm_invstd(running_var_.data(), eps_, C, invstd_.data());
       kernels::batchnorm_forward(input.data(), running_mean_.data(), invstd_.data(), weight_.data(),
@@ -135,7 +135,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   Tensor<T> backward_masked(const Tensor<T>& grad_output, const T* relu_output, const char* where) {
     expect_shape(grad_output, input_.shape(), where, "grad_output");
     expect_state_shapes(where);
-    Tensor<T> grad_input(input_.shape());
+    auto grad_input = Tensor<T>::uninitialized(input_.shape());
     kernels::batchnorm_backward(input_.data(), grad_output.data(), mean_.data(), invstd_.data(),
                                 weight_.data(), input_.size(0), num_features_,
                                 input_.size(2) * input_.size(3), grad_input.data(), weight_grad_.data(),

@@ -36,7 +36,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
     expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
     expect_state_shapes("Conv2d.forward");
     const kernels::ConvShape g = shape_of(input);
-    Tensor<T> output({g.N, g.O, g.OH(), g.OW()});
+    auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
     kernels::conv2d_forward(input.data(), params_.weight.data(), has_bias() ? params_.bias.data() : nullptr,
                             g, output.data(), workspace());
     input_ = this->is_training() ? input : Tensor<T>();
@@ -51,7 +51,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
     expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
     expect_state_shapes("Conv2d.backward");
 
-    Tensor<T> grad_input(input_.shape());
+    auto grad_input = Tensor<T>::uninitialized(input_.shape());
     kernels::conv2d_backward(input_.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
                              params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
                              workspace());

@@ -16,7 +16,7 @@ class ReLU : public Module<ReLU<T>, T> {
 
   Tensor<T> forward(const Tensor<T>& input) {
     check(!input.empty(), "ReLU.forward: got an empty tensor");
-    Tensor<T> output(input.shape());
+    auto output = Tensor<T>::uninitialized(input.shape());
     kernels::relu_forward(input.data(), output.data(), input.numel());
     output_ = this->is_training() ? output : Tensor<T>();
     return output;
@@ -25,7 +25,7 @@ class ReLU : public Module<ReLU<T>, T> {
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!output_.empty(), "ReLU.backward");
     expect_shape(grad_output, output_.shape(), "ReLU.backward", "grad_output");
-    Tensor<T> grad_input(output_.shape());
+    auto grad_input = Tensor<T>::uninitialized(output_.shape());
     kernels::relu_backward(output_.data(), grad_output.data(), grad_input.data(), output_.numel());
     return grad_input;
   }
