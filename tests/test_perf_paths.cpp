@@ -200,6 +200,15 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   const auto ragged = resnet::kernels::winograd::Partition::of(25, 8, 9);
   EXPECT_EQ(ragged.groups, 3);
   EXPECT_GT(resnet::kernels::winograd::Partition::of(1, 60, 58).slices, 1);
+  // Every tile-row slice holds at least one row and together they hold all, also where rounding the slice
+  // size up leaves fewer slices than first planned (5 tile rows: 3 slices of 2, not 4).
+  for (std::int64_t OH : {1, 2, 9, 10, 33, 60, 111}) {
+    for (std::int64_t OW : {1, 8, 58, 640, 2000}) {
+      const auto part = resnet::kernels::winograd::Partition::of(1, OH, OW);
+      EXPECT_GE(part.slices * part.slice_rows, part.tile_rows) << OH << "x" << OW;
+      EXPECT_LT((part.slices - 1) * part.slice_rows, part.tile_rows) << OH << "x" << OW;
+    }
+  }
   const ConvPartition grouped = ConvPartition::of({40, 4, 8, 8, 8, 3, 2, 1}, false);
   EXPECT_GT(grouped.images, 1);
   EXPECT_EQ(grouped.groups, 3);
@@ -211,7 +220,7 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
 TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
   for (const ConvShape& g : {ConvShape{1, 3, 1, 1, 2, 3, 1, 1}, ConvShape{2, 5, 3, 4, 7, 3, 1, 0},
                              ConvShape{3, 4, 7, 5, 6, 3, 1, 1}, ConvShape{1, 8, 9, 9, 3, 3, 1, 2},
-                             ConvShape{40, 6, 4, 4, 5, 3, 1, 1}}) {
+                             ConvShape{40, 6, 4, 4, 5, 3, 1, 1}, ConvShape{1, 2, 10, 640, 2, 3, 1, 1}}) {
     const auto x = random_vector(g.N * g.C * g.H * g.W, 1), w = random_vector(g.O * g.CKK(), 2);
     const auto b = random_vector(g.O, 3);
     std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW())), actual(expected.size());

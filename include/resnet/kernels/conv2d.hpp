@@ -148,7 +148,7 @@ void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, const Con
 
 // The forward algorithm for a shape, chosen by the shape alone, so results never depend on timing or on the
 // thread count. Winograd F(2x2, 3x3) where its 16 GEMMs get columns enough: measured with bench_kernels
-// BM_ConvForward (2 threads, AVX-512), it takes 0.65-0.75x the time of im2col + GEMM on ResNet18's 3x3
+// BM_ConvForward (2 threads, AVX-512), it takes 0.6-0.75x the time of im2col + GEMM on ResNet18's 3x3
 // convs from 8x8 maps up with at least 196 tiles (2x2 outputs) in the batch, but up to 8x more on 7x7 and
 // smaller maps or a single 14x14 image, where transforming the weight costs more than the GEMMs save.
 inline bool use_winograd(const ConvShape& g) {

@@ -31,7 +31,7 @@ struct Partition {
   std::int64_t slices;                // tile-row slices per image (1 when images > 1)
   std::int64_t slice_rows;            // tile rows per slice
   std::int64_t units() const { return groups * slices; }
-  std::int64_t max_tiles() const { return images * std::min(slice_rows, tile_rows) * tile_cols; }
+  std::int64_t max_tiles() const { return images * slice_rows * tile_cols; }
 
   static Partition of(std::int64_t N, std::int64_t OH, std::int64_t OW) {
     Partition part{};
@@ -45,9 +45,11 @@ struct Partition {
       part.slices = std::max<std::int64_t>(1, tiles / (2 * kMinTiles));
       while (part.groups * part.slices < kMinUnits && tiles / (2 * part.slices) >= kMinTiles / 2)
         part.slices *= 2;
-      part.slices = std::min(part.slices, part.tile_rows);
     }
     part.slice_rows = (part.tile_rows + part.slices - 1) / part.slices;
+    // Rounding the slice up can leave fewer slices than asked for (5 tile rows in 4 slices are 3 of 2 rows):
+    // count the ones that exist, so that no unit is empty.
+    part.slices = (part.tile_rows + part.slice_rows - 1) / part.slice_rows;
     return part;
   }
 };
