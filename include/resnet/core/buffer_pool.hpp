@@ -38,15 +38,17 @@ class BufferPool {
     return *pool;
   }
 
-  // `bytes` (a multiple of `alignment`) aligned to `alignment`; throws std::bad_alloc.
-  void* acquire(std::size_t bytes, std::size_t alignment) {
-    if (RESNET_BUFFER_POOL_ENABLED && bytes >= kMinPooledBytes) {
+  // At least `bytes` (a multiple of `alignment`) aligned to `alignment`; `size` is set to the block's actual
+  // size, which release() must be given back. Throws std::bad_alloc.
+  void* acquire(std::size_t bytes, std::size_t alignment, std::size_t& size) {
+    size = bytes;
+    if (pooled(bytes)) {
       const std::lock_guard<std::mutex> lock(mutex_);
       const auto found = free_.lower_bound(bytes);
       if (found != free_.end() && found->first <= bytes + bytes / 8) {
         void* memory = found->second;
-        cached_bytes_ -= found->first;
-        sizes_[memory] = found->first;
+        size = found->first;
+        cached_bytes_ -= size;
         free_.erase(found);
         return memory;
       }
@@ -57,26 +59,17 @@ class BufferPool {
       memory = std::aligned_alloc(alignment, bytes);
       if (memory == nullptr) throw std::bad_alloc();
     }
-    if (RESNET_BUFFER_POOL_ENABLED && bytes >= kMinPooledBytes) {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      sizes_[memory] = bytes;
-    }
     return memory;
   }
 
-  // Takes back what acquire returned.
-  void release(void* memory) {
-    if (RESNET_BUFFER_POOL_ENABLED) {
+  // Takes back a block acquire returned, with the size it reported.
+  void release(void* memory, std::size_t size) {
+    if (pooled(size)) {
       const std::lock_guard<std::mutex> lock(mutex_);
-      const auto found = sizes_.find(memory);
-      if (found != sizes_.end()) {
-        const std::size_t bytes = found->second;
-        sizes_.erase(found);
-        if (cached_bytes_ + bytes <= limit_) {
-          free_.emplace(bytes, memory);
-          cached_bytes_ += bytes;
-          return;
-        }
+      if (cached_bytes_ + size <= limit_) {
+        free_.emplace(size, memory);
+        cached_bytes_ += size;
+        return;
       }
     }
     std::free(memory);
@@ -111,9 +104,10 @@ class BufferPool {
  private:
   BufferPool() = default;
 
+  static bool pooled(std::size_t bytes) { return RESNET_BUFFER_POOL_ENABLED && bytes >= kMinPooledBytes; }
+
   std::mutex mutex_;
   std::multimap<std::size_t, void*> free_;  // cached blocks by size
-  std::map<void*, std::size_t> sizes_;      // pooled blocks in use, with their sizes
   std::size_t cached_bytes_ = 0;
   std::size_t limit_ = kDefaultLimit;
 };

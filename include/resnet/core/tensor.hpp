@@ -152,8 +152,10 @@ class Tensor {
     // null. Large buffers come from (and go back to) the BufferPool.
     const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T);
     const std::size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
-    void* memory = BufferPool::instance().acquire(rounded, kTensorAlignment);
-    return std::shared_ptr<T>(static_cast<T*>(memory), [](T* p) { BufferPool::instance().release(p); });
+    std::size_t size = 0;
+    void* memory = BufferPool::instance().acquire(rounded, kTensorAlignment, size);
+    return std::shared_ptr<T>(static_cast<T*>(memory),
+                              [size](T* p) { BufferPool::instance().release(p, size); });
   }
 
   // Negative sizes whose product is numel (-1 x -6 for 6 elements) would give Eigen a negative size.
