@@ -93,9 +93,29 @@ void BM_ConvForward(benchmark::State& state) {
   resnet::bench::set_counters(state, timer, static_cast<double>(N),
                               2.0 * static_cast<double>(N * C * C * 9 * H * H));
 }
+// Args as BM_ConvForward: the weight gradient of the same convs, im2col (0) or Winograd (1).
+void BM_ConvWeightGrad(benchmark::State& state) {
+  const std::int64_t N = state.range(0), C = state.range(1), H = state.range(2);
+  const resnet::kernels::ConvShape g{N, C, H, H, C, 3, 1, 1};
+  const auto x = random_tensor({N, C, H, H}), w = random_tensor({C, C * 9}), dy = random_tensor({N, C, H, H});
+  resnet::Tensor<float> dw({C, C * 9});
+  resnet::kernels::ConvWorkspace<float> ws;
+  const resnet::bench::LoopTimer timer;
+  for (auto _ : state) {
+    if (state.range(3)) {
+      resnet::kernels::conv2d_weight_grad_winograd(x.data(), dy.data(), N, C, H, H, C, 1, dw.data(),
+                                                   ws.winograd);
+    } else {
+      resnet::kernels::conv2d_backward_im2col(x.data(), w.data(), dy.data(), g, static_cast<float*>(nullptr),
+                                              dw.data(), ws);
+    }
+  }
+  resnet::bench::set_counters(state, timer, static_cast<double>(N),
+                              2.0 * static_cast<double>(N * C * C * 9 * H * H));
+}
 void conv_forward_shapes(benchmark::internal::Benchmark* b) {
-  for (std::int64_t N : {128, 16, 1}) {
-    for (const auto& c : resnet::bench::resnet18_convs(N == 128)) {
+  for (std::int64_t N : {128, 32, 16, 1}) {
+    for (const auto& c : resnet::bench::resnet18_convs(N >= 32)) {
       if (c.k != 3 || c.s != 1 || c.C != c.O) continue;
       for (int winograd : {0, 1})
         b->Args({N, c.C, c.H, winograd});
@@ -103,6 +123,7 @@ void conv_forward_shapes(benchmark::internal::Benchmark* b) {
   }
 }
 BENCHMARK(BM_ConvForward)->Apply(conv_forward_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ConvWeightGrad)->Apply(conv_forward_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Args: N, C, HW.
 void BM_BatchNormStatistics(benchmark::State& state) {

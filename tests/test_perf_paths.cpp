@@ -187,7 +187,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"Winograd, several images per unit, ragged", {25, 16, 8, 9, 24, 3, 1, 1}, true},
                       Case{"Winograd, one image in tile-row slices", {1, 16, 60, 58, 16, 3, 1, 1}, false},
                       Case{"Winograd, no padding (dX with padding 2)", {12, 16, 10, 11, 20, 3, 1, 0}, true},
-                      Case{"Winograd, padding 2", {13, 16, 6, 6, 16, 3, 1, 2}, false}));
+                      Case{"Winograd, padding 2", {13, 16, 6, 6, 16, 3, 1, 2}, false},
+                      Case{"Winograd on 4x4 maps, dX as a conv too", {40, 16, 4, 4, 24, 3, 1, 1}, true}));
 
 TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(ConvPartition::of({1, 3, 40, 40, 8, 3, 1, 1}, true).pieces, 1);
@@ -195,10 +196,11 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_FALSE(resnet::kernels::use_winograd({1, 8, 6, 6, 128, 3, 1, 1}));
   for (const ConvShape& g : {ConvShape{25, 16, 8, 9, 24, 3, 1, 1}, ConvShape{1, 16, 60, 58, 16, 3, 1, 1},
                              ConvShape{12, 16, 10, 11, 20, 3, 1, 0}, ConvShape{12, 20, 8, 9, 16, 3, 1, 2},
-                             ConvShape{13, 16, 6, 6, 16, 3, 1, 2}})
+                             ConvShape{13, 16, 6, 6, 16, 3, 1, 2}, ConvShape{40, 16, 4, 4, 24, 3, 1, 1}})
     EXPECT_TRUE(resnet::kernels::use_winograd(g)) << g.N << "x" << g.C << "x" << g.H << "x" << g.W;
   const auto ragged = resnet::kernels::winograd::Partition::of(25, 8, 9);
-  EXPECT_EQ(ragged.groups, 3);
+  EXPECT_EQ(ragged.groups, 4);  // 500 tiles: 3 groups of about 192, made even for two threads
+  EXPECT_EQ(ragged.images, 7);
   EXPECT_GT(resnet::kernels::winograd::Partition::of(1, 60, 58).slices, 1);
   // Every tile-row slice holds at least one row and together they hold all, also where rounding the slice
   // size up leaves fewer slices than first planned (5 tile rows: 3 slices of 2, not 4).
@@ -215,8 +217,8 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(ConvPartition::of({5, 8, 6, 6, 16, 1, 1, 0}, false).images, 1);
 }
 
-// Winograd F(2x2, 3x3) against im2col + GEMM on shapes the dispatcher would not give it too: odd and tiny
-// maps (partial edge tiles), every padding it takes, one image and several.
+// Winograd F(2x2, 3x3) against im2col + GEMM, forward and weight gradient, on shapes the dispatcher would
+// not give it too: odd and tiny maps (partial edge tiles), every padding it takes, one image and several.
 TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
   for (const ConvShape& g : {ConvShape{1, 3, 1, 1, 2, 3, 1, 1}, ConvShape{2, 5, 3, 4, 7, 3, 1, 0},
                              ConvShape{3, 4, 7, 5, 6, 3, 1, 1}, ConvShape{1, 8, 9, 9, 3, 3, 1, 2},
@@ -229,6 +231,14 @@ TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
     resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), b.data(), g.N, g.C, g.H, g.W, g.O, g.p,
                                              actual.data(), ws.winograd);
     expect_close(actual, expected, "winograd y");
+
+    const auto dy = random_vector(g.N * g.O * g.OHW(), 4);
+    auto expected_dw = random_vector(g.O * g.CKK(), 5), actual_dw = expected_dw;  // both add to it
+    resnet::kernels::conv2d_backward_im2col(x.data(), w.data(), dy.data(), g, static_cast<float*>(nullptr),
+                                            expected_dw.data(), ws);
+    resnet::kernels::conv2d_weight_grad_winograd(x.data(), dy.data(), g.N, g.C, g.H, g.W, g.O, g.p,
+                                                 actual_dw.data(), ws.winograd);
+    expect_close(actual_dw, expected_dw, "winograd dweight");
   }
 }
 

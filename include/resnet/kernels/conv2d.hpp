@@ -79,7 +79,7 @@ struct ConvWorkspace {
   std::vector<T> scratch;
   std::vector<std::int32_t> indices;
   std::vector<T> flipped;   // conv2d_backward: the flipped, transposed weight of a stride-1 conv
-  std::vector<T> winograd;  // conv2d_forward_winograd: transformed weight and per-thread tiles
+  std::vector<T> winograd;  // the Winograd kernels: transformed weight or its gradient, per-thread tiles
   // Grows (never shrinks) to at least the given sizes; returns the scratch.
   T* reserve(std::int64_t scratch_size, std::int64_t index_size) {
     if (static_cast<std::int64_t>(scratch.size()) < scratch_size) scratch.resize(scratch_size);
@@ -146,14 +146,15 @@ void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, const Con
   }
 }
 
-// The forward algorithm for a shape, chosen by the shape alone, so results never depend on timing or on the
-// thread count. Winograd F(2x2, 3x3) where its 16 GEMMs get columns enough: measured with bench_kernels
-// BM_ConvForward (2 threads, AVX-512), it takes 0.6-0.75x the time of im2col + GEMM on ResNet18's 3x3
-// convs from 8x8 maps up with at least 196 tiles (2x2 outputs) in the batch, but up to 8x more on 7x7 and
-// smaller maps or a single 14x14 image, where transforming the weight costs more than the GEMMs save.
+// The algorithm for a shape, chosen by the shape alone, so results never depend on timing or on the thread
+// count. Winograd F(2x2, 3x3) where its 16 GEMMs get columns enough: measured with bench_kernels
+// BM_ConvForward and BM_ConvWeightGrad (2 threads, AVX-512), it takes 0.6-0.85x the time of im2col + GEMM on
+// ResNet18's 3x3 convs from 4x4 maps up with at least 128 tiles (2x2 outputs) in the batch, but 1.1x on a
+// single 14x14 image and 2.5x on a single 7x7 one, where transforming the weight costs more than the GEMMs
+// save and one unit of work leaves a thread idle.
 inline bool use_winograd(const ConvShape& g) {
-  return winograd_applies(g.k, g.s, g.p) && g.C >= 16 && g.O >= 16 && g.OH() >= 8 && g.OW() >= 8 &&
-         g.N * g.OHW() >= 4 * 196;
+  return winograd_applies(g.k, g.s, g.p) && g.C >= 16 && g.O >= 16 && g.OH() >= 4 && g.OW() >= 4 &&
+         g.N * g.OHW() >= 4 * 128;
 }
 
 // x [N, C, H, W], weight [O, C*k*k], bias [O] or null -> y [N, O, OH, OW] (assigned).
@@ -167,13 +168,13 @@ void conv2d_forward(const T* x, const T* weight, const T* bias, const ConvShape&
   }
 }
 
-// x [N, C, H, W], weight [O, C*k*k], dy [N, O, OH, OW] -> dx [N, C, H, W] (assigned), dweight [O, C*k*k]
-// and dbias [O] (ADDED to; dbias may be null). Group u of images adds its dY_u x cols_u^T to weight-gradient
-// slot u % slots, each slot owned by one thread at a time; slot 0 is dweight itself and the others are
-// added to it in slot order at the end.
+// The im2col + GEMM backward: weight [O, C*k*k], dy [N, O, OH, OW] -> dweight [O, C*k*k] (ADDED to) and,
+// unless dx is null, dx [N, C, H, W] (assigned) through col2im. Group u of images adds its dY_u x cols_u^T to
+// weight-gradient slot u % slots, each slot owned by one thread at a time; slot 0 is dweight itself and the
+// others are added to it in slot order at the end.
 template <typename T>
-void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
-                     T* dbias, ConvWorkspace<T>& ws) {
+void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
+                            ConvWorkspace<T>& ws) {
   const ConvPartition part = ConvPartition::of(g, false);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
   const std::int64_t OCKK = g.O * CKK;
@@ -186,10 +187,6 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
   im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + KK * OHW);
   const bool same = is_same_convolution(g.k, g.s, g.p);
-  // A stride-1 conv's input gradient is itself a stride-1 conv of dY (below), when its padding fits. It pays
-  // when that conv's GEMM has rows (C) and columns (OH*OW) enough: measured on ResNet18, it is 10-15% faster
-  // on the 32x32 to 8x8 maps of CIFAR and slower on the 3-channel stem and on 4x4 maps.
-  const bool transposed_dx = g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && OHW >= 64;
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     T* cols = workspace + resnet::thread_index() * per_thread;
@@ -222,7 +219,7 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
       const bool first = slot > 0 && group == slot;
       gemm(false, true, g.O, CKK, columns, T(1), dy_group, columns, b, columns, first ? T(0) : T(1),
            dweight_slot, CKK);
-      if (transposed_dx) continue;
+      if (!dx) continue;
       // dX = col2im(W^T [C*k*k, O] x dY_u); a pointwise conv of one image writes dX directly.
       if (g.pointwise() && images == 1) {
         gemm(true, false, CKK, OHW, g.O, T(1), weight, CKK, dy_group, columns, T(0), dx + n0 * CHW, OHW);
@@ -243,21 +240,45 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
       dweight[i] = sum;
     }
   }
-  if (transposed_dx) {
-    // dX[c, h, w] = sum over o, ki, kj of W[o, c, ki, kj] * dY[o, h + p - ki, w + p - kj]: the stride-1
-    // convolution of dY [N, O, OH, OW] with W'[c, o, ki, kj] = W[o, c, k-1-ki, k-1-kj] and padding k-1-p.
-    // Its GEMM has K = O*k*k rather than O, and it writes dX directly instead of through col2im.
-    ws.flipped.resize(static_cast<std::size_t>(OCKK));
-    for (std::int64_t c = 0; c < g.C; ++c) {
-      for (std::int64_t o = 0; o < g.O; ++o) {
-        for (std::int64_t kk = 0; kk < KK; ++kk)
-          ws.flipped[(c * g.O + o) * KK + kk] = weight[(o * g.C + c) * KK + KK - 1 - kk];
-      }
+}
+
+// dX of a stride-1 conv as a stride-1 conv itself: dX[c, h, w] = sum over o, ki, kj of W[o, c, ki, kj] *
+// dY[o, h + p - ki, w + p - kj] convolves dY [N, O, OH, OW] with W'[c, o, ki, kj] = W[o, c, k-1-ki, k-1-kj]
+// at padding k-1-p. Its GEMM has K = O*k*k rather than O, it writes dX directly instead of through col2im,
+// and it takes the Winograd path where the forward would.
+template <typename T>
+void conv2d_input_grad_as_conv(const T* weight, const T* dy, const ConvShape& g, T* dx,
+                               ConvWorkspace<T>& ws) {
+  const std::int64_t KK = g.k * g.k;
+  ws.flipped.resize(static_cast<std::size_t>(g.O * g.CKK()));
+  for (std::int64_t c = 0; c < g.C; ++c) {
+    for (std::int64_t o = 0; o < g.O; ++o) {
+      for (std::int64_t kk = 0; kk < KK; ++kk)
+        ws.flipped[(c * g.O + o) * KK + kk] = weight[(o * g.C + c) * KK + KK - 1 - kk];
     }
-    conv2d_forward(dy, ws.flipped.data(), static_cast<const T*>(nullptr),
-                   ConvShape{g.N, g.O, g.OH(), g.OW(), g.C, g.k, 1, g.k - 1 - g.p}, dx, ws);
   }
+  conv2d_forward(dy, ws.flipped.data(), static_cast<const T*>(nullptr),
+                 ConvShape{g.N, g.O, g.OH(), g.OW(), g.C, g.k, 1, g.k - 1 - g.p}, dx, ws);
+}
+
+// x [N, C, H, W], weight [O, C*k*k], dy [N, O, OH, OW] -> dx [N, C, H, W] (assigned), dweight [O, C*k*k]
+// and dbias [O] (ADDED to; dbias may be null).
+template <typename T>
+void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
+                     T* dbias, ConvWorkspace<T>& ws) {
+  // dX as a conv pays when that conv runs Winograd, or when its GEMM has rows (C) and columns (OH*OW) enough:
+  // measured on ResNet18, it is 10-15% faster than col2im on the 32x32 to 8x8 maps of CIFAR and slower on
+  // the 3-channel stem and on 4x4 maps.
+  const bool dx_as_conv =
+      use_winograd(g) || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64);
+  if (use_winograd(g)) {
+    conv2d_weight_grad_winograd(x, dy, g.N, g.C, g.H, g.W, g.O, g.p, dweight, ws.winograd);
+  } else {
+    conv2d_backward_im2col(x, weight, dy, g, dx_as_conv ? static_cast<T*>(nullptr) : dx, dweight, ws);
+  }
+  if (dx_as_conv) conv2d_input_grad_as_conv(weight, dy, g, dx, ws);
   if (dbias) {
+    const std::int64_t OHW = g.OHW();
     for (std::int64_t n = 0; n < g.N; ++n) {
       for (std::int64_t o = 0; o < g.O; ++o) {
         const T* dyp = dy + (n * g.O + o) * OHW;
