@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -297,6 +298,31 @@ TEST(MaxPool2d, TiesGoToTheFirstMaximumInScanOrder) {
   const Tensor<float> dx2 = pool2.backward(Tensor<float>({1, 1, 1, 1}, 5.0f));
   EXPECT_EQ(dx2[1], 5.0f);
   EXPECT_EQ(dx2[0] + dx2[2] + dx2[3], 0.0f);
+}
+
+// Eval takes the separable path (no argmax): the same values as training's scan, NaNs and ties included,
+// for every kernel, stride and padding, on odd sizes.
+TEST(MaxPool2d, EvalGivesTheValuesOfTraining) {
+  for (auto [k, s, p] :
+       std::vector<std::array<int, 3>>{{3, 2, 1}, {2, 2, 0}, {3, 1, 1}, {5, 3, 2}, {1, 1, 0}}) {
+    const Tensor<double> values = random_tensor({2, 3, 9, 8}, 83);
+    Tensor<float> x({2, 3, 9, 8});
+    for (std::int64_t i = 0; i < x.numel(); ++i)  // every fifth rounded, for ties
+      x[i] = static_cast<float>(i % 5 == 0 ? std::round(values[i]) : values[i]);
+    x[17] = x[100] = std::numeric_limits<float>::quiet_NaN();
+    resnet::nn::MaxPool2d<float> pool(k, s, p);
+    const Tensor<float> trained = pool.forward(x);
+    pool.eval();
+    const Tensor<float> evaluated = pool.forward(x);
+    ASSERT_EQ(evaluated.shape(), trained.shape());
+    for (std::int64_t i = 0; i < trained.numel(); ++i) {
+      if (std::isnan(trained[i])) {
+        EXPECT_TRUE(std::isnan(evaluated[i])) << "k " << k << " s " << s << " p " << p << " at " << i;
+      } else {
+        EXPECT_EQ(evaluated[i], trained[i]) << "k " << k << " s " << s << " p " << p << " at " << i;
+      }
+    }
+  }
 }
 
 TEST(MaxPool2d, NaNWinsItsWindow) {

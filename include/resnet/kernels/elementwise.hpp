@@ -23,7 +23,7 @@ template <typename T>
 void add_relu(const T* a, const T* b, T* y, std::int64_t n) {
   RESNET_OMP(parallel for simd num_threads(resnet::num_threads()) if (n >= kElementwiseParallelMinElements))
   for (std::int64_t i = 0; i < n; ++i)
-    y[i] = std::max(a[i] + b[i], T(0));
+    y[i] = relu_of(a[i] + b[i]);
 }
 
 // y += dy where relu_output > 0: adds the gradient that passed a ReLU, without materialising it.
