@@ -4,9 +4,11 @@
 //   Y = A^T [ sum_c (G g_oc G^T) .* (B^T d_c B) ] A,
 // so the 16 elementwise products, summed over input channels, are 16 GEMMs
 //   M_xi [O, tiles] = U_xi [O, C] x V_xi [C, tiles]     (xi = 0..15, U = G g G^T, V = B^T d B)
-// with 16 multiplies per 4 outputs instead of 36: 2.25x fewer than im2col + GEMM. The transforms add
-// a little rounding (tests/test_perf_paths.cpp compares it with the im2col path); the same arithmetic runs
-// on any thread count, since work units depend on the shape alone, as in kernels/conv2d.hpp.
+// with 16 multiplies per 4 outputs instead of 36: 2.25x fewer than im2col + GEMM. The weight gradient is the
+// same computation transposed (conv2d_weight_grad_winograd), and the input gradient of a stride-1 conv is a
+// stride-1 conv itself (kernels/conv2d.hpp), so all three products of training can run here. The transforms
+// add a little rounding (tests/test_perf_paths.cpp compares it with the im2col path); the same arithmetic
+// runs on any thread count, since work units depend on the shape alone, as in kernels/conv2d.hpp.
 
 #include <algorithm>
 #include <cstdint>
