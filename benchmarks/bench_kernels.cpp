@@ -83,10 +83,10 @@ void BM_ConvForward(benchmark::State& state) {
   const resnet::bench::LoopTimer timer;
   for (auto _ : state) {
     if (state.range(3)) {
-      resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), static_cast<const float*>(nullptr), N, C,
-                                               H, H, C, 1, y.data(), ws.winograd);
+      resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), resnet::kernels::ConvEpilogue<float>{}, N,
+                                               C, H, H, C, 1, y.data(), ws.winograd);
     } else {
-      resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), static_cast<const float*>(nullptr), g,
+      resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), resnet::kernels::ConvEpilogue<float>{}, g,
                                              y.data(), ws);
     }
   }

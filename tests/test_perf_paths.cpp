@@ -6,6 +6,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "resnet/core/parallel.hpp"
@@ -19,6 +21,7 @@
 namespace {
 
 using resnet::kernels::ConvPartition;
+using Epilogue = resnet::kernels::ConvEpilogue<float>;
 using resnet::kernels::ConvShape;
 
 std::vector<float> random_vector(std::int64_t n, std::uint64_t seed) {
@@ -68,7 +71,8 @@ Conv fast_conv(const ConvShape& g, const std::vector<float>& x, const std::vecto
   Conv r{std::vector<float>(dy.size()), std::vector<float>(x.size()), dw0,
          std::vector<float>(b.empty() ? 0 : g.O, 0.0f)};
   resnet::kernels::ConvWorkspace<float> ws;
-  resnet::kernels::conv2d_forward(x.data(), w.data(), b.empty() ? nullptr : b.data(), g, r.y.data(), ws);
+  resnet::kernels::conv2d_forward(x.data(), w.data(), Epilogue::bias(b.empty() ? nullptr : b.data()), g,
+                                  r.y.data(), ws);
   resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, r.dx.data(), r.dweight.data(),
                                    b.empty() ? nullptr : r.dbias.data(), ws);
   return r;
@@ -227,9 +231,10 @@ TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
     const auto b = random_vector(g.O, 3);
     std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW())), actual(expected.size());
     resnet::kernels::ConvWorkspace<float> ws;
-    resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), b.data(), g, expected.data(), ws);
-    resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), b.data(), g.N, g.C, g.H, g.W, g.O, g.p,
-                                             actual.data(), ws.winograd);
+    resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), Epilogue::bias(b.data()), g, expected.data(),
+                                           ws);
+    resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), Epilogue::bias(b.data()), g.N, g.C, g.H, g.W,
+                                             g.O, g.p, actual.data(), ws.winograd);
     expect_close(actual, expected, "winograd y");
 
     const auto dy = random_vector(g.N * g.O * g.OHW(), 4);
@@ -329,6 +334,78 @@ TEST(BasicBlockFusion, EqualsThePlainComposition) {
     EXPECT_EQ(gradients(block.conv2()), gradients(conv2)) << "stride " << stride;
     EXPECT_EQ(gradients(block.bn2()), gradients(bn2)) << "stride " << stride;
   }
+}
+
+void expect_near_values(const resnet::Tensor<float>& actual, const resnet::Tensor<float>& expected,
+                        const std::string& what) {
+  ASSERT_EQ(actual.shape(), expected.shape()) << what;
+  for (std::int64_t i = 0; i < actual.numel(); ++i)
+    ASSERT_NEAR(actual[i], expected[i], 1e-5 * (1 + std::abs(expected[i]))) << what << " at " << i;
+}
+
+// Running statistics and affine parameters far from the identity, so that a missed scale or shift shows.
+void randomize_eval_state(resnet::nn::BatchNorm2d<float>& bn, std::uint64_t seed) {
+  const std::int64_t C = bn.num_features();
+  bn.weight() = random_tensor({C}, seed);
+  bn.bias() = random_tensor({C}, seed + 1);
+  bn.running_mean() = random_tensor({C}, seed + 2);
+  bn.running_var() = random_tensor({C}, seed + 3);
+  for (std::int64_t c = 0; c < C; ++c)
+    bn.running_var()[c] = 0.5f + std::abs(bn.running_var()[c]);
+}
+
+// In eval mode BasicBlock lets each conv apply the BatchNorm after it as it stores its output
+// (Conv2d::forward with an epilogue), on every path of the conv kernels: im2col with one image per unit and
+// with several, Winograd, the strided conv and the downsampling 1x1.
+TEST(BasicBlockFusion, EvalEqualsThePlainComposition) {
+  struct Config {
+    int in, out, stride;
+    std::int64_t N, H;
+  };
+  for (const Config& c :
+       {Config{4, 4, 1, 2, 7}, Config{4, 4, 1, 2, 16}, Config{16, 16, 1, 4, 12}, Config{16, 24, 2, 8, 16}}) {
+    resnet::nn::BasicBlock<float> block(c.in, c.out, c.stride, 7);
+    resnet::nn::Conv2d<float> conv1(c.in, c.out, 3, c.stride, 1, false, 7),
+        conv2(c.out, c.out, 3, 1, 1, false, 8), down(c.in, c.out, 1, c.stride, 0, false, 9);
+    resnet::nn::BatchNorm2d<float> bn1(c.out), bn2(c.out), down_bn(c.out);
+    std::uint64_t seed = 20;
+    for (auto [fused, plain] : {std::pair{&block.bn1(), &bn1}, {&block.bn2(), &bn2}}) {
+      randomize_eval_state(*fused, seed);
+      randomize_eval_state(*plain, seed);
+      seed += 4;
+    }
+    if (block.has_downsample()) {
+      randomize_eval_state(block.downsample_bn(), seed);
+      randomize_eval_state(down_bn, seed);
+    }
+    block.eval();
+    conv1.eval(), conv2.eval(), down.eval(), bn1.eval(), bn2.eval(), down_bn.eval();
+    resnet::nn::ReLU<float> relu;
+    const auto x = random_tensor({c.N, c.in, c.H, c.H}, 4);
+    const auto shortcut = block.has_downsample() ? down_bn.forward(down.forward(x)) : x;
+    const auto residual = bn2.forward(conv2.forward(relu.forward(bn1.forward(conv1.forward(x)))));
+    resnet::Tensor<float> sum(residual.shape());
+    for (std::int64_t i = 0; i < sum.numel(); ++i)
+      sum[i] = residual[i] + shortcut[i];
+    expect_near_values(
+        block.forward(x), relu.forward(sum),
+        "block " + std::to_string(c.in) + "->" + std::to_string(c.out) + " at " + std::to_string(c.H));
+  }
+}
+
+// A conv with a bias: the epilogue's scale applies to the bias too, s * (conv + b) + t. Training refuses an
+// epilogue (backward would not know it), and BatchNorm2d refuses to give one.
+TEST(ConvEpilogue, ScalesTheBiasAndIsForEvalOnly) {
+  resnet::nn::Conv2d<float> conv(3, 5, 3, 1, 1, true, 3);
+  resnet::nn::BatchNorm2d<float> bn(5);
+  randomize_eval_state(bn, 40);
+  const auto x = random_tensor({2, 3, 6, 6}, 5);
+  EXPECT_THROW(conv.forward(x, Epilogue{}), resnet::Error);
+  EXPECT_THROW(bn.eval_epilogue(false), resnet::Error);
+  conv.eval(), bn.eval();
+  resnet::nn::ReLU<float> relu;
+  expect_near_values(conv.forward(x, bn.eval_epilogue(true)), relu.forward(bn.forward(conv.forward(x))),
+                     "bias");
 }
 
 // A whole training step's gradients do not depend on the thread count.

@@ -82,15 +82,21 @@ void batchnorm_invstd(const T* var, double eps, std::int64_t C, T* invstd) {
 // PyTorch's batch_norm_cpu_transform_input. Training passes the batch statistics, eval the running ones.
 // With relu, y = max(that, 0): the ReLU that follows a BatchNorm in ResNet, in the same pass.
 template <typename T>
+void batchnorm_scale_shift(const T* mean, const T* invstd, const T* gamma, const T* beta, std::int64_t c,
+                           T& scale, T& shift) {
+  using Acc = BatchNormAcc<T>;
+  const Acc scale_acc = static_cast<Acc>(gamma[c]) * static_cast<Acc>(invstd[c]);
+  scale = static_cast<T>(scale_acc);
+  shift = static_cast<T>(static_cast<Acc>(beta[c]) - static_cast<Acc>(mean[c]) * scale_acc);
+}
+
+template <typename T>
 void batchnorm_forward(const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,
                        std::int64_t N, std::int64_t C, std::int64_t HW, T* y, bool relu = false) {
-  using Acc = BatchNormAcc<T>;
   RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
   for (std::int64_t plane = 0; plane < N * C; ++plane) {
-    const std::int64_t c = plane % C;
-    const Acc scale_acc = static_cast<Acc>(gamma[c]) * static_cast<Acc>(invstd[c]);
-    const T scale = static_cast<T>(scale_acc);
-    const T shift = static_cast<T>(static_cast<Acc>(beta[c]) - static_cast<Acc>(mean[c]) * scale_acc);
+    T scale, shift;
+    batchnorm_scale_shift(mean, invstd, gamma, beta, plane % C, scale, shift);
     const T* xp = x + plane * HW;
     T* yp = y + plane * HW;
     const T floor = relu ? T(0) : -std::numeric_limits<T>::infinity();

@@ -1,7 +1,7 @@
 #pragma once
 // 2-d convolution of a whole batch as im2col + GEMM on fixed work units (square kernel k, stride s, zero
 // padding p, as torch.nn.Conv2d):
-//   forward   Y_n [O, OH*OW] = W [O, C*k*k] x cols(X_n) [C*k*k, OH*OW] (+ bias)
+//   forward   Y_n [O, OH*OW] = W [O, C*k*k] x cols(X_n) [C*k*k, OH*OW] (then a bias, or BatchNorm + ReLU)
 //   backward  dW += sum_n dY_n x cols(X_n)^T,  dX_n = col2im(W^T x dY_n)
 // Work is cut into units that depend on the shape alone, never on the thread count: a unit is a group of
 // images laid side by side in one cols matrix (so small feature maps still give the GEMM enough columns), a
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "resnet/core/parallel.hpp"
+#include "resnet/kernels/conv_epilogue.hpp"
 #include "resnet/kernels/gemm.hpp"
 #include "resnet/kernels/im2col.hpp"
 #include "resnet/kernels/window.hpp"
@@ -88,10 +89,10 @@ struct ConvWorkspace {
   }
 };
 
-// x [N, C, H, W], weight [O, C*k*k], bias [O] or null -> y [N, O, OH, OW] (assigned), by im2col + GEMM.
+// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM.
 template <typename T>
-void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, const ConvShape& g, T* y,
-                           ConvWorkspace<T>& ws) {
+void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g,
+                           T* y, ConvWorkspace<T>& ws) {
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
   const std::int64_t per_thread = part.max_columns() * (CKK + part.block_rows);
@@ -125,22 +126,23 @@ void conv2d_forward_im2col(const T* x, const T* weight, const T* bias, const Con
     // One image is written in place; several are computed side by side and then scattered to NCHW.
     T* out = images == 1 ? y + (n0 * g.O + o0) * OHW + q0 : product;
     const std::int64_t ldc = images == 1 ? OHW : columns;
-    if (bias && images == 1) {
-      // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
+    // Like PyTorch's addmm, a bias alone fills the output and the GEMM adds to it.
+    const bool bias_first = images == 1 && epilogue.shift && !epilogue.scales();
+    if (bias_first) {
       for (std::int64_t o = 0; o < rows; ++o)
-        std::fill(out + o * ldc, out + o * ldc + width, bias[o0 + o]);
+        std::fill(out + o * ldc, out + o * ldc + width, epilogue.shift[o0 + o]);
     }
-    gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb,
-         bias && images == 1 ? T(1) : T(0), out, ldc);
+    gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb, bias_first ? T(1) : T(0),
+         out, ldc);
+    if (images == 1 && epilogue.scales()) {
+      for (std::int64_t o = 0; o < rows; ++o)
+        epilogue.apply(o0 + o, out + o * ldc, out + o * ldc, width);
+    }
     if (images > 1) {
       for (std::int64_t i = 0; i < images; ++i) {
-        for (std::int64_t o = 0; o < rows; ++o) {
-          const T* src = product + o * columns + i * width;
-          T* dst = y + ((n0 + i) * g.O + o0 + o) * OHW + q0;
-          const T shift = bias ? bias[o0 + o] : T(0);
-          for (std::int64_t q = 0; q < width; ++q)
-            dst[q] = shift + src[q];
-        }
+        for (std::int64_t o = 0; o < rows; ++o)
+          epilogue.apply(o0 + o, product + o * columns + i * width, y + ((n0 + i) * g.O + o0 + o) * OHW + q0,
+                         width);
       }
     }
   }
@@ -157,14 +159,15 @@ inline bool use_winograd(const ConvShape& g) {
          g.N * g.OHW() >= 4 * 128;
 }
 
-// x [N, C, H, W], weight [O, C*k*k], bias [O] or null -> y [N, O, OH, OW] (assigned).
+// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue: a bias, or an
+// eval-mode BatchNorm and ReLU).
 template <typename T>
-void conv2d_forward(const T* x, const T* weight, const T* bias, const ConvShape& g, T* y,
+void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g, T* y,
                     ConvWorkspace<T>& ws) {
   if (use_winograd(g)) {
-    conv2d_forward_winograd(x, weight, bias, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.winograd);
+    conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.winograd);
   } else {
-    conv2d_forward_im2col(x, weight, bias, g, y, ws);
+    conv2d_forward_im2col(x, weight, epilogue, g, y, ws);
   }
 }
 
@@ -257,7 +260,7 @@ void conv2d_input_grad_as_conv(const T* weight, const T* dy, const ConvShape& g,
         ws.flipped[(c * g.O + o) * KK + kk] = weight[(o * g.C + c) * KK + KK - 1 - kk];
     }
   }
-  conv2d_forward(dy, ws.flipped.data(), static_cast<const T*>(nullptr),
+  conv2d_forward(dy, ws.flipped.data(), ConvEpilogue<T>{},
                  ConvShape{g.N, g.O, g.OH(), g.OW(), g.C, g.k, 1, g.k - 1 - g.p}, dx, ws);
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "resnet/core/parallel.hpp"
+#include "resnet/kernels/conv_epilogue.hpp"
 #include "resnet/kernels/gemm.hpp"
 
 namespace resnet::kernels {
@@ -146,17 +147,16 @@ void transform_input(const T* x, std::int64_t C, std::int64_t H, std::int64_t W,
   }
 }
 
-// y rows of tile rows [r0, r1) of one image [O, OH, OW] = A^T M A (+ bias) from M [16, O, ld] (columns
-// first_tile..), with A^T = [1 1 1 0; 0 1 -1 -1].
+// y rows of tile rows [r0, r1) of one image [O, OH, OW] = A^T M A (through the epilogue) from M [16, O, ld]
+// (columns first_tile..), with A^T = [1 1 1 0; 0 1 -1 -1].
 template <typename T>
 void transform_output(const T* m, std::int64_t O, std::int64_t ld, std::int64_t first_tile,
-                      std::int64_t tile_cols, std::int64_t r0, std::int64_t r1, const T* bias,
-                      std::int64_t OH, std::int64_t OW, T* y, T* row) {
+                      std::int64_t tile_cols, std::int64_t r0, std::int64_t r1,
+                      const ConvEpilogue<T>& epilogue, std::int64_t OH, std::int64_t OW, T* y, T* row) {
   const std::int64_t plane = plane_stride(O * ld);
   T* top = row;
   T* bottom = row + 2 * tile_cols;
   for (std::int64_t o = 0; o < O; ++o) {
-    const T shift = bias ? bias[o] : T(0);
     for (std::int64_t tr = r0; tr < r1; ++tr) {
       const T* mo = m + o * ld + first_tile + (tr - r0) * tile_cols;
       for (std::int64_t t = 0; t < tile_cols; ++t) {
@@ -168,13 +168,13 @@ void transform_output(const T* m, std::int64_t O, std::int64_t ld, std::int64_t 
           a[i][1] = m1 - m2 - m3;
         }
         for (int j = 0; j < 2; ++j) {
-          top[2 * t + j] = shift + (a[0][j] + a[1][j] + a[2][j]);
-          bottom[2 * t + j] = shift + (a[1][j] - a[2][j] - a[3][j]);
+          top[2 * t + j] = a[0][j] + a[1][j] + a[2][j];
+          bottom[2 * t + j] = a[1][j] - a[2][j] - a[3][j];
         }
       }
       T* out = y + (o * OH + 2 * tr) * OW;
-      std::copy_n(top, OW, out);
-      if (2 * tr + 1 < OH) std::copy_n(bottom, OW, out + OW);
+      epilogue.apply(o, top, out, OW);
+      if (2 * tr + 1 < OH) epilogue.apply(o, bottom, out + OW, OW);
     }
   }
 }
@@ -245,12 +245,12 @@ inline bool winograd_applies(std::int64_t k, std::int64_t s, std::int64_t p) {
   return k == 3 && s == 1 && p <= 2;
 }
 
-// x [N, C, H, W], weight [O, C, 3, 3], bias [O] or null -> y [N, O, OH, OW] (assigned), OH = H + 2p - 2.
+// x [N, C, H, W], weight [O, C, 3, 3] -> y [N, O, OH, OW] (assigned, through the epilogue), OH = H + 2p - 2.
 // `scratch` holds the transformed weight and the per-thread transform buffers; it grows as needed.
 template <typename T>
-void conv2d_forward_winograd(const T* x, const T* weight, const T* bias, std::int64_t N, std::int64_t C,
-                             std::int64_t H, std::int64_t W, std::int64_t O, std::int64_t p, T* y,
-                             std::vector<T>& scratch) {
+void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, std::int64_t N,
+                             std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t O, std::int64_t p,
+                             T* y, std::vector<T>& scratch) {
   const std::int64_t OH = H + 2 * p - 2, OW = W + 2 * p - 2;
   const winograd::Partition part = winograd::Partition::of(N, OH, OW);
   const std::int64_t ld = part.max_tiles();
@@ -279,7 +279,7 @@ void conv2d_forward_winograd(const T* x, const T* weight, const T* bias, std::in
       gemm(false, false, O, columns, C, T(1), u + xi * u_plane, C, v + xi * v_plane, ld, T(0),
            m + xi * m_plane, ld);
     for (std::int64_t i = 0; i < images; ++i)
-      winograd::transform_output(m, O, ld, i * tiles, part.tile_cols, r0, r1, bias, OH, OW,
+      winograd::transform_output(m, O, ld, i * tiles, part.tile_cols, r0, r1, epilogue, OH, OW,
                                  y + (n0 + i) * O * OH * OW, row);
   }
 }

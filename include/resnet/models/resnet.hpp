@@ -96,7 +96,9 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     nn::expect_input(input, 4, in_channels_, "ResNet.forward", "[N, C, H, W]");
     if (this->is_training()) expect_batch_statistics(input);
     // BatchNorm and ReLU in one pass, as in BasicBlock; backward needs the ReLU's output for its mask.
-    Tensor<T> x = bn1_.forward_relu(conv1_.forward(input));
+    // In eval mode the stem conv applies bn1 and the ReLU as it stores its output, as BasicBlock does.
+    Tensor<T> x = this->is_training() ? bn1_.forward_relu(conv1_.forward(input))
+                                      : conv1_.forward(input, bn1_.eval_epilogue(true));
     stem_output_ = this->is_training() ? x : Tensor<T>();
     if (maxpool_) x = maxpool_->forward(x);
     for (auto& stage : stages_) {

@@ -49,17 +49,25 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
   // [N, in, H, W] -> [N, out, H', W'] with H' = (H - 1) / stride + 1.
   Tensor<T> forward(const Tensor<T>& input) {
     expect_input(input, 4, conv1_.in_channels(), "BasicBlock.forward", "[N, C, H, W]");
-    const Tensor<T> hidden = bn1_.forward_relu(conv1_.forward(input));
-    const Tensor<T> residual = bn2_.forward(conv2_.forward(hidden));
-    const Tensor<T> shortcut =
-        has_downsample() ? downsample_bn_->forward(downsample_conv_->forward(input)) : input;
+    const bool training = this->is_training();
+    // In eval mode each conv applies the BatchNorm after it (and bn1's ReLU) as it stores its output: the
+    // values of the module-by-module path, without three passes over memory.
+    const Tensor<T> hidden =
+        training ? bn1_.forward_relu(conv1_.forward(input)) : conv1_.forward(input, bn1_.eval_epilogue(true));
+    const Tensor<T> residual =
+        training ? bn2_.forward(conv2_.forward(hidden)) : conv2_.forward(hidden, bn2_.eval_epilogue(false));
+    Tensor<T> shortcut = input;
+    if (has_downsample()) {
+      shortcut = training ? downsample_bn_->forward(downsample_conv_->forward(input))
+                          : downsample_conv_->forward(input, downsample_bn_->eval_epilogue(false));
+    }
     check(shortcut.shape() == residual.shape(), "BasicBlock.forward: shortcut ",
           shape_string(shortcut.shape()), " and residual ", shape_string(residual.shape()), " differ");
     auto output = Tensor<T>::uninitialized(residual.shape());
     kernels::add_relu(residual.data(), shortcut.data(), output.data(), output.numel());
     // The ReLU outputs are the masks backward needs; hidden is also conv2's cached input, so this is free.
-    hidden_ = this->is_training() ? hidden : Tensor<T>();
-    output_ = this->is_training() ? output : Tensor<T>();
+    hidden_ = training ? hidden : Tensor<T>();
+    output_ = training ? output : Tensor<T>();
     return output;
   }
 
@@ -84,6 +92,15 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
   BatchNorm2d<T>& bn1() { return bn1_; }
   Conv2d<T>& conv2() { return conv2_; }
   BatchNorm2d<T>& bn2() { return bn2_; }
+  // The shortcut's conv and BatchNorm; only for a block that has them (has_downsample()).
+  Conv2d<T>& downsample_conv() {
+    check(has_downsample(), "BasicBlock.downsample_conv: this block's shortcut is the identity");
+    return *downsample_conv_;
+  }
+  BatchNorm2d<T>& downsample_bn() {
+    check(has_downsample(), "BasicBlock.downsample_bn: this block's shortcut is the identity");
+    return *downsample_bn_;
+  }
 
  private:
   Conv2d<T> conv1_;

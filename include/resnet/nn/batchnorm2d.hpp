@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "resnet/kernels/batchnorm.hpp"
+#include "resnet/kernels/conv_epilogue.hpp"
 #include "resnet/nn/module.hpp"
 
 namespace resnet::nn {
@@ -57,6 +58,23 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
 
   // input [N, C, H, W] -> output [N, C, H, W]
   Tensor<T> forward(const Tensor<T>& input) { return normalize(input, false, "BatchNorm2d.forward"); }
+
+  // Eval mode only: this layer (and a ReLU after it, if relu) as the per-channel scale and shift for the conv
+  // before it to apply as it stores its output (Conv2d::forward with an epilogue), the same scale and shift
+  // eval-mode forward computes. Valid until the next call.
+  kernels::ConvEpilogue<T> eval_epilogue(bool relu) {
+    check(!this->is_training(),
+          "BatchNorm2d.eval_epilogue: eval mode only (training normalises with the batch "
+          "statistics)");
+    expect_state_shapes("BatchNorm2d.eval_epilogue");
+    kernels::batchnorm_invstd(running_var_.data(), eps_, num_features_, invstd_.data());
+    eval_scale_.resize(static_cast<std::size_t>(num_features_));
+    eval_shift_.resize(static_cast<std::size_t>(num_features_));
+    for (int c = 0; c < num_features_; ++c)
+      kernels::batchnorm_scale_shift(running_mean_.data(), invstd_.data(), weight_.data(), bias_.data(), c,
+                                     eval_scale_[c], eval_shift_[c]);
+    return {eval_scale_.data(), eval_shift_.data(), relu};
+  }
 
   // relu(forward(input)) in one pass over the data: ResNet's BatchNorm + ReLU pair. It leaves the module in
   // the state forward(input) would, so backward_relu follows it.
@@ -156,12 +174,13 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
 
   int num_features_;
   double eps_, momentum_;
-  Tensor<T> weight_, weight_grad_;        // [C]
-  Tensor<T> bias_, bias_grad_;            // [C]
-  Tensor<T> running_mean_, running_var_;  // [C]
-  Tensor<T> num_batches_tracked_;         // shape {}: training-mode forwards so far
-  Tensor<T> mean_, var_, invstd_;         // [C]: the statistics the last forward normalised with
-  Tensor<T> input_;                       // training mode: the forward input, for backward
+  Tensor<T> weight_, weight_grad_;          // [C]
+  Tensor<T> bias_, bias_grad_;              // [C]
+  Tensor<T> running_mean_, running_var_;    // [C]
+  Tensor<T> num_batches_tracked_;           // shape {}: training-mode forwards so far
+  Tensor<T> mean_, var_, invstd_;           // [C]: the statistics the last forward normalised with
+  Tensor<T> input_;                         // training mode: the forward input, for backward
+  std::vector<T> eval_scale_, eval_shift_;  // eval_epilogue's
 };
 
 }  // namespace resnet::nn

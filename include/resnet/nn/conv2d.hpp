@@ -3,6 +3,7 @@
 // and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a reused workspace.
 
 #include <cstdint>
+#include <vector>
 
 #include "resnet/kernels/conv2d.hpp"
 #include "resnet/nn/module.hpp"
@@ -32,15 +33,24 @@ class Conv2d : public Module<Conv2d<T>, T> {
 
   // input: [N, C, H, W] -> output: [N, O, OH, OW]
   Tensor<T> forward(const Tensor<T>& input) {
-    expect_input(input, 4, in_channels_, "Conv2d.forward", "[N, C, H, W]");
-    expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
-    expect_state_shapes("Conv2d.forward");
-    const kernels::ConvShape g = shape_of(input);
-    auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
-    kernels::conv2d_forward(input.data(), params_.weight.data(), has_bias() ? params_.bias.data() : nullptr,
-                            g, output.data(), workspace());
+    Tensor<T> output = run(input, kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr),
+                           "Conv2d.forward");
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
+  }
+
+  // Eval mode only: s[o] * forward(input) + t[o], then a ReLU if asked, applied as the convolution stores
+  // each output, so that an eval-mode BatchNorm (BatchNorm2d::eval_epilogue) and ReLU after this conv cost
+  // no pass of their own.
+  Tensor<T> forward(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue) {
+    check(!this->is_training(), "Conv2d.forward: an epilogue is for eval mode only (backward would miss it)");
+    if (!has_bias()) return run(input, epilogue, "Conv2d.forward");
+    expect_state_shapes("Conv2d.forward");
+    shift_.resize(static_cast<std::size_t>(out_channels_));  // s * (conv + b) + t = s * conv + (s * b + t)
+    for (int o = 0; o < out_channels_; ++o)
+      shift_[o] = epilogue.scale_of(o) * params_.bias[o] + epilogue.shift_of(o);
+    return run(input, kernels::ConvEpilogue<T>{epilogue.scale, shift_.data(), epilogue.relu},
+               "Conv2d.forward");
   }
 
   // grad_output: [N, O, OH, OW] -> grad_input: [N, C, H, W]; adds to the weight and bias gradients. The cols
@@ -85,6 +95,16 @@ class Conv2d : public Module<Conv2d<T>, T> {
     return {out_channels, in_channels, kernel_size, kernel_size};
   }
 
+  Tensor<T> run(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue, const char* where) {
+    expect_input(input, 4, in_channels_, where, "[N, C, H, W]");
+    expect_window_fits(input, kernel_size_, padding_, where);
+    expect_state_shapes(where);
+    const kernels::ConvShape g = shape_of(input);
+    auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
+    kernels::conv2d_forward(input.data(), params_.weight.data(), epilogue, g, output.data(), workspace());
+    return output;
+  }
+
   kernels::ConvShape shape_of(const Tensor<T>& input) const {
     return {input.size(0), input.size(1), input.size(2), input.size(3),
             out_channels_, kernel_size_,  stride_,       padding_};
@@ -100,6 +120,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
   WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
   Tensor<T> input_;          // training mode: the forward input, for backward
+  std::vector<T> shift_;     // forward with an epilogue: the bias folded into its shift
 };
 
 }  // namespace resnet::nn
