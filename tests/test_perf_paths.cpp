@@ -183,6 +183,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"pointwise, several images per unit", {5, 8, 6, 6, 16, 1, 1, 0}, false},
                       Case{"strided 1x1 downsampling", {6, 8, 9, 9, 16, 1, 2, 0}, false},
                       Case{"7x7 stride 2 stem", {2, 3, 23, 23, 8, 7, 2, 3}, false},
+                      Case{"7x7 stride 2, im2col by rows", {2, 3, 40, 38, 8, 7, 2, 3}, true},
+                      Case{"stride 2, im2col by rows in pixel pieces", {1, 3, 70, 70, 8, 3, 2, 1}, false},
                       Case{"padding wider than the kernel", {3, 2, 7, 9, 4, 2, 3, 2}, true},
                       Case{"stride 1 without padding, dX through col2im", {2, 3, 7, 8, 5, 3, 1, 0}, true},
                       Case{"dX as a conv, same padding", {2, 16, 9, 8, 5, 3, 1, 1}, false},
@@ -196,6 +198,10 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(ConvPartition::of({1, 3, 40, 40, 8, 3, 1, 1}, true).pieces, 1);
+  const ConvShape strided{1, 3, 70, 70, 8, 3, 2, 1};
+  EXPECT_GT(ConvPartition::of(strided, true).pieces, 1);
+  EXPECT_TRUE(resnet::kernels::im2col_by_rows(strided.OW()));
+  EXPECT_FALSE(resnet::kernels::im2col_by_rows(ConvShape{2, 3, 23, 23, 8, 7, 2, 3}.OW()));
   EXPECT_GT(ConvPartition::of({1, 8, 6, 6, 128, 3, 1, 1}, true).row_blocks, 1);
   EXPECT_FALSE(resnet::kernels::use_winograd({1, 8, 6, 6, 128, 3, 1, 1}));
   for (const ConvShape& g : {ConvShape{25, 16, 8, 9, 24, 3, 1, 1}, ConvShape{1, 16, 60, 58, 16, 3, 1, 1},
@@ -263,6 +269,34 @@ TEST(Im2colSame, EqualsTheGatherOnEveryPixelRange) {
       resnet::kernels::im2col_same(image.data(), C, H, W, k, p, q0, q1, fast.data(), ld);
       resnet::kernels::im2col(image.data(), C, HW, KK, offsets.data() + q0, HW, width, gather.data(), ld);
       EXPECT_EQ(fast, gather) << H << "x" << W << " k " << k << " pixels [" << q0 << ", " << q1 << ")";
+    }
+  }
+}
+
+// The row-by-row im2col equals the gather on every geometry (strides, paddings wider than the kernel's
+// half, kernels wider than the stride) and on pixel ranges that start and end inside an output row.
+TEST(Im2colRows, EqualsTheGatherOnEveryGeometryAndPixelRange) {
+  for (auto [H, W, k, s, p] : std::vector<std::array<std::int64_t, 5>>{{23, 23, 7, 2, 3},
+                                                                       {9, 12, 3, 2, 1},
+                                                                       {8, 8, 1, 2, 0},
+                                                                       {7, 10, 3, 3, 2},
+                                                                       {6, 5, 2, 1, 1},
+                                                                       {5, 9, 3, 1, 0}}) {
+    const std::int64_t C = 2, KK = k * k;
+    const std::int64_t OW = resnet::kernels::window_output_size(W, k, s, p);
+    const std::int64_t OHW = resnet::kernels::window_output_size(H, k, s, p) * OW;
+    const auto image = random_vector(C * H * W, 9);
+    std::vector<std::int32_t> offsets(static_cast<std::size_t>(KK * OHW));
+    resnet::kernels::im2col_offsets(H, W, k, s, p, 0, OHW, offsets.data());
+    for (auto [q0, q1] :
+         std::vector<std::array<std::int64_t, 2>>{{0, OHW}, {1, OHW - 1}, {OW + 1, 2 * OW + 1}}) {
+      if (q1 <= q0) continue;
+      const std::int64_t width = q1 - q0, ld = width + 3;
+      std::vector<float> rows(static_cast<std::size_t>(C * KK * ld), -7.0f), gather = rows;
+      resnet::kernels::im2col_rows(image.data(), C, H, W, k, s, p, q0, q1, rows.data(), ld);
+      resnet::kernels::im2col(image.data(), C, H * W, KK, offsets.data() + q0, OHW, width, gather.data(), ld);
+      EXPECT_EQ(rows, gather) << H << "x" << W << " k " << k << " s " << s << " p " << p << " pixels [" << q0
+                              << ", " << q1 << ")";
     }
   }
 }

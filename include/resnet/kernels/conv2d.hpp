@@ -99,7 +99,7 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
   T* workspace = ws.reserve(resnet::num_threads() * per_thread, KK * OHW);
   const std::int32_t* offsets = ws.indices.data();
   im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
-  const bool same = is_same_convolution(g.k, g.s, g.p);
+  const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (part.units() > 1))
   for (std::int64_t unit = 0; unit < part.units(); ++unit) {
     const std::int64_t block = unit % part.row_blocks, piece = unit / part.row_blocks % part.pieces;
@@ -118,7 +118,11 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
         if (same) {
           im2col_same(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.p, q0, q1, cols + i * width, columns);
         } else {
-          im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets + q0, OHW, width, cols + i * width, columns);
+          if (by_rows) {
+            im2col_rows(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.s, g.p, q0, q1, cols + i * width, columns);
+          } else {
+            im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets + q0, OHW, width, cols + i * width, columns);
+          }
         }
       b = cols;
       ldb = columns;
@@ -189,7 +193,7 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
   const std::int32_t* sources = offsets + KK * OHW;
   im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + KK * OHW);
-  const bool same = is_same_convolution(g.k, g.s, g.p);
+  const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     T* cols = workspace + resnet::thread_index() * per_thread;
@@ -213,7 +217,11 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
           if (same) {
             im2col_same(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.p, 0, OHW, cols + i * OHW, columns);
           } else {
-            im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets, OHW, OHW, cols + i * OHW, columns);
+            if (by_rows) {
+              im2col_rows(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.s, g.p, 0, OHW, cols + i * OHW, columns);
+            } else {
+              im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets, OHW, OHW, cols + i * OHW, columns);
+            }
           }
         }
         b = cols;
