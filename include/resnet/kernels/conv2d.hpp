@@ -96,10 +96,11 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
   const std::int64_t per_thread = part.max_columns() * (CKK + part.block_rows);
-  T* workspace = ws.reserve(resnet::num_threads() * per_thread, KK * OHW);
-  const std::int32_t* offsets = ws.indices.data();
-  im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
+  const bool gather = !same && !by_rows;  // im2col through the offsets table
+  T* workspace = ws.reserve(resnet::num_threads() * per_thread, gather ? KK * OHW : 0);
+  const std::int32_t* offsets = ws.indices.data();
+  if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (part.units() > 1))
   for (std::int64_t unit = 0; unit < part.units(); ++unit) {
     const std::int64_t block = unit % part.row_blocks, piece = unit / part.row_blocks % part.pieces;
@@ -187,13 +188,15 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
   const std::int64_t OCKK = g.O * CKK;
   const std::int64_t slots = std::min(part.groups, ConvPartition::kWeightGradSlots);
   const std::int64_t per_thread = part.max_columns() * (CKK + g.O);
-  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK, KK * (OHW + HW));
+  const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
+  const bool gather = !same && !by_rows;  // im2col through the offsets table
+  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK,
+                            (gather ? KK * OHW : 0) + (dx ? KK * HW : 0));
   T* partials = workspace + resnet::num_threads() * per_thread;  // slots 1.. : [slots - 1, O, C*k*k]
   const std::int32_t* offsets = ws.indices.data();
-  const std::int32_t* sources = offsets + KK * OHW;
-  im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
-  col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + KK * OHW);
-  const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
+  const std::int32_t* sources = offsets + (gather ? KK * OHW : 0);
+  if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
+  if (dx) col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + (gather ? KK * OHW : 0));
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     T* cols = workspace + resnet::thread_index() * per_thread;
