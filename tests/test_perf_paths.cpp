@@ -71,7 +71,7 @@ Conv fast_conv(const ConvShape& g, const std::vector<float>& x, const std::vecto
   Conv r{std::vector<float>(dy.size()), std::vector<float>(x.size()), dw0,
          std::vector<float>(b.empty() ? 0 : g.O, 0.0f)};
   resnet::kernels::ConvWorkspace<float> ws;
-  resnet::kernels::conv2d_forward(x.data(), w.data(), Epilogue::bias(b.empty() ? nullptr : b.data()), g,
+  resnet::kernels::conv2d_forward(x.data(), w.data(), Epilogue::bias(b.empty() ? nullptr : b.data(), g.O), g,
                                   r.y.data(), ws);
   resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, r.dx.data(), r.dweight.data(),
                                    b.empty() ? nullptr : r.dbias.data(), ws);
@@ -237,10 +237,10 @@ TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
     const auto b = random_vector(g.O, 3);
     std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW())), actual(expected.size());
     resnet::kernels::ConvWorkspace<float> ws;
-    resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), Epilogue::bias(b.data()), g, expected.data(),
-                                           ws);
-    resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), Epilogue::bias(b.data()), g.N, g.C, g.H, g.W,
-                                             g.O, g.p, actual.data(), ws.winograd);
+    resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), Epilogue::bias(b.data(), g.O), g,
+                                           expected.data(), ws);
+    resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), Epilogue::bias(b.data(), g.O), g.N, g.C, g.H,
+                                             g.W, g.O, g.p, actual.data(), ws.winograd);
     expect_close(actual, expected, "winograd y");
 
     const auto dy = random_vector(g.N * g.O * g.OHW(), 4);
@@ -428,7 +428,8 @@ TEST(BasicBlockFusion, EvalEqualsThePlainComposition) {
 }
 
 // A conv with a bias: the epilogue's scale applies to the bias too, s * (conv + b) + t. Training refuses an
-// epilogue (backward would not know it), and BatchNorm2d refuses to give one.
+// epilogue (backward would not know it), and BatchNorm2d refuses to give one; one of the wrong length is
+// refused.
 TEST(ConvEpilogue, ScalesTheBiasAndIsForEvalOnly) {
   resnet::nn::Conv2d<float> conv(3, 5, 3, 1, 1, true, 3);
   resnet::nn::BatchNorm2d<float> bn(5);
@@ -440,6 +441,9 @@ TEST(ConvEpilogue, ScalesTheBiasAndIsForEvalOnly) {
   resnet::nn::ReLU<float> relu;
   expect_near_values(conv.forward(x, bn.eval_epilogue(true)), relu.forward(bn.forward(conv.forward(x))),
                      "bias");
+  resnet::nn::BatchNorm2d<float> bn4(4);  // an epilogue for another conv: 4 channels, not 5
+  bn4.eval();
+  EXPECT_THROW(conv.forward(x, bn4.eval_epilogue(false)), resnet::Error);
 }
 
 // A whole training step's gradients do not depend on the thread count.

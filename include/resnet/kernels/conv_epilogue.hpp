@@ -12,11 +12,12 @@ namespace resnet::kernels {
 
 template <typename T>
 struct ConvEpilogue {
-  const T* scale = nullptr;  // [O] or null: 1
-  const T* shift = nullptr;  // [O] or null: 0
+  const T* scale = nullptr;  // [channels] or null: 1
+  const T* shift = nullptr;  // [channels] or null: 0
   bool relu = false;
+  std::int64_t channels = 0;  // the length of scale and shift, for callers to check against the conv's O
 
-  static ConvEpilogue bias(const T* b) { return {nullptr, b, false}; }
+  static ConvEpilogue bias(const T* b, std::int64_t channels) { return {nullptr, b, false, channels}; }
   bool scales() const { return scale != nullptr || relu; }
   T scale_of(std::int64_t o) const { return scale ? scale[o] : T(1); }
   T shift_of(std::int64_t o) const { return shift ? shift[o] : T(0); }

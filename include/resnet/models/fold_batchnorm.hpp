@@ -63,6 +63,12 @@ nn::Conv2d<T> fold_conv_batchnorm(const nn::Conv2d<T>& conv, const nn::BatchNorm
   return folded;
 }
 
+// A folded conv's ReLU, applied as the conv stores its output (after its bias).
+template <typename T>
+kernels::ConvEpilogue<T> relu_epilogue() {
+  return {nullptr, nullptr, /*relu=*/true, 0};
+}
+
 // BasicBlock with both BatchNorms (and the shortcut's) folded:
 //   out = relu(conv2(relu(conv1(x))) + (downsample.0(x) or x))
 template <typename T>
@@ -76,29 +82,25 @@ class FoldedBasicBlock : public nn::Module<FoldedBasicBlock<T>, T> {
   template <typename Visitor>
   void visit(Visitor& v) {
     v.child("conv1", conv1_);
-    v.child("relu1", relu1_);
     v.child("conv2", conv2_);
     if (downsample_) v.child("downsample.0", *downsample_);
-    v.child("relu2", relu2_);
   }
 
   Tensor<T> forward(const Tensor<T>& input) {
     nn::expect_input(input, 4, conv1_.in_channels(), "FoldedBasicBlock.forward", "[N, C, H, W]");
-    const Tensor<T> residual = conv2_.forward(relu1_.forward(conv1_.forward(input)));
+    const Tensor<T> residual = conv2_.forward(conv1_.forward(input, relu_epilogue<T>()));
     const Tensor<T> shortcut = downsample_ ? downsample_->forward(input) : input;
     check(shortcut.shape() == residual.shape(), "FoldedBasicBlock.forward: shortcut ",
           shape_string(shortcut.shape()), " and residual ", shape_string(residual.shape()), " differ");
-    Tensor<T> sum(residual.shape());
-    kernels::add(residual.data(), shortcut.data(), sum.data(), sum.numel());
-    return relu2_.forward(sum);
+    auto output = Tensor<T>::uninitialized(residual.shape());
+    kernels::add_relu(residual.data(), shortcut.data(), output.data(), output.numel());
+    return output;
   }
 
  private:
   nn::Conv2d<T> conv1_;
-  nn::ReLU<T> relu1_;
   nn::Conv2d<T> conv2_;
   std::optional<nn::Conv2d<T>> downsample_;
-  nn::ReLU<T> relu2_;
 };
 
 namespace detail {
@@ -182,7 +184,6 @@ class FoldedResNet : public nn::Module<FoldedResNet<T>, T> {
   template <typename Visitor>
   void visit(Visitor& v) {
     v.child("conv1", conv1_);
-    v.child("relu", relu_);
     if (maxpool_) v.child("maxpool", *maxpool_);
     for (auto& [name, block] : blocks_)
       v.child(name, block);
@@ -196,7 +197,7 @@ class FoldedResNet : public nn::Module<FoldedResNet<T>, T> {
           "FoldedResNet.forward: the model is inference-only (its BatchNorm is folded into the convs); call "
           "eval(), or train the ResNet it was folded from");
     nn::expect_input(input, 4, in_channels_, "FoldedResNet.forward", "[N, C, H, W]");
-    Tensor<T> x = relu_.forward(conv1_.forward(input));
+    Tensor<T> x = conv1_.forward(input, relu_epilogue<T>());
     if (maxpool_) x = maxpool_->forward(x);
     for (auto& [name, block] : blocks_)
       x = block.forward(x);
@@ -240,7 +241,6 @@ class FoldedResNet : public nn::Module<FoldedResNet<T>, T> {
   Stem stem_;
   int in_channels_;
   nn::Conv2d<T> conv1_;
-  nn::ReLU<T> relu_;
   std::optional<nn::MaxPool2d<T>> maxpool_;
   std::vector<std::pair<std::string, FoldedBasicBlock<T>>> blocks_;  // "layer1.0", "layer1.1", ...
   nn::AdaptiveAvgPool2d<T> avgpool_;

@@ -73,7 +73,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     for (int c = 0; c < num_features_; ++c)
       kernels::batchnorm_scale_shift(running_mean_.data(), invstd_.data(), weight_.data(), bias_.data(), c,
                                      eval_scale_[c], eval_shift_[c]);
-    return {eval_scale_.data(), eval_shift_.data(), relu};
+    return {eval_scale_.data(), eval_shift_.data(), relu, num_features_};
   }
 
   // relu(forward(input)) in one pass over the data: ResNet's BatchNorm + ReLU pair. It leaves the module in

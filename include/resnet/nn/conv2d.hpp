@@ -33,24 +33,26 @@ class Conv2d : public Module<Conv2d<T>, T> {
 
   // input: [N, C, H, W] -> output: [N, O, OH, OW]
   Tensor<T> forward(const Tensor<T>& input) {
-    Tensor<T> output = run(input, kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr),
-                           "Conv2d.forward");
+    expect_state_shapes("Conv2d.forward");
+    Tensor<T> output =
+        run(input, kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr, out_channels_));
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
   }
 
   // Eval mode only: s[o] * forward(input) + t[o], then a ReLU if asked, applied as the convolution stores
   // each output, so that an eval-mode BatchNorm (BatchNorm2d::eval_epilogue) and ReLU after this conv cost
-  // no pass of their own.
+  // no pass of their own. The epilogue's scale and shift, where given, must have out_channels entries.
   Tensor<T> forward(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue) {
     check(!this->is_training(), "Conv2d.forward: an epilogue is for eval mode only (backward would miss it)");
-    if (!has_bias()) return run(input, epilogue, "Conv2d.forward");
+    check((!epilogue.scale && !epilogue.shift) || epilogue.channels == out_channels_, "Conv2d.forward: the ",
+          "epilogue has ", epilogue.channels, " channels, the conv ", out_channels_, " output channels");
     expect_state_shapes("Conv2d.forward");
+    if (!has_bias()) return run(input, epilogue);
     shift_.resize(static_cast<std::size_t>(out_channels_));  // s * (conv + b) + t = s * conv + (s * b + t)
     for (int o = 0; o < out_channels_; ++o)
       shift_[o] = epilogue.scale_of(o) * params_.bias[o] + epilogue.shift_of(o);
-    return run(input, kernels::ConvEpilogue<T>{epilogue.scale, shift_.data(), epilogue.relu},
-               "Conv2d.forward");
+    return run(input, kernels::ConvEpilogue<T>{epilogue.scale, shift_.data(), epilogue.relu, out_channels_});
   }
 
   // grad_output: [N, O, OH, OW] -> grad_input: [N, C, H, W]; adds to the weight and bias gradients. The cols
@@ -95,10 +97,10 @@ class Conv2d : public Module<Conv2d<T>, T> {
     return {out_channels, in_channels, kernel_size, kernel_size};
   }
 
-  Tensor<T> run(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue, const char* where) {
-    expect_input(input, 4, in_channels_, where, "[N, C, H, W]");
-    expect_window_fits(input, kernel_size_, padding_, where);
-    expect_state_shapes(where);
+  // The forward passes, after they have checked the weight and bias shapes.
+  Tensor<T> run(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue) {
+    expect_input(input, 4, in_channels_, "Conv2d.forward", "[N, C, H, W]");
+    expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
     const kernels::ConvShape g = shape_of(input);
     auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
     kernels::conv2d_forward(input.data(), params_.weight.data(), epilogue, g, output.data(), workspace());
