@@ -159,6 +159,7 @@ BENCHMARK(BM_MaxPool)
     ->Args({16, 8, 1})
     ->Args({16 * 64, 112, 1})
     ->Args({16 * 64, 112, 0})
+    ->Args({64, 112, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -24,36 +25,40 @@ inline constexpr std::int64_t kPoolParallelMinElements = std::int64_t{1} << 14;
 // value replaces the running maximum when it is greater or NaN: among equal maxima the FIRST in row-major
 // scan order wins, and a NaN (the last one, if several) beats any number.
 // Without argmax (eval) the maximum is taken separably, over the window's rows for every input column and
-// then over its columns: branch-free selects the compiler vectorises, 2.6x faster (BM_MaxPool) than the
-// scan below, whose compare-and-branch mispredicts on activations. The value is the same (NaN if the window
-// holds one); among equal maxima only the sign of a zero or the payload of a NaN could come from another
-// element.
+// then over its columns: branch-free selects the compiler vectorises, 18x faster (BM_MaxPool/1024/112) than
+// the scan below, whose compare-and-branch mispredicts on activations. The value is the same (NaN if the
+// window holds one); among equal maxima only the sign of a zero or the payload of a NaN could come from
+// another element.
 template <typename T>
 void maxpool2d_forward(const T* x, std::int64_t P, std::int64_t H, std::int64_t W, std::int64_t k,
                        std::int64_t s, std::int64_t p, T* y, std::int64_t* argmax) {
   const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
   if (!argmax) {
     const auto max_or_nan = [](T best, T value) { return value > best || value != value ? value : best; };
+    // The window rows' maximum of each input column, between p columns of -inf on the left and what the
+    // last window reaches on the right, so every output takes all k columns of its window.
+    const std::int64_t padded = std::max((OW - 1) * s + k, W + p);
     RESNET_OMP(parallel num_threads(resnet::num_threads()) if (P * OH * OW >= kPoolParallelMinElements))
     {
-      std::vector<T> column(static_cast<std::size_t>(W));  // the window rows' maximum of each input column
+      std::vector<T> buffer(static_cast<std::size_t>(padded), -std::numeric_limits<T>::infinity());
+      T* column = buffer.data() + p;
       RESNET_OMP(for)
       for (std::int64_t plane = 0; plane < P; ++plane) {
         const T* xp = x + plane * H * W;
         for (std::int64_t oh = 0; oh < OH; ++oh) {
           const std::int64_t h0 = std::max<std::int64_t>(oh * s - p, 0), h1 = std::min(oh * s - p + k, H);
-          std::copy_n(xp + h0 * W, W, column.data());
+          std::copy_n(xp + h0 * W, W, column);
           for (std::int64_t h = h0 + 1; h < h1; ++h) {
+            const T* row = xp + h * W;
             for (std::int64_t w = 0; w < W; ++w)
-              column[w] = max_or_nan(column[w], xp[h * W + w]);
+              column[w] = max_or_nan(column[w], row[w]);
           }
           T* out = y + (plane * OH + oh) * OW;
-          for (std::int64_t ow = 0; ow < OW; ++ow) {
-            const std::int64_t w0 = std::max<std::int64_t>(ow * s - p, 0), w1 = std::min(ow * s - p + k, W);
-            T best = column[w0];
-            for (std::int64_t w = w0 + 1; w < w1; ++w)
-              best = max_or_nan(best, column[w]);
-            out[ow] = best;
+          for (std::int64_t ow = 0; ow < OW; ++ow)
+            out[ow] = buffer[ow * s];
+          for (std::int64_t j = 1; j < k; ++j) {
+            for (std::int64_t ow = 0; ow < OW; ++ow)
+              out[ow] = max_or_nan(out[ow], buffer[ow * s + j]);
           }
         }
       }
