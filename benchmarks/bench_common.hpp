@@ -46,9 +46,10 @@ class LoopTimer {
 
 // images/s and, when flops_per_iteration > 0, GFLOP/s and % of the measured FMA peak of `peak_threads`
 // threads (default: all of them; a single-threaded kernel compares with one thread's share).
-inline void set_counters(benchmark::State& state, const LoopTimer& timer, double images_per_iteration,
+// `seconds` is the time of all iterations together.
+inline void set_counters(benchmark::State& state, double seconds, double images_per_iteration,
                          double flops_per_iteration, int peak_threads = 0) {
-  const double seconds = timer.seconds(), iterations = static_cast<double>(state.iterations());
+  const double iterations = static_cast<double>(state.iterations());
   if (images_per_iteration > 0) state.counters["images/s"] = images_per_iteration * iterations / seconds;
   if (flops_per_iteration > 0) {
     const double gflops = flops_per_iteration * iterations / seconds * 1e-9;
@@ -57,6 +58,11 @@ inline void set_counters(benchmark::State& state, const LoopTimer& timer, double
     state.counters["GFLOP/s"] = gflops;
     state.counters["%peak"] = 100.0 * gflops / peak;
   }
+}
+
+inline void set_counters(benchmark::State& state, const LoopTimer& timer, double images_per_iteration,
+                         double flops_per_iteration, int peak_threads = 0) {
+  set_counters(state, timer.seconds(), images_per_iteration, flops_per_iteration, peak_threads);
 }
 
 // Forward FLOPs of a convolution: 2 * N * O * OH * OW * C * k * k.

@@ -4,9 +4,11 @@
 #include <vector>
 
 #include "resnet/resnet.hpp"
+#include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
 using resnet::Tensor;
+using resnet::testing::expect_error;
 using resnet::models::ResNet;
 using resnet::models::ResNet18;
 using resnet::models::Stem;
@@ -111,6 +113,34 @@ TEST(ResNet, EvalForwardTreatsImagesIndependently) {
       EXPECT_NEAR(single[k], logits.at({n, k}), 1e-12);
   }
   EXPECT_THROW(net.backward(Tensor<double>({3, 5})), resnet::Error);
+}
+
+// As PyTorch frees a graph's saved tensors after backward, every module's backward releases what its forward
+// cached: a second backward throws, naming the module, and the next forward caches again.
+template <typename Module>
+void expect_one_backward_per_forward(Module module, const Tensor<double>& input, const char* name) {
+  module.train();
+  const Tensor<double> output = module.forward(input);
+  module.backward(output);
+  expect_error([&] { module.backward(output); }, {name, "one backward"});
+  module.forward(input);
+  EXPECT_EQ(module.backward(output).shape(), input.shape()) << name;
+}
+
+TEST(Modules, BackwardReleasesTheForwardCache) {
+  const Tensor<double> x = random_tensor({2, 4, 6, 6}, 3);
+  expect_one_backward_per_forward(resnet::nn::Conv2d<double>(4, 4, 3, 1, 1), x, "Conv2d.backward");
+  expect_one_backward_per_forward(resnet::nn::BatchNorm2d<double>(4), x, "BatchNorm2d.backward");
+  expect_one_backward_per_forward(resnet::nn::ReLU<double>(), x, "ReLU.backward");
+  expect_one_backward_per_forward(resnet::nn::BasicBlock<double>(4, 4, 1), x, "BasicBlock.backward");
+  expect_one_backward_per_forward(resnet::nn::BasicBlock<double>(4, 8, 2), x, "BasicBlock.backward");
+  expect_one_backward_per_forward(resnet::nn::Linear<double>(5, 5), random_tensor({3, 5}, 4),
+                                  "Linear.backward");
+  ResNet<double> net({1, 1, 1, 1}, 5, Stem::Cifar, 4, 11, 4);
+  net.train();
+  const Tensor<double> logits = net.forward(x);
+  net.backward(logits);
+  expect_error([&] { net.backward(logits); }, {"ResNet.backward", "one backward"});
 }
 
 TEST(ResNet, ZeroInitResidualZeroesExactlyEachBlocksLastBatchNormWeight) {

@@ -11,6 +11,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "resnet/core/rng.hpp"
@@ -120,7 +121,8 @@ class ResNet : public nn::Module<ResNet<T>, T> {
         grad = block->backward(grad);
     }
     if (maxpool_) grad = maxpool_->backward(grad);
-    return conv1_.backward(bn1_.backward_relu(grad, stem_output_));
+    pooled_shape_.clear();
+    return conv1_.backward(bn1_.backward_relu(grad, std::exchange(stem_output_, Tensor<T>())));
   }
 
   Stem stem() const { return stem_; }

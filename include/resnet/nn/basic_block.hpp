@@ -76,14 +76,15 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!output_.empty(), "BasicBlock.backward");
     expect_shape(grad_output, output_.shape(), "BasicBlock.backward", "grad_output");
-    Tensor<T> grad_input = conv1_.backward(
-        bn1_.backward_relu(conv2_.backward(bn2_.backward_relu(grad_output, output_)), hidden_));
+    const Tensor<T> output = std::exchange(output_, Tensor<T>());  // released when backward returns
+    Tensor<T> grad_input = conv1_.backward(bn1_.backward_relu(
+        conv2_.backward(bn2_.backward_relu(grad_output, output)), std::exchange(hidden_, Tensor<T>())));
     if (has_downsample()) {
       const Tensor<T> grad_shortcut =
-          downsample_conv_->backward(downsample_bn_->backward_relu(grad_output, output_));
+          downsample_conv_->backward(downsample_bn_->backward_relu(grad_output, output));
       kernels::add(grad_input.data(), grad_shortcut.data(), grad_input.data(), grad_input.numel());
     } else {
-      kernels::add_relu_backward(output_.data(), grad_output.data(), grad_input.data(), grad_input.numel());
+      kernels::add_relu_backward(output.data(), grad_output.data(), grad_input.data(), grad_input.numel());
     }
     return grad_input;
   }

@@ -153,11 +153,11 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   Tensor<T> backward_masked(const Tensor<T>& grad_output, const T* relu_output, const char* where) {
     expect_shape(grad_output, input_.shape(), where, "grad_output");
     expect_state_shapes(where);
-    auto grad_input = Tensor<T>::uninitialized(input_.shape());
-    kernels::batchnorm_backward(input_.data(), grad_output.data(), mean_.data(), invstd_.data(),
-                                weight_.data(), input_.size(0), num_features_,
-                                input_.size(2) * input_.size(3), grad_input.data(), weight_grad_.data(),
-                                bias_grad_.data(), relu_output);
+    const Tensor<T> input = std::exchange(input_, Tensor<T>());  // released when backward returns
+    auto grad_input = Tensor<T>::uninitialized(input.shape());
+    kernels::batchnorm_backward(input.data(), grad_output.data(), mean_.data(), invstd_.data(),
+                                weight_.data(), input.size(0), num_features_, input.size(2) * input.size(3),
+                                grad_input.data(), weight_grad_.data(), bias_grad_.data(), relu_output);
     return grad_input;
   }
 

@@ -3,6 +3,7 @@
 // and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a reused workspace.
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "resnet/kernels/conv2d.hpp"
@@ -62,9 +63,10 @@ class Conv2d : public Module<Conv2d<T>, T> {
     const kernels::ConvShape g = shape_of(input_);
     expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
     expect_state_shapes("Conv2d.backward");
+    const Tensor<T> input = std::exchange(input_, Tensor<T>());  // released when backward returns
 
-    auto grad_input = Tensor<T>::uninitialized(input_.shape());
-    kernels::conv2d_backward(input_.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
+    auto grad_input = Tensor<T>::uninitialized(input.shape());
+    kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
                              params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
                              workspace());
     return grad_input;

@@ -45,13 +45,14 @@ class Linear : public Module<Linear<T>, T> {
     const std::int64_t N = input_.size(0);
     expect_shape(grad_output, {N, out_features_}, "Linear.backward", "grad_output");
     expect_state_shapes("Linear.backward");
+    const Tensor<T> input = std::exchange(input_, Tensor<T>());  // released when backward returns
     // dW [out, in] += dY^T [out, N] x X [N, in]
-    kernels::gemm(true, false, out_features_, in_features_, N, T(1), grad_output.data(), input_.data(), T(1),
+    kernels::gemm(true, false, out_features_, in_features_, N, T(1), grad_output.data(), input.data(), T(1),
                   params_.weight_grad.data());
     if (has_bias())
       params_.bias_grad.vector() += grad_output.matrix(N, out_features_).colwise().sum().transpose();
     // dX [N, in] = dY [N, out] x W [out, in]
-    Tensor<T> grad_input(input_.shape());
+    Tensor<T> grad_input(input.shape());
     kernels::gemm(false, false, N, in_features_, out_features_, T(1), grad_output.data(),
                   params_.weight.data(), T(0), grad_input.data());
     return grad_input;

@@ -10,6 +10,9 @@
 //                                                         // v.child(name, module) for each sub-module
 //   Tensor<T> forward(const Tensor<T>& input);            // in training mode caches what backward needs
 //   Tensor<T> backward(const Tensor<T>& grad_output);     // returns d/d input; ADDS to parameter gradients
+// backward releases the activations forward cached, as PyTorch frees a graph's saved tensors once backward
+// has run through it: the memory of layers already back-propagated is free for the gradients of the rest,
+// and one training-mode forward allows one backward.
 // A module never writes into its input or into a tensor it returned: copies share storage (see tensor.hpp),
 // so what one module caches for backward may be another module's output.
 
@@ -125,10 +128,11 @@ void expect_window_fits(const Tensor<T>& input, std::int64_t kernel_size, std::i
         padding, "; H and W must be at least ", least);
 }
 
-// backward needs what a training-mode forward cached.
+// backward needs what a training-mode forward cached, and releases it.
 inline void expect_cached(bool cached, const char* where) {
   check(cached, where,
-        ": backward called without a training-mode forward before it (call train() and forward first)");
+        ": backward called without a training-mode forward before it (call train() and forward first; each "
+        "forward allows one backward)");
 }
 
 template <typename Derived, typename T>

@@ -25,8 +25,9 @@ class ReLU : public Module<ReLU<T>, T> {
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!output_.empty(), "ReLU.backward");
     expect_shape(grad_output, output_.shape(), "ReLU.backward", "grad_output");
-    auto grad_input = Tensor<T>::uninitialized(output_.shape());
-    kernels::relu_backward(output_.data(), grad_output.data(), grad_input.data(), output_.numel());
+    const Tensor<T> output = std::exchange(output_, Tensor<T>());  // released when backward returns
+    auto grad_input = Tensor<T>::uninitialized(output.shape());
+    kernels::relu_backward(output.data(), grad_output.data(), grad_input.data(), output.numel());
     return grad_input;
   }
 
