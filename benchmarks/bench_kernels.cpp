@@ -84,7 +84,7 @@ void BM_ConvForward(benchmark::State& state) {
   for (auto _ : state) {
     if (state.range(3)) {
       resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), resnet::kernels::ConvEpilogue<float>{}, N,
-                                               C, H, H, C, 1, y.data(), ws.winograd);
+                                               C, H, H, C, 1, y.data(), ws.scratch);
     } else {
       resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), resnet::kernels::ConvEpilogue<float>{}, g,
                                              y.data(), ws);
@@ -104,7 +104,7 @@ void BM_ConvWeightGrad(benchmark::State& state) {
   for (auto _ : state) {
     if (state.range(3)) {
       resnet::kernels::conv2d_weight_grad_winograd(x.data(), dy.data(), N, C, H, H, C, 1, dw.data(),
-                                                   ws.winograd);
+                                                   ws.scratch);
     } else {
       resnet::kernels::conv2d_backward_im2col(x.data(), w.data(), dy.data(), g, static_cast<float*>(nullptr),
                                               dw.data(), ws);

@@ -240,7 +240,7 @@ TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
     resnet::kernels::conv2d_forward_im2col(x.data(), w.data(), Epilogue::bias(b.data(), g.O), g,
                                            expected.data(), ws);
     resnet::kernels::conv2d_forward_winograd(x.data(), w.data(), Epilogue::bias(b.data(), g.O), g.N, g.C, g.H,
-                                             g.W, g.O, g.p, actual.data(), ws.winograd);
+                                             g.W, g.O, g.p, actual.data(), ws.scratch);
     expect_close(actual, expected, "winograd y");
 
     const auto dy = random_vector(g.N * g.O * g.OHW(), 4);
@@ -248,7 +248,7 @@ TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
     resnet::kernels::conv2d_backward_im2col(x.data(), w.data(), dy.data(), g, static_cast<float*>(nullptr),
                                             expected_dw.data(), ws);
     resnet::kernels::conv2d_weight_grad_winograd(x.data(), dy.data(), g.N, g.C, g.H, g.W, g.O, g.p,
-                                                 actual_dw.data(), ws.winograd);
+                                                 actual_dw.data(), ws.scratch);
     expect_close(actual_dw, expected_dw, "winograd dweight");
   }
 }

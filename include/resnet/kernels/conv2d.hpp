@@ -77,10 +77,11 @@ struct ConvPartition {
 // once and reused: per-thread cols and product buffers, weight-gradient partials, the im2col/col2im tables.
 template <typename T>
 struct ConvWorkspace {
+  // im2col's cols, products and weight-gradient partials, or Winograd's transformed weight (or its gradient
+  // partials) and tiles: one buffer, as no two kernels that use it run at once.
   std::vector<T> scratch;
   std::vector<std::int32_t> indices;
-  std::vector<T> flipped;   // conv2d_backward: the flipped, transposed weight of a stride-1 conv
-  std::vector<T> winograd;  // the Winograd kernels: transformed weight or its gradient, per-thread tiles
+  std::vector<T> flipped;  // conv2d_backward: the flipped, transposed weight of a stride-1 conv
   // Grows (never shrinks) to at least the given sizes; returns the scratch.
   T* reserve(std::int64_t scratch_size, std::int64_t index_size) {
     if (static_cast<std::int64_t>(scratch.size()) < scratch_size) scratch.resize(scratch_size);
@@ -170,7 +171,7 @@ template <typename T>
 void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g, T* y,
                     ConvWorkspace<T>& ws) {
   if (use_winograd(g)) {
-    conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.winograd);
+    conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.scratch);
   } else {
     conv2d_forward_im2col(x, weight, epilogue, g, y, ws);
   }
@@ -286,7 +287,7 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
   const bool dx_as_conv =
       use_winograd(g) || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64);
   if (use_winograd(g)) {
-    conv2d_weight_grad_winograd(x, dy, g.N, g.C, g.H, g.W, g.O, g.p, dweight, ws.winograd);
+    conv2d_weight_grad_winograd(x, dy, g.N, g.C, g.H, g.W, g.O, g.p, dweight, ws.scratch);
   } else {
     conv2d_backward_im2col(x, weight, dy, g, dx_as_conv ? static_cast<T*>(nullptr) : dx, dweight, ws);
   }
