@@ -52,10 +52,12 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
     const bool training = this->is_training();
     // In eval mode each conv applies the BatchNorm after it (and bn1's ReLU) as it stores its output: the
     // values of the module-by-module path, without three passes over memory.
+    // In training, conv2's input (bn1's ReLU output) is not kept: backward recomputes it from bn1's input,
+    // one elementwise pass instead of an activation-sized tensor per block held from forward to backward.
     const Tensor<T> hidden =
         training ? bn1_.forward_relu(conv1_.forward(input)) : conv1_.forward(input, bn1_.eval_epilogue(true));
-    const Tensor<T> residual =
-        training ? bn2_.forward(conv2_.forward(hidden)) : conv2_.forward(hidden, bn2_.eval_epilogue(false));
+    const Tensor<T> residual = training ? bn2_.forward(conv2_.forward_uncached(hidden))
+                                        : conv2_.forward(hidden, bn2_.eval_epilogue(false));
     Tensor<T> shortcut = input;
     if (has_downsample()) {
       shortcut = training ? downsample_bn_->forward(downsample_conv_->forward(input))
@@ -65,9 +67,7 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
           shape_string(shortcut.shape()), " and residual ", shape_string(residual.shape()), " differ");
     auto output = Tensor<T>::uninitialized(residual.shape());
     kernels::add_relu(residual.data(), shortcut.data(), output.data(), output.numel());
-    // The ReLU outputs are the masks backward needs; hidden is also conv2's cached input, so this is free.
-    hidden_ = training ? hidden : Tensor<T>();
-    output_ = training ? output : Tensor<T>();
+    output_ = training ? output : Tensor<T>();  // the second ReLU's mask, for backward
     return output;
   }
 
@@ -77,8 +77,9 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
     expect_cached(!output_.empty(), "BasicBlock.backward");
     expect_shape(grad_output, output_.shape(), "BasicBlock.backward", "grad_output");
     const Tensor<T> output = std::exchange(output_, Tensor<T>());  // released when backward returns
-    Tensor<T> grad_input = conv1_.backward(bn1_.backward_relu(
-        conv2_.backward(bn2_.backward_relu(grad_output, output)), std::exchange(hidden_, Tensor<T>())));
+    const Tensor<T> hidden = bn1_.forward_relu_again();            // conv2's input and the first ReLU's mask
+    Tensor<T> grad_input = conv1_.backward(
+        bn1_.backward_relu(conv2_.backward(bn2_.backward_relu(grad_output, output), hidden), hidden));
     if (has_downsample()) {
       const Tensor<T> grad_shortcut =
           downsample_conv_->backward(downsample_bn_->backward_relu(grad_output, output));
@@ -110,7 +111,6 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
   BatchNorm2d<T> bn2_;
   std::optional<Conv2d<T>> downsample_conv_;
   std::optional<BatchNorm2d<T>> downsample_bn_;
-  Tensor<T> hidden_;  // training mode: relu(bn1(conv1(x))), the first ReLU's output
   Tensor<T> output_;  // training mode: the block's output, the second ReLU's output
 };
 

@@ -82,6 +82,18 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     return normalize(input, true, "BatchNorm2d.forward_relu");
   }
 
+  // relu(forward(x)) once more for the x of the last training-mode forward, normalised with that forward's
+  // batch statistics and leaving the running statistics alone: bitwise what forward_relu returned, for a
+  // caller that recomputes it at backward time rather than keep it.
+  Tensor<T> forward_relu_again() const {
+    expect_cached(!input_.empty(), "BatchNorm2d.forward_relu_again");
+    auto output = Tensor<T>::uninitialized(input_.shape());
+    kernels::batchnorm_forward(input_.data(), mean_.data(), invstd_.data(), weight_.data(), bias_.data(),
+                               input_.size(0), num_features_, input_.size(2) * input_.size(3), output.data(),
+                               true);
+    return output;
+  }
+
   // grad_output [N, C, H, W] -> grad_input [N, C, H, W]; adds to the weight and bias gradients.
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "BatchNorm2d.backward");

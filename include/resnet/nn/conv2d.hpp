@@ -34,9 +34,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
 
   // input: [N, C, H, W] -> output: [N, O, OH, OW]
   Tensor<T> forward(const Tensor<T>& input) {
-    expect_state_shapes("Conv2d.forward");
-    Tensor<T> output =
-        run(input, kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr, out_channels_));
+    Tensor<T> output = forward_uncached(input);
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
   }
@@ -60,10 +58,22 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // matrices are recomputed, not cached, to save memory.
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "Conv2d.backward");
-    const kernels::ConvShape g = shape_of(input_);
+    return backward(grad_output, std::exchange(input_, Tensor<T>()));  // released when backward returns
+  }
+
+  // For a caller that can give the input back when backward comes (BasicBlock recomputes it rather than
+  // keep it): forward without caching the input, in either mode, and the backward of such a forward.
+  Tensor<T> forward_uncached(const Tensor<T>& input) {
+    expect_state_shapes("Conv2d.forward");
+    return run(input,
+               kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr, out_channels_));
+  }
+  Tensor<T> backward(const Tensor<T>& grad_output, const Tensor<T>& input) {
+    expect_input(input, 4, in_channels_, "Conv2d.backward", "[N, C, H, W]");
+    expect_window_fits(input, kernel_size_, padding_, "Conv2d.backward");
+    const kernels::ConvShape g = shape_of(input);
     expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
     expect_state_shapes("Conv2d.backward");
-    const Tensor<T> input = std::exchange(input_, Tensor<T>());  // released when backward returns
 
     auto grad_input = Tensor<T>::uninitialized(input.shape());
     kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
