@@ -122,7 +122,8 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     }
     if (maxpool_) grad = maxpool_->backward(grad);
     pooled_shape_.clear();
-    return conv1_.backward(bn1_.backward_relu(grad, std::exchange(stem_output_, Tensor<T>())));
+    grad = bn1_.backward_relu(grad, std::exchange(stem_output_, Tensor<T>()));  // frees layer1's gradient
+    return conv1_.backward(grad);
   }
 
   Stem stem() const { return stem_; }

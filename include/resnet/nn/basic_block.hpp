@@ -76,18 +76,28 @@ class BasicBlock : public Module<BasicBlock<T>, T> {
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!output_.empty(), "BasicBlock.backward");
     expect_shape(grad_output, output_.shape(), "BasicBlock.backward", "grad_output");
-    const Tensor<T> output = std::exchange(output_, Tensor<T>());  // released when backward returns
-    const Tensor<T> hidden = bn1_.forward_relu_again();            // conv2's input and the first ReLU's mask
-    Tensor<T> grad_input = conv1_.backward(
-        bn1_.backward_relu(conv2_.backward(bn2_.backward_relu(grad_output, output), hidden), hidden));
+    // One statement per step, so that each gradient is freed as soon as the next one exists: at most two
+    // activation-sized gradients are alive at once (plus the shortcut's), and the pool keeps no more blocks
+    // of this size than that.
+    Tensor<T> output = std::exchange(output_, Tensor<T>());
+    Tensor<T> grad = bn2_.backward_relu(grad_output, output);
+    Tensor<T> grad_shortcut;
     if (has_downsample()) {
-      const Tensor<T> grad_shortcut =
-          downsample_conv_->backward(downsample_bn_->backward_relu(grad_output, output));
-      kernels::add(grad_input.data(), grad_shortcut.data(), grad_input.data(), grad_input.numel());
-    } else {
-      kernels::add_relu_backward(output.data(), grad_output.data(), grad_input.data(), grad_input.numel());
+      grad_shortcut = downsample_bn_->backward_relu(grad_output, output);
+      output = Tensor<T>();
+      grad_shortcut = downsample_conv_->backward(grad_shortcut);
     }
-    return grad_input;
+    Tensor<T> hidden = bn1_.forward_relu_again();  // conv2's input and the first ReLU's mask
+    grad = conv2_.backward(grad, hidden);
+    grad = bn1_.backward_relu(grad, hidden);
+    hidden = Tensor<T>();
+    grad = conv1_.backward(grad);
+    if (has_downsample()) {
+      kernels::add(grad.data(), grad_shortcut.data(), grad.data(), grad.numel());
+    } else {
+      kernels::add_relu_backward(output.data(), grad_output.data(), grad.data(), grad.numel());
+    }
+    return grad;
   }
 
   Conv2d<T>& conv1() { return conv1_; }
