@@ -96,59 +96,91 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
                            T* y, ConvWorkspace<T>& ws) {
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
-  const std::int64_t per_thread = part.max_columns() * (CKK + part.block_rows);
   const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
   const bool gather = !same && !by_rows;  // im2col through the offsets table
-  T* workspace = ws.reserve(resnet::num_threads() * per_thread, gather ? KK * OHW : 0);
+  // The output-channel blocks of one group of images and pixels read the same cols: then they are filled
+  // once, before the GEMMs, in a shared area (in parallel over channels), rather than by every block.
+  const std::int64_t column_units = part.groups * part.pieces, cols_size = CKK * part.max_columns();
+  const bool in_place = g.pointwise() && part.images == 1;  // a pointwise conv reads one image as it is
+  const bool shared = part.row_blocks > 1 && !in_place;
+  const std::int64_t per_thread = part.max_columns() * ((shared ? 0 : CKK) + part.block_rows);
+  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (shared ? column_units * cols_size : 0),
+                            gather ? KK * OHW : 0);
+  T* shared_cols = workspace + resnet::num_threads() * per_thread;
   const std::int32_t* offsets = ws.indices.data();
   if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
+
+  // Images [n0, n0 + images) and output pixels [q0, q1) of column unit u.
+  struct Columns {
+    std::int64_t n0, images, q0, q1;
+    std::int64_t width() const { return q1 - q0; }
+    std::int64_t count() const { return images * width(); }
+  };
+  const auto columns_of = [&](std::int64_t u) {
+    const std::int64_t n0 = u / part.pieces * part.images, q0 = u % part.pieces * part.piece_size;
+    return Columns{n0, std::min(part.images, g.N - n0), q0, std::min(OHW, q0 + part.piece_size)};
+  };
+  // Rows [c0 * k*k, c1 * k*k) of the cols [C*k*k, count] of those columns.
+  const auto fill_cols = [&](const Columns& u, std::int64_t c0, std::int64_t c1, T* cols) {
+    const std::int64_t C = c1 - c0, ld = u.count();
+    for (std::int64_t i = 0; i < u.images; ++i) {
+      const T* image = x + (u.n0 + i) * CHW + c0 * HW;
+      T* out = cols + c0 * KK * ld + i * u.width();
+      if (same) {
+        im2col_same(image, C, g.H, g.W, g.k, g.p, u.q0, u.q1, out, ld);
+      } else if (by_rows) {
+        im2col_rows(image, C, g.H, g.W, g.k, g.s, g.p, u.q0, u.q1, out, ld);
+      } else {
+        im2col(image, C, HW, KK, offsets + u.q0, OHW, u.width(), out, ld);
+      }
+    }
+  };
+  if (shared) {
+    constexpr std::int64_t kChannelChunks = 8;
+    const std::int64_t chunk = (g.C + kChannelChunks - 1) / kChannelChunks;
+    RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()))
+    for (std::int64_t job = 0; job < column_units * kChannelChunks; ++job) {
+      const std::int64_t c0 = std::min(g.C, job % kChannelChunks * chunk), c1 = std::min(g.C, c0 + chunk);
+      fill_cols(columns_of(job / kChannelChunks), c0, c1, shared_cols + job / kChannelChunks * cols_size);
+    }
+  }
+
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (part.units() > 1))
   for (std::int64_t unit = 0; unit < part.units(); ++unit) {
-    const std::int64_t block = unit % part.row_blocks, piece = unit / part.row_blocks % part.pieces;
-    const std::int64_t n0 = unit / (part.row_blocks * part.pieces) * part.images;
-    const std::int64_t images = std::min(part.images, g.N - n0);
-    const std::int64_t q0 = piece * part.piece_size, q1 = std::min(OHW, q0 + part.piece_size);
+    const std::int64_t block = unit % part.row_blocks, column_unit = unit / part.row_blocks;
+    const Columns u = columns_of(column_unit);
     const std::int64_t o0 = block * part.block_rows, rows = std::min(part.block_rows, g.O - o0);
-    const std::int64_t width = q1 - q0, columns = images * width;
-    T* cols = workspace + resnet::thread_index() * per_thread;
-    T* product = cols + CKK * columns;  // [rows, columns] when the images must be scattered afterwards
-
-    const T* b = x + n0 * CHW + q0;  // a pointwise conv reads one image in place
+    const std::int64_t width = u.width(), columns = u.count();
+    T* scratch = workspace + resnet::thread_index() * per_thread;
+    T* product = scratch + (shared ? 0 : CKK * columns);  // [rows, columns] when images are scattered after
+    const T* b = x + u.n0 * CHW + u.q0;
     std::int64_t ldb = OHW;
-    if (!(g.pointwise() && images == 1)) {
-      for (std::int64_t i = 0; i < images; ++i)
-        if (same) {
-          im2col_same(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.p, q0, q1, cols + i * width, columns);
-        } else {
-          if (by_rows) {
-            im2col_rows(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.s, g.p, q0, q1, cols + i * width, columns);
-          } else {
-            im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets + q0, OHW, width, cols + i * width, columns);
-          }
-        }
+    if (!in_place) {
+      T* cols = shared ? shared_cols + column_unit * cols_size : scratch;
+      if (!shared) fill_cols(u, 0, g.C, cols);
       b = cols;
       ldb = columns;
     }
     // One image is written in place; several are computed side by side and then scattered to NCHW.
-    T* out = images == 1 ? y + (n0 * g.O + o0) * OHW + q0 : product;
-    const std::int64_t ldc = images == 1 ? OHW : columns;
+    T* out = u.images == 1 ? y + (u.n0 * g.O + o0) * OHW + u.q0 : product;
+    const std::int64_t ldc = u.images == 1 ? OHW : columns;
     // Like PyTorch's addmm, a bias alone fills the output and the GEMM adds to it.
-    const bool bias_first = images == 1 && epilogue.shift && !epilogue.scales();
+    const bool bias_first = u.images == 1 && epilogue.shift && !epilogue.scales();
     if (bias_first) {
       for (std::int64_t o = 0; o < rows; ++o)
         std::fill(out + o * ldc, out + o * ldc + width, epilogue.shift[o0 + o]);
     }
     gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb, bias_first ? T(1) : T(0),
          out, ldc);
-    if (images == 1 && epilogue.scales()) {
+    if (u.images == 1 && epilogue.scales()) {
       for (std::int64_t o = 0; o < rows; ++o)
         epilogue.apply(o0 + o, out + o * ldc, out + o * ldc, width);
     }
-    if (images > 1) {
-      for (std::int64_t i = 0; i < images; ++i) {
+    if (u.images > 1) {
+      for (std::int64_t i = 0; i < u.images; ++i) {
         for (std::int64_t o = 0; o < rows; ++o)
-          epilogue.apply(o0 + o, product + o * columns + i * width, y + ((n0 + i) * g.O + o0 + o) * OHW + q0,
-                         width);
+          epilogue.apply(o0 + o, product + o * columns + i * width,
+                         y + ((u.n0 + i) * g.O + o0 + o) * OHW + u.q0, width);
       }
     }
   }
