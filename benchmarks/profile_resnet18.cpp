@@ -165,7 +165,10 @@ class Network {
     if (!cifar_) g = p.backward("stem maxpool", [&] { return pool_.backward(g); });
     g = p.backward("stem relu", [&] { return relu_.backward(g); });
     g = p.backward("stem bn", [&] { return bn1_.backward(g); });
-    p.backward("stem conv", [&] { return conv1_.backward(g); });
+    p.backward("stem conv", [&] {  // as ResNet::backward_parameters: no input gradient
+      conv1_.backward_parameters(g);
+      return Tensor<float>();
+    });
   }
 
  private:

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     sgd.zero_grad();
     const float value = loss.forward(net.forward(images), labels);
     const double forward_s = seconds_since(start);
-    net.backward(loss.backward());
+    net.backward_parameters(loss.backward());
     sgd.step();
     const double total_s = seconds_since(start);
     std::printf("train step %d: loss %.4f  forward %.1f ms  backward+step %.1f ms  %.1f images/s\n", step + 1,

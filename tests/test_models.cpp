@@ -8,10 +8,10 @@
 #include "support/gradcheck.hpp"
 
 using resnet::Tensor;
-using resnet::testing::expect_error;
 using resnet::models::ResNet;
 using resnet::models::ResNet18;
 using resnet::models::Stem;
+using resnet::testing::expect_error;
 
 namespace {
 
@@ -141,6 +141,30 @@ TEST(Modules, BackwardReleasesTheForwardCache) {
   const Tensor<double> logits = net.forward(x);
   net.backward(logits);
   expect_error([&] { net.backward(logits); }, {"ResNet.backward", "one backward"});
+}
+
+// backward_parameters is backward without the input gradient: the same parameter gradients, bitwise, on both
+// stems (the ImageNet stem's 7x7 conv has a different input-gradient path from the CIFAR stem's 3x3).
+TEST(ResNet, BackwardParametersGivesBackwardsParameterGradients) {
+  for (Stem stem : {Stem::Cifar, Stem::ImageNet}) {
+    const Tensor<double> x = random_tensor({2, 3, 16, 16}, 5), grad = random_tensor({2, 5}, 6);
+    std::vector<std::vector<double>> runs;
+    for (bool input_gradient : {true, false}) {
+      ResNet<double> net({1, 1, 1, 1}, 5, stem, 3, 11, 4);
+      net.train();
+      net.forward(x);
+      if (input_gradient) {
+        EXPECT_EQ(net.backward(grad).shape(), x.shape());
+      } else {
+        net.backward_parameters(grad);
+      }
+      std::vector<double> grads;
+      for (const auto& p : net.named_parameters())
+        grads.insert(grads.end(), p.grad->data(), p.grad->data() + p.grad->numel());
+      runs.push_back(grads);
+    }
+    EXPECT_EQ(runs[0], runs[1]);
+  }
 }
 
 TEST(ResNet, ZeroInitResidualZeroesExactlyEachBlocksLastBatchNormWeight) {

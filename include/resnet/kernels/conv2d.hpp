@@ -308,8 +308,8 @@ void conv2d_input_grad_as_conv(const T* weight, const T* dy, const ConvShape& g,
                  ConvShape{g.N, g.O, g.OH(), g.OW(), g.C, g.k, 1, g.k - 1 - g.p}, dx, ws);
 }
 
-// x [N, C, H, W], weight [O, C*k*k], dy [N, O, OH, OW] -> dx [N, C, H, W] (assigned), dweight [O, C*k*k]
-// and dbias [O] (ADDED to; dbias may be null).
+// x [N, C, H, W], weight [O, C*k*k], dy [N, O, OH, OW] -> dx [N, C, H, W] (assigned, unless dx is null),
+// dweight [O, C*k*k] and dbias [O] (ADDED to; dbias may be null).
 template <typename T>
 void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
                      T* dbias, ConvWorkspace<T>& ws) {
@@ -317,7 +317,7 @@ void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& 
   // measured on ResNet18, it is 10-15% faster than col2im on the 32x32 to 8x8 maps of CIFAR and slower on
   // the 3-channel stem and on 4x4 maps.
   const bool dx_as_conv =
-      use_winograd(g) || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64);
+      dx && (use_winograd(g) || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64));
   if (use_winograd(g)) {
     conv2d_weight_grad_winograd(x, dy, g.N, g.C, g.H, g.W, g.O, g.p, dweight, ws.scratch);
   } else {

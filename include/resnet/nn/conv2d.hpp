@@ -69,17 +69,16 @@ class Conv2d : public Module<Conv2d<T>, T> {
                kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr, out_channels_));
   }
   Tensor<T> backward(const Tensor<T>& grad_output, const Tensor<T>& input) {
-    expect_input(input, 4, in_channels_, "Conv2d.backward", "[N, C, H, W]");
-    expect_window_fits(input, kernel_size_, padding_, "Conv2d.backward");
-    const kernels::ConvShape g = shape_of(input);
-    expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
-    expect_state_shapes("Conv2d.backward");
-
     auto grad_input = Tensor<T>::uninitialized(input.shape());
-    kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), g, grad_input.data(),
-                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
-                             workspace());
+    backward_into(grad_output, input, grad_input.data());
     return grad_input;
+  }
+
+  // backward without the input gradient, for a first layer whose input needs none (PyTorch skips it for an
+  // input that does not require grad): only the weight and bias gradients are added to.
+  void backward_parameters(const Tensor<T>& grad_output) {
+    expect_cached(!input_.empty(), "Conv2d.backward_parameters");
+    backward_into(grad_output, std::exchange(input_, Tensor<T>()), nullptr);
   }
 
   Tensor<T>& weight() { return params_.weight; }
@@ -117,6 +116,18 @@ class Conv2d : public Module<Conv2d<T>, T> {
     auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
     kernels::conv2d_forward(input.data(), params_.weight.data(), epilogue, g, output.data(), workspace());
     return output;
+  }
+
+  // The backward passes: the parameter gradients, and the input gradient into grad_input unless it is null.
+  void backward_into(const Tensor<T>& grad_output, const Tensor<T>& input, T* grad_input) {
+    expect_input(input, 4, in_channels_, "Conv2d.backward", "[N, C, H, W]");
+    expect_window_fits(input, kernel_size_, padding_, "Conv2d.backward");
+    const kernels::ConvShape g = shape_of(input);
+    expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
+    expect_state_shapes("Conv2d.backward");
+    kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), g, grad_input,
+                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
+                             workspace());
   }
 
   kernels::ConvShape shape_of(const Tensor<T>& input) const {
