@@ -75,6 +75,12 @@ Conv fast_conv(const ConvShape& g, const std::vector<float>& x, const std::vecto
                                   r.y.data(), ws);
   resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, r.dx.data(), r.dweight.data(),
                                    b.empty() ? nullptr : r.dbias.data(), ws);
+  // Without dx (a first layer's backward_parameters) the parameter gradients are bitwise the same.
+  std::vector<float> dweight = dw0, dbias(r.dbias.size(), 0.0f);
+  resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, static_cast<float*>(nullptr),
+                                   dweight.data(), b.empty() ? nullptr : dbias.data(), ws);
+  EXPECT_EQ(dweight, r.dweight) << "dweight without dx";
+  EXPECT_EQ(dbias, r.dbias) << "dbias without dx";
   return r;
 }
 
@@ -176,25 +182,31 @@ TEST_P(ConvPaths, MatchThePlainDefinitionAndIgnoreTheThreadCount) {
 // {N, C, H, W, O, k, s, p}
 INSTANTIATE_TEST_SUITE_P(
     Partitions, ConvPaths,
-    ::testing::Values(Case{"one large image sliced into pixel pieces", {1, 3, 40, 40, 8, 3, 1, 1}, true},
-                      Case{"one small image split into channel blocks", {1, 8, 6, 6, 128, 3, 1, 1}, false},
-                      Case{"several images per unit, ragged last group", {40, 4, 8, 8, 8, 3, 2, 1}, true},
-                      Case{"pointwise, one image per unit", {3, 8, 20, 20, 16, 1, 1, 0}, true},
-                      Case{"pointwise, several images per unit", {5, 8, 6, 6, 16, 1, 1, 0}, false},
-                      Case{"strided 1x1 downsampling", {6, 8, 9, 9, 16, 1, 2, 0}, false},
-                      Case{"7x7 stride 2 stem", {2, 3, 23, 23, 8, 7, 2, 3}, false},
-                      Case{"7x7 stride 2, im2col by rows", {2, 3, 40, 38, 8, 7, 2, 3}, true},
-                      Case{"stride 2, im2col by rows in pixel pieces", {1, 3, 70, 70, 8, 3, 2, 1}, false},
-                      Case{"padding wider than the kernel", {3, 2, 7, 9, 4, 2, 3, 2}, true},
-                      Case{"stride 1 without padding, dX through col2im", {2, 3, 7, 8, 5, 3, 1, 0}, true},
-                      Case{"dX as a conv, same padding", {2, 16, 9, 8, 5, 3, 1, 1}, false},
-                      Case{"dX as a conv, no padding", {2, 16, 10, 11, 5, 3, 1, 0}, true},
-                      Case{"dX as a conv, even kernel", {2, 16, 9, 9, 4, 2, 1, 1}, false},
-                      Case{"Winograd, several images per unit, ragged", {25, 16, 8, 9, 24, 3, 1, 1}, true},
-                      Case{"Winograd, one image in tile-row slices", {1, 16, 60, 58, 16, 3, 1, 1}, false},
-                      Case{"Winograd, no padding (dX with padding 2)", {12, 16, 10, 11, 20, 3, 1, 0}, true},
-                      Case{"Winograd, padding 2", {13, 16, 6, 6, 16, 3, 1, 2}, false},
-                      Case{"Winograd on 4x4 maps, dX as a conv too", {40, 16, 4, 4, 24, 3, 1, 1}, true}));
+    ::testing::Values(
+        Case{"one large image sliced into pixel pieces", {1, 3, 40, 40, 8, 3, 1, 1}, true},
+        Case{"one small image split into channel blocks", {1, 8, 6, 6, 128, 3, 1, 1}, false},
+        Case{"channel blocks sharing cols, fewer channels than chunks", {1, 3, 12, 12, 64, 3, 1, 1}, true},
+        Case{"channel blocks sharing cols of two pixel pieces", {1, 6, 21, 29, 64, 3, 1, 1}, false},
+        Case{"channel blocks sharing cols, pointwise, several images", {3, 20, 10, 10, 64, 1, 1, 0}, true},
+        Case{"channel blocks sharing gathered cols of several images", {2, 12, 8, 8, 128, 3, 2, 1}, false},
+        Case{"channel blocks sharing cols by rows", {1, 10, 40, 40, 64, 3, 2, 1}, true},
+        Case{"several images per unit, ragged last group", {40, 4, 8, 8, 8, 3, 2, 1}, true},
+        Case{"pointwise, one image per unit", {3, 8, 20, 20, 16, 1, 1, 0}, true},
+        Case{"pointwise, several images per unit", {5, 8, 6, 6, 16, 1, 1, 0}, false},
+        Case{"strided 1x1 downsampling", {6, 8, 9, 9, 16, 1, 2, 0}, false},
+        Case{"7x7 stride 2 stem", {2, 3, 23, 23, 8, 7, 2, 3}, false},
+        Case{"7x7 stride 2, im2col by rows", {2, 3, 40, 38, 8, 7, 2, 3}, true},
+        Case{"stride 2, im2col by rows in pixel pieces", {1, 3, 70, 70, 8, 3, 2, 1}, false},
+        Case{"padding wider than the kernel", {3, 2, 7, 9, 4, 2, 3, 2}, true},
+        Case{"stride 1 without padding, dX through col2im", {2, 3, 7, 8, 5, 3, 1, 0}, true},
+        Case{"dX as a conv, same padding", {2, 16, 9, 8, 5, 3, 1, 1}, false},
+        Case{"dX as a conv, no padding", {2, 16, 10, 11, 5, 3, 1, 0}, true},
+        Case{"dX as a conv, even kernel", {2, 16, 9, 9, 4, 2, 1, 1}, false},
+        Case{"Winograd, several images per unit, ragged", {25, 16, 8, 9, 24, 3, 1, 1}, true},
+        Case{"Winograd, one image in tile-row slices", {1, 16, 60, 58, 16, 3, 1, 1}, false},
+        Case{"Winograd, no padding (dX with padding 2)", {12, 16, 10, 11, 20, 3, 1, 0}, true},
+        Case{"Winograd, padding 2", {13, 16, 6, 6, 16, 3, 1, 2}, false},
+        Case{"Winograd on 4x4 maps, dX as a conv too", {40, 16, 4, 4, 24, 3, 1, 1}, true}));
 
 TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_GT(ConvPartition::of({1, 3, 40, 40, 8, 3, 1, 1}, true).pieces, 1);
@@ -203,6 +215,14 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
   EXPECT_TRUE(resnet::kernels::im2col_by_rows(strided.OW()));
   EXPECT_FALSE(resnet::kernels::im2col_by_rows(ConvShape{2, 3, 23, 23, 8, 7, 2, 3}.OW()));
   EXPECT_GT(ConvPartition::of({1, 8, 6, 6, 128, 3, 1, 1}, true).row_blocks, 1);
+  for (const ConvShape& g : {ConvShape{1, 3, 12, 12, 64, 3, 1, 1}, ConvShape{1, 6, 21, 29, 64, 3, 1, 1},
+                             ConvShape{3, 20, 10, 10, 64, 1, 1, 0}, ConvShape{2, 12, 8, 8, 128, 3, 2, 1},
+                             ConvShape{1, 10, 40, 40, 64, 3, 2, 1}})
+    EXPECT_GT(ConvPartition::of(g, true).row_blocks, 1) << "shared cols for " << g.C << "x" << g.H;
+  EXPECT_EQ(ConvPartition::of({1, 6, 21, 29, 64, 3, 1, 1}, true).pieces, 2);
+  EXPECT_EQ(ConvPartition::of({3, 20, 10, 10, 64, 1, 1, 0}, true).images, 3);
+  EXPECT_FALSE(resnet::kernels::im2col_by_rows(ConvShape{2, 12, 8, 8, 128, 3, 2, 1}.OW()));
+  EXPECT_TRUE(resnet::kernels::im2col_by_rows(ConvShape{1, 10, 40, 40, 64, 3, 2, 1}.OW()));
   EXPECT_FALSE(resnet::kernels::use_winograd({1, 8, 6, 6, 128, 3, 1, 1}));
   for (const ConvShape& g : {ConvShape{25, 16, 8, 9, 24, 3, 1, 1}, ConvShape{1, 16, 60, 58, 16, 3, 1, 1},
                              ConvShape{12, 16, 10, 11, 20, 3, 1, 0}, ConvShape{12, 20, 8, 9, 16, 3, 1, 2},

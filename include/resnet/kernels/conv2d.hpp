@@ -7,7 +7,8 @@
 // images laid side by side in one cols matrix (so small feature maps still give the GEMM enough columns), a
 // slice of one image's output pixels (so a single large image still splits), and a block of output channels
 // (so a single small image still splits). Each unit runs a single-threaded GEMM; one OpenMP loop spreads the
-// units over the threads. Every output element is thus computed by the same arithmetic on any thread count,
+// units over the threads (after another that fills the cols the channel blocks of one group share). Every
+// output element is thus computed by the same arithmetic on any thread count,
 // and the weight gradient is reduced in a fixed order, so results are bitwise independent of the threads.
 
 #include <algorithm>
@@ -74,7 +75,8 @@ struct ConvPartition {
 };
 
 // Scratch memory of the convolution kernels, owned by the caller (a Conv2d module) so that it is allocated
-// once and reused: per-thread cols and product buffers, weight-gradient partials, the im2col/col2im tables.
+// once and reused: per-thread cols and product buffers, cols shared by channel blocks, weight-gradient
+// partials, the im2col/col2im tables.
 template <typename T>
 struct ConvWorkspace {
   // im2col's cols, products and weight-gradient partials, or Winograd's transformed weight (or its gradient
@@ -90,20 +92,40 @@ struct ConvWorkspace {
   }
 };
 
+// Rows [c0 * k*k, c1 * k*k) of the cols [C*k*k, images * (q1 - q0)] of output pixels [q0, q1) of the images
+// x [images, C, H, W] side by side, by the copy that suits the geometry: a block copy for "same" convs,
+// strided row copies for wide outputs, else the gather through `offsets` (im2col_offsets of all OH*OW
+// pixels).
+template <typename T>
+void im2col_images(const T* x, const ConvShape& g, std::int64_t images, std::int64_t q0, std::int64_t q1,
+                   std::int64_t c0, std::int64_t c1, const std::int32_t* offsets, T* cols) {
+  const std::int64_t HW = g.H * g.W, width = q1 - q0, ld = images * width;
+  for (std::int64_t i = 0; i < images; ++i) {
+    const T* image = x + (i * g.C + c0) * HW;
+    T* out = cols + c0 * g.k * g.k * ld + i * width;
+    if (is_same_convolution(g.k, g.s, g.p)) {
+      im2col_same(image, c1 - c0, g.H, g.W, g.k, g.p, q0, q1, out, ld);
+    } else if (im2col_by_rows(g.OW())) {
+      im2col_rows(image, c1 - c0, g.H, g.W, g.k, g.s, g.p, q0, q1, out, ld);
+    } else {
+      im2col(image, c1 - c0, HW, g.k * g.k, offsets + q0, g.OHW(), width, out, ld);
+    }
+  }
+}
+
 // x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM.
 template <typename T>
 void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g,
                            T* y, ConvWorkspace<T>& ws) {
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
-  const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
-  const bool gather = !same && !by_rows;  // im2col through the offsets table
+  const bool gather = !is_same_convolution(g.k, g.s, g.p) && !im2col_by_rows(g.OW());  // im2col_images' table
   // The output-channel blocks of one group of images and pixels read the same cols: then they are filled
   // once, before the GEMMs, in a shared area (in parallel over channels), rather than by every block.
   const std::int64_t column_units = part.groups * part.pieces, cols_size = CKK * part.max_columns();
   const bool in_place = g.pointwise() && part.images == 1;  // a pointwise conv reads one image as it is
   const bool shared = part.row_blocks > 1 && !in_place;
-  const std::int64_t per_thread = part.max_columns() * ((shared ? 0 : CKK) + part.block_rows);
+  const std::int64_t per_thread = part.max_columns() * ((shared || in_place ? 0 : CKK) + part.block_rows);
   T* workspace = ws.reserve(resnet::num_threads() * per_thread + (shared ? column_units * cols_size : 0),
                             gather ? KK * OHW : 0);
   T* shared_cols = workspace + resnet::num_threads() * per_thread;
@@ -120,28 +142,15 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
     const std::int64_t n0 = u / part.pieces * part.images, q0 = u % part.pieces * part.piece_size;
     return Columns{n0, std::min(part.images, g.N - n0), q0, std::min(OHW, q0 + part.piece_size)};
   };
-  // Rows [c0 * k*k, c1 * k*k) of the cols [C*k*k, count] of those columns.
-  const auto fill_cols = [&](const Columns& u, std::int64_t c0, std::int64_t c1, T* cols) {
-    const std::int64_t C = c1 - c0, ld = u.count();
-    for (std::int64_t i = 0; i < u.images; ++i) {
-      const T* image = x + (u.n0 + i) * CHW + c0 * HW;
-      T* out = cols + c0 * KK * ld + i * u.width();
-      if (same) {
-        im2col_same(image, C, g.H, g.W, g.k, g.p, u.q0, u.q1, out, ld);
-      } else if (by_rows) {
-        im2col_rows(image, C, g.H, g.W, g.k, g.s, g.p, u.q0, u.q1, out, ld);
-      } else {
-        im2col(image, C, HW, KK, offsets + u.q0, OHW, u.width(), out, ld);
-      }
-    }
-  };
   if (shared) {
     constexpr std::int64_t kChannelChunks = 8;
     const std::int64_t chunk = (g.C + kChannelChunks - 1) / kChannelChunks;
     RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()))
     for (std::int64_t job = 0; job < column_units * kChannelChunks; ++job) {
       const std::int64_t c0 = std::min(g.C, job % kChannelChunks * chunk), c1 = std::min(g.C, c0 + chunk);
-      fill_cols(columns_of(job / kChannelChunks), c0, c1, shared_cols + job / kChannelChunks * cols_size);
+      const Columns u = columns_of(job / kChannelChunks);
+      im2col_images(x + u.n0 * CHW, g, u.images, u.q0, u.q1, c0, c1, offsets,
+                    shared_cols + job / kChannelChunks * cols_size);
     }
   }
 
@@ -152,12 +161,12 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
     const std::int64_t o0 = block * part.block_rows, rows = std::min(part.block_rows, g.O - o0);
     const std::int64_t width = u.width(), columns = u.count();
     T* scratch = workspace + resnet::thread_index() * per_thread;
-    T* product = scratch + (shared ? 0 : CKK * columns);  // [rows, columns] when images are scattered after
+    T* product = scratch + (shared || in_place ? 0 : CKK * columns);  // [rows, columns] for several images
     const T* b = x + u.n0 * CHW + u.q0;
     std::int64_t ldb = OHW;
     if (!in_place) {
       T* cols = shared ? shared_cols + column_unit * cols_size : scratch;
-      if (!shared) fill_cols(u, 0, g.C, cols);
+      if (!shared) im2col_images(x + u.n0 * CHW, g, u.images, u.q0, u.q1, 0, g.C, offsets, cols);
       b = cols;
       ldb = columns;
     }
@@ -221,8 +230,7 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
   const std::int64_t OCKK = g.O * CKK;
   const std::int64_t slots = std::min(part.groups, ConvPartition::kWeightGradSlots);
   const std::int64_t per_thread = part.max_columns() * (CKK + g.O);
-  const bool same = is_same_convolution(g.k, g.s, g.p), by_rows = im2col_by_rows(g.OW());
-  const bool gather = !same && !by_rows;  // im2col through the offsets table
+  const bool gather = !is_same_convolution(g.k, g.s, g.p) && !im2col_by_rows(g.OW());  // im2col_images' table
   T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK,
                             (gather ? KK * OHW : 0) + (dx ? KK * HW : 0));
   T* partials = workspace + resnet::num_threads() * per_thread;  // slots 1.. : [slots - 1, O, C*k*k]
@@ -249,17 +257,7 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
       }
       const T* b = x + n0 * CHW;
       if (!(g.pointwise() && images == 1)) {
-        for (std::int64_t i = 0; i < images; ++i) {
-          if (same) {
-            im2col_same(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.p, 0, OHW, cols + i * OHW, columns);
-          } else {
-            if (by_rows) {
-              im2col_rows(x + (n0 + i) * CHW, g.C, g.H, g.W, g.k, g.s, g.p, 0, OHW, cols + i * OHW, columns);
-            } else {
-              im2col(x + (n0 + i) * CHW, g.C, HW, KK, offsets, OHW, OHW, cols + i * OHW, columns);
-            }
-          }
-        }
+        im2col_images(x + n0 * CHW, g, images, 0, OHW, 0, g.C, offsets, cols);
         b = cols;
       }
       // dW [O, C*k*k] += dY_u [O, columns] x cols_u^T; the first group of slots 1.. initialises its slot.
