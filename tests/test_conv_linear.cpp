@@ -287,6 +287,13 @@ TEST(Conv2d, BadArgumentsThrowNamingTheShapes) {
         conv.backward(Tensor<float>({2, 4, 8, 8}));
       },
       {"Conv2d.backward", "grad_output", "[2, 4, 8, 8]", "[2, 4, 6, 6]"});
+  // A refused call leaves the cache alone: the right gradient is still accepted once.
+  EXPECT_EQ(conv.backward(Tensor<float>({2, 4, 6, 6})).shape(), (std::vector<std::int64_t>{2, 3, 8, 8}));
+  expect_error(
+      [&] {
+        conv.backward_parameters(Tensor<float>({2, 4, 6, 6}));
+      },
+      {"Conv2d.backward_parameters"});
 
   expect_error([] { Conv2d<float>(0, 4, 3); }, {"Conv2d", "in_channels 0"});
   expect_error([] { Conv2d<float>(3, -1, 3); }, {"Conv2d", "out_channels -1"});

@@ -132,6 +132,9 @@ TEST(Modules, BackwardReleasesTheForwardCache) {
   expect_one_backward_per_forward(resnet::nn::Conv2d<double>(4, 4, 3, 1, 1), x, "Conv2d.backward");
   expect_one_backward_per_forward(resnet::nn::BatchNorm2d<double>(4), x, "BatchNorm2d.backward");
   expect_one_backward_per_forward(resnet::nn::ReLU<double>(), x, "ReLU.backward");
+  expect_one_backward_per_forward(resnet::nn::MaxPool2d<double>(3, 1, 1), x, "MaxPool2d.backward");
+  expect_one_backward_per_forward(resnet::nn::AdaptiveAvgPool2d<double>(6, 6), x,
+                                  "AdaptiveAvgPool2d.backward");
   expect_one_backward_per_forward(resnet::nn::BasicBlock<double>(4, 4, 1), x, "BasicBlock.backward");
   expect_one_backward_per_forward(resnet::nn::BasicBlock<double>(4, 8, 2), x, "BasicBlock.backward");
   expect_one_backward_per_forward(resnet::nn::Linear<double>(5, 5), random_tensor({3, 5}, 4),

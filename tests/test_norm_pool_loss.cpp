@@ -338,6 +338,43 @@ TEST(MaxPool2d, NaNWinsItsWindow) {
   EXPECT_EQ(dx[7], 0.0f);
 }
 
+// The gradient goes to the element PyTorch's scan keeps: the last of several NaNs; the window's first real
+// element when every value is -inf (never a padding position); and windows wider than the map.
+TEST(MaxPool2d, GradientGoesToTheLastNaNAndToTheFirstRealElementOfAllMinusInf) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  resnet::nn::MaxPool2d<float> pool(3, 2, 1);
+  Tensor<float> x({1, 2, 3, 3}, -inf);  // plane 0: all -inf; plane 1: two NaNs in the top-left window
+  for (std::int64_t i = 9; i < 18; ++i)
+    x[i] = static_cast<float>(i);
+  x[9 + 1] = nan;
+  x[9 + 3] = nan;
+  const Tensor<float> y = pool.forward(x);  // [1, 2, 2, 2]
+  EXPECT_EQ(y[0], -inf);
+  EXPECT_TRUE(std::isnan(y[4]));
+  Tensor<float> dy({1, 2, 2, 2}, 0.0f);
+  dy[0] = 1.0f;  // plane 0, window rows 0-1, columns 0-1 (row -1 and column -1 are padding)
+  dy[3] = 2.0f;  // plane 0, window rows 1-2, columns 1-2
+  dy[4] = 4.0f;  // plane 1, top-left window: NaNs at (0, 1) and (1, 0), the later one in scan order wins
+  const Tensor<float> dx = pool.backward(dy);
+  EXPECT_EQ(dx[0], 1.0f);  // (0, 0), the first real element
+  EXPECT_EQ(dx[4], 2.0f);  // (1, 1)
+  EXPECT_EQ(dx[9 + 3], 4.0f);
+  EXPECT_EQ(dx[9 + 1], 0.0f);
+
+  resnet::nn::MaxPool2d<float> wide(3, 2, 1);  // a 3x3 window on 1x2 and 2x1 maps
+  for (const auto& shape : {std::vector<std::int64_t>{1, 1, 1, 2}, std::vector<std::int64_t>{1, 1, 2, 1}}) {
+    Tensor<float> m(shape);
+    m[0] = 1.0f;
+    m[1] = 5.0f;
+    const Tensor<float> out = wide.forward(m);
+    ASSERT_EQ(out.numel(), 1);
+    EXPECT_EQ(out[0], 5.0f);
+    const Tensor<float> back = wide.backward(Tensor<float>({1, 1, 1, 1}, 1.0f));
+    EXPECT_EQ(back[0], 0.0f);
+    EXPECT_EQ(back[1], 1.0f);
+  }
+}
+
 TEST(MaxPool2d, EvalCachesNothingSoBackwardThrows) {
   resnet::nn::MaxPool2d<float> pool(2, 2);
   expect_error([&] { pool.backward(Tensor<float>({1, 1, 2, 2})); }, {"MaxPool2d.backward"});
@@ -528,9 +565,9 @@ TEST(CrossEntropyLoss, BadArgumentsThrowNamingIndexAndValue) {
 
 TEST(NormPoolThreads, ResultsDoNotDependOnThreadCount) {
   resnet::Rng rng(131);
-  Tensor<float> x({8, 16, 16, 16});  // large enough for the kernels' parallel paths
+  Tensor<float> x({8, 16, 32, 32});  // large enough for the kernels' parallel paths, the pools' included
   x.fill_normal(rng, 1.0, 2.0);
-  Tensor<float> dy({8, 16, 16, 16});
+  Tensor<float> dy({8, 16, 32, 32});
   dy.fill_normal(rng);
   auto run = [&](int threads) {
     resnet::set_num_threads(threads);
@@ -541,6 +578,8 @@ TEST(NormPoolThreads, ResultsDoNotDependOnThreadCount) {
                                           pool.forward(x), avg.forward(x)};
     results.push_back(pool.backward(results[3]));
     results.push_back(avg.backward(results[4]));
+    pool.eval();
+    results.push_back(pool.forward(x));
     return results;
   };
   const int original = resnet::num_threads();

@@ -87,6 +87,9 @@ class FoldedBasicBlock : public nn::Module<FoldedBasicBlock<T>, T> {
   }
 
   Tensor<T> forward(const Tensor<T>& input) {
+    check(!this->is_training(),
+          "FoldedBasicBlock.forward: the block is inference-only (its BatchNorm is folded "
+          "into the convs); call eval()");
     nn::expect_input(input, 4, conv1_.in_channels(), "FoldedBasicBlock.forward", "[N, C, H, W]");
     const Tensor<T> residual = conv2_.forward(conv1_.forward(input, relu_epilogue<T>()));
     const Tensor<T> shortcut = downsample_ ? downsample_->forward(input) : input;

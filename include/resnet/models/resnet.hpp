@@ -130,13 +130,14 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   Tensor<T> backward_through(const Tensor<T>& grad_logits, bool input_gradient) {
     nn::expect_cached(!pooled_shape_.empty(), "ResNet.backward");
     nn::expect_shape(grad_logits, {pooled_shape_[0], num_classes_}, "ResNet.backward", "grad_logits");
-    Tensor<T> grad = avgpool_.backward(fc_.backward(grad_logits).reshape(pooled_shape_));
+    const std::vector<std::int64_t> pooled_shape =
+        std::exchange(pooled_shape_, {});  // released: one backward
+    Tensor<T> grad = avgpool_.backward(fc_.backward(grad_logits).reshape(pooled_shape));
     for (int s = 3; s >= 0; --s) {
       for (auto block = stages_[s].rbegin(); block != stages_[s].rend(); ++block)
         grad = block->backward(grad);
     }
     if (maxpool_) grad = maxpool_->backward(grad);
-    pooled_shape_.clear();
     grad = bn1_.backward_relu(grad, std::exchange(stem_output_, Tensor<T>()));  // frees layer1's gradient
     if (input_gradient) return conv1_.backward(grad);
     conv1_.backward_parameters(grad);

@@ -4,6 +4,7 @@
 // output size, including one larger than the input. (1, 1) is the global average pool before ResNet's fc.
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "resnet/kernels/pooling.hpp"
@@ -37,7 +38,7 @@ class AdaptiveAvgPool2d : public Module<AdaptiveAvgPool2d<T>, T> {
     expect_cached(!input_shape_.empty(), "AdaptiveAvgPool2d.backward");
     const std::int64_t N = input_shape_[0], C = input_shape_[1], H = input_shape_[2], W = input_shape_[3];
     expect_shape(grad_output, {N, C, output_h_, output_w_}, "AdaptiveAvgPool2d.backward", "grad_output");
-    Tensor<T> grad_input(input_shape_);
+    Tensor<T> grad_input(std::exchange(input_shape_, {}));  // released: one backward per forward
     kernels::adaptive_avgpool2d_backward(grad_output.data(), N * C, H, W, output_h_, output_w_,
                                          grad_input.data());
     return grad_input;

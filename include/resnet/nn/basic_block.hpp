@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 
 #include "resnet/kernels/elementwise.hpp"
 #include "resnet/nn/batchnorm2d.hpp"

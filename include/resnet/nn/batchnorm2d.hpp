@@ -87,6 +87,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   // caller that recomputes it at backward time rather than keep it.
   Tensor<T> forward_relu_again() const {
     expect_cached(!input_.empty(), "BatchNorm2d.forward_relu_again");
+    expect_state_shapes("BatchNorm2d.forward_relu_again");
     auto output = Tensor<T>::uninitialized(input_.shape());
     kernels::batchnorm_forward(input_.data(), mean_.data(), invstd_.data(), weight_.data(), bias_.data(),
                                input_.size(0), num_features_, input_.size(2) * input_.size(3), output.data(),

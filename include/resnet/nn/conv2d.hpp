@@ -58,7 +58,8 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // matrices are recomputed, not cached, to save memory.
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "Conv2d.backward");
-    return backward(grad_output, std::exchange(input_, Tensor<T>()));  // released when backward returns
+    expect_backward_arguments(grad_output, input_);  // before the cache is released, so a bad call keeps it
+    return backward(grad_output, std::exchange(input_, Tensor<T>()));
   }
 
   // For a caller that can give the input back when backward comes (BasicBlock recomputes it rather than
@@ -69,6 +70,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
                kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr, out_channels_));
   }
   Tensor<T> backward(const Tensor<T>& grad_output, const Tensor<T>& input) {
+    expect_backward_arguments(grad_output, input);
     auto grad_input = Tensor<T>::uninitialized(input.shape());
     backward_into(grad_output, input, grad_input.data());
     return grad_input;
@@ -78,6 +80,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // input that does not require grad): only the weight and bias gradients are added to.
   void backward_parameters(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "Conv2d.backward_parameters");
+    expect_backward_arguments(grad_output, input_);
     backward_into(grad_output, std::exchange(input_, Tensor<T>()), nullptr);
   }
 
@@ -118,13 +121,18 @@ class Conv2d : public Module<Conv2d<T>, T> {
     return output;
   }
 
-  // The backward passes: the parameter gradients, and the input gradient into grad_input unless it is null.
-  void backward_into(const Tensor<T>& grad_output, const Tensor<T>& input, T* grad_input) {
+  void expect_backward_arguments(const Tensor<T>& grad_output, const Tensor<T>& input) const {
     expect_input(input, 4, in_channels_, "Conv2d.backward", "[N, C, H, W]");
     expect_window_fits(input, kernel_size_, padding_, "Conv2d.backward");
     const kernels::ConvShape g = shape_of(input);
     expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
     expect_state_shapes("Conv2d.backward");
+  }
+
+  // The backward passes, after expect_backward_arguments: the parameter gradients, and the input gradient
+  // into grad_input unless it is null.
+  void backward_into(const Tensor<T>& grad_output, const Tensor<T>& input, T* grad_input) {
+    const kernels::ConvShape g = shape_of(input);
     kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), g, grad_input,
                              params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
                              workspace());

@@ -2,6 +2,7 @@
 // Linear: y = x W^T + b, as torch.nn.Linear.
 
 #include <cstdint>
+#include <utility>
 
 #include "resnet/kernels/gemm.hpp"
 #include "resnet/nn/module.hpp"

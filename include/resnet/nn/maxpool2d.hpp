@@ -4,6 +4,7 @@
 // the argmax of each window for backward, not the input.
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "resnet/kernels/pooling.hpp"
@@ -55,7 +56,7 @@ class MaxPool2d : public Module<MaxPool2d<T>, T> {
     const std::int64_t OH = kernels::window_output_size(H, kernel_size_, stride_, padding_);
     const std::int64_t OW = kernels::window_output_size(W, kernel_size_, stride_, padding_);
     expect_shape(grad_output, {N, C, OH, OW}, "MaxPool2d.backward", "grad_output");
-    Tensor<T> grad_input(input_shape_);
+    Tensor<T> grad_input(std::exchange(input_shape_, {}));  // released; argmax_ keeps its capacity for reuse
     kernels::maxpool2d_backward(grad_output.data(), argmax_.data(), N * C, H * W, OH * OW, grad_input.data());
     return grad_input;
   }

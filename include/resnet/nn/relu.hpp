@@ -1,6 +1,8 @@
 #pragma once
 // ReLU: y = max(x, 0), elementwise, any shape.
 
+#include <utility>
+
 #include "resnet/kernels/relu.hpp"
 #include "resnet/nn/module.hpp"
 
