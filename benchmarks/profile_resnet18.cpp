@@ -70,7 +70,7 @@ struct Block {
   bool down;
   nn::Conv2d<float> down_conv;
   nn::BatchNorm2d<float> down_bn;
-  Tensor<float> hidden, output;  // the two ReLU outputs, as BasicBlock keeps them
+  Tensor<float> output;  // the block's ReLU output, which BasicBlock keeps (it recomputes bn1's)
   Block(std::string stage_name, int in, int out, int stride)
       : stage(std::move(stage_name)),
         conv1(in, out, 3, stride, 1, false),
@@ -116,8 +116,8 @@ class Network {
     if (!cifar_) x = p.forward("stem maxpool", 0, [&] { return pool_.forward(x); });
     for (Block& b : blocks_) {
       Tensor<float> r = conv(p, b.stage, b.conv1, x);
-      b.hidden = p.forward(b.stage + " bn+relu", 0, [&] { return b.bn1.forward_relu(r); });
-      r = conv(p, b.stage, b.conv2, b.hidden);
+      const Tensor<float> hidden = p.forward(b.stage + " bn+relu", 0, [&] { return b.bn1.forward_relu(r); });
+      r = conv(p, b.stage, b.conv2, hidden, /*cache=*/false);
       r = p.forward(b.stage + " bn", 0, [&] { return b.bn2.forward(r); });
       Tensor<float> shortcut = x;
       if (b.down) {
@@ -145,8 +145,10 @@ class Network {
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
       Block& b = *it;
       Tensor<float> gr = p.backward(b.stage + " bn", [&] { return b.bn2.backward_relu(g, b.output); });
-      gr = p.backward(b.stage + " conv", [&] { return b.conv2.backward(gr); });
-      gr = p.backward(b.stage + " bn+relu", [&] { return b.bn1.backward_relu(gr, b.hidden); });
+      const Tensor<float> hidden =
+          p.backward(b.stage + " bn+relu", [&] { return b.bn1.forward_relu_again(); });
+      gr = p.backward(b.stage + " conv", [&] { return b.conv2.backward(gr, hidden); });
+      gr = p.backward(b.stage + " bn+relu", [&] { return b.bn1.backward_relu(gr, hidden); });
       gr = p.backward(b.stage + " conv", [&] { return b.conv1.backward(gr); });
       if (b.down) {
         Tensor<float> gs = p.backward(b.stage + " bn", [&] { return b.down_bn.backward_relu(g, b.output); });
@@ -172,12 +174,14 @@ class Network {
   }
 
  private:
-  Tensor<float> conv(Profile& p, const std::string& stage, nn::Conv2d<float>& c, const Tensor<float>& x) {
+  // cache = false: as BasicBlock runs conv2, whose input backward recomputes.
+  Tensor<float> conv(Profile& p, const std::string& stage, nn::Conv2d<float>& c, const Tensor<float>& x,
+                     bool cache = true) {
     const std::int64_t o =
         resnet::kernels::window_output_size(x.size(2), c.kernel_size(), c.stride(), c.padding());
     const double flops = 2.0 * static_cast<double>(x.size(0) * c.out_channels() * o * o) * c.in_channels() *
                          c.kernel_size() * c.kernel_size();
-    return p.forward(stage + " conv", flops, [&] { return c.forward(x); });
+    return p.forward(stage + " conv", flops, [&] { return cache ? c.forward(x) : c.forward_uncached(x); });
   }
 
   bool cifar_;
