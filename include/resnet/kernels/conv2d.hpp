@@ -92,6 +92,12 @@ struct ConvWorkspace {
   }
 };
 
+// Whether im2col_images gathers through the offsets table (neither a "same" conv nor rows wide enough for
+// strided row copies).
+inline bool im2col_gathers(const ConvShape& g) {
+  return !is_same_convolution(g.k, g.s, g.p) && !im2col_by_rows(g.OW());
+}
+
 // Rows [c0 * k*k, c1 * k*k) of the cols [C*k*k, images * (q1 - q0)] of output pixels [q0, q1) of the images
 // x [images, C, H, W] side by side, by the copy that suits the geometry: a block copy for "same" convs,
 // strided row copies for wide outputs, else the gather through `offsets` (im2col_offsets of all OH*OW
@@ -103,12 +109,12 @@ void im2col_images(const T* x, const ConvShape& g, std::int64_t images, std::int
   for (std::int64_t i = 0; i < images; ++i) {
     const T* image = x + (i * g.C + c0) * HW;
     T* out = cols + c0 * g.k * g.k * ld + i * width;
-    if (is_same_convolution(g.k, g.s, g.p)) {
-      im2col_same(image, c1 - c0, g.H, g.W, g.k, g.p, q0, q1, out, ld);
-    } else if (im2col_by_rows(g.OW())) {
-      im2col_rows(image, c1 - c0, g.H, g.W, g.k, g.s, g.p, q0, q1, out, ld);
-    } else {
+    if (im2col_gathers(g)) {
       im2col(image, c1 - c0, HW, g.k * g.k, offsets + q0, g.OHW(), width, out, ld);
+    } else if (is_same_convolution(g.k, g.s, g.p)) {
+      im2col_same(image, c1 - c0, g.H, g.W, g.k, g.p, q0, q1, out, ld);
+    } else {
+      im2col_rows(image, c1 - c0, g.H, g.W, g.k, g.s, g.p, q0, q1, out, ld);
     }
   }
 }
@@ -119,7 +125,7 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
                            T* y, ConvWorkspace<T>& ws) {
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
-  const bool gather = !is_same_convolution(g.k, g.s, g.p) && !im2col_by_rows(g.OW());  // im2col_images' table
+  const bool gather = im2col_gathers(g);
   // The output-channel blocks of one group of images and pixels read the same cols: then they are filled
   // once, before the GEMMs, in a shared area (in parallel over channels), rather than by every block.
   const std::int64_t column_units = part.groups * part.pieces, cols_size = CKK * part.max_columns();
@@ -230,7 +236,7 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
   const std::int64_t OCKK = g.O * CKK;
   const std::int64_t slots = std::min(part.groups, ConvPartition::kWeightGradSlots);
   const std::int64_t per_thread = part.max_columns() * (CKK + g.O);
-  const bool gather = !is_same_convolution(g.k, g.s, g.p) && !im2col_by_rows(g.OW());  // im2col_images' table
+  const bool gather = im2col_gathers(g);
   T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK,
                             (gather ? KK * OHW : 0) + (dx ? KK * HW : 0));
   T* partials = workspace + resnet::num_threads() * per_thread;  // slots 1.. : [slots - 1, O, C*k*k]

@@ -59,7 +59,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   Tensor<T> backward(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "Conv2d.backward");
     expect_backward_arguments(grad_output, input_);  // before the cache is released, so a bad call keeps it
-    return backward(grad_output, std::exchange(input_, Tensor<T>()));
+    return backward_checked(grad_output, std::exchange(input_, Tensor<T>()), true);
   }
 
   // For a caller that can give the input back when backward comes (BasicBlock recomputes it rather than
@@ -71,9 +71,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   }
   Tensor<T> backward(const Tensor<T>& grad_output, const Tensor<T>& input) {
     expect_backward_arguments(grad_output, input);
-    auto grad_input = Tensor<T>::uninitialized(input.shape());
-    backward_into(grad_output, input, grad_input.data());
-    return grad_input;
+    return backward_checked(grad_output, input, true);
   }
 
   // backward without the input gradient, for a first layer whose input needs none (PyTorch skips it for an
@@ -81,7 +79,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   void backward_parameters(const Tensor<T>& grad_output) {
     expect_cached(!input_.empty(), "Conv2d.backward_parameters");
     expect_backward_arguments(grad_output, input_);
-    backward_into(grad_output, std::exchange(input_, Tensor<T>()), nullptr);
+    backward_checked(grad_output, std::exchange(input_, Tensor<T>()), false);
   }
 
   Tensor<T>& weight() { return params_.weight; }
@@ -130,12 +128,13 @@ class Conv2d : public Module<Conv2d<T>, T> {
   }
 
   // The backward passes, after expect_backward_arguments: the parameter gradients, and the input gradient
-  // into grad_input unless it is null.
-  void backward_into(const Tensor<T>& grad_output, const Tensor<T>& input, T* grad_input) {
-    const kernels::ConvShape g = shape_of(input);
-    kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), g, grad_input,
-                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
-                             workspace());
+  // if asked for (else an empty tensor is returned).
+  Tensor<T> backward_checked(const Tensor<T>& grad_output, const Tensor<T>& input, bool input_gradient) {
+    auto grad_input = input_gradient ? Tensor<T>::uninitialized(input.shape()) : Tensor<T>();
+    kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), shape_of(input),
+                             input_gradient ? grad_input.data() : nullptr, params_.weight_grad.data(),
+                             has_bias() ? params_.bias_grad.data() : nullptr, workspace());
+    return grad_input;
   }
 
   kernels::ConvShape shape_of(const Tensor<T>& input) const {
