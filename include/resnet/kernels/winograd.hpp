@@ -97,119 +97,161 @@ void transform_weight(const T* weight, std::int64_t O, std::int64_t C, T* u) {
   }
 }
 
+// row [n] = even[0], odd[0], even[1], odd[1], ... (ending on an even value when n is odd), and back, with
+// odd[n / 2] = 0 for odd n: a tile row's outputs from their per-column arrays.
+template <typename T>
+void interleave(const T* even, const T* odd, std::int64_t n, T* row) {
+  RESNET_OMP(simd)
+  for (std::int64_t t = 0; t < n / 2; ++t) {
+    row[2 * t] = even[t];
+    row[2 * t + 1] = odd[t];
+  }
+  if (n % 2) row[n - 1] = even[n / 2];
+}
+template <typename T>
+void deinterleave(const T* row, std::int64_t n, T* even, T* odd) {
+  RESNET_OMP(simd)
+  for (std::int64_t t = 0; t < n / 2; ++t) {
+    even[t] = row[2 * t];
+    odd[t] = row[2 * t + 1];
+  }
+  if (n % 2) {
+    even[n / 2] = row[n - 1];
+    odd[n / 2] = T(0);
+  }
+}
+
+// The transforms below run each step as one loop over a flat run of tiles or columns, marked `omp simd`.
+// GCC vectorises neither a loop that writes 16 planes through pointers it cannot prove apart nor one with a
+// branch, so the loops index all planes from one base and the epilogue is a pass of its own. On CIFAR's
+// layer1 at batch 128 the input transform is 1.6x, the output and output-gradient transforms 2.8x faster than
+// the loop per tile they replace (a +7% training step).
+
+// Scratch, in elements, that one call of any transform below needs for a unit of `part`.
+inline std::int64_t transform_scratch(const Partition& part) {
+  const std::int64_t rows = part.slice_rows, cols = part.tile_cols;
+  return 8 * (rows + 1) * cols + 2 * (2 * cols + 2);
+}
+
 // V [16, C, ld] (columns first_tile..) = B^T d B for the tiles of tile rows [r0, r1) of one image x [C, H, W]
-// padded by p, with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. `row` is scratch of 4 * (2 * tile_cols +
-// 2).
+// padded by p, with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Tile (r, t) reads padded rows 2r..2r+3
+// and columns 2t..2t+3. First d B along every padded row the tiles read, into the row's even or odd half of
+// h, so that tile row r finds its four rows at tile index r * tile_cols + t of h_even, h_odd and the same one
+// tile row on; then B^T (d B) for all tiles of the slice in one pass per column j.
 template <typename T>
 void transform_input(const T* x, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t p,
                      std::int64_t tile_cols, std::int64_t r0, std::int64_t r1, T* v, std::int64_t ld,
-                     std::int64_t first_tile, T* row) {
-  const std::int64_t width = 2 * tile_cols + 2;  // input columns the tiles of a row read, from -p
-  const std::int64_t plane = plane_stride(C * ld);
-  T* s[4] = {row, row + width, row + 2 * width, row + 3 * width};
+                     std::int64_t first_tile, T* scratch) {
+  const std::int64_t plane = plane_stride(C * ld), tiles = (r1 - r0) * tile_cols;
+  const std::int64_t h_size = (r1 - r0 + 1) * tile_cols;
+  const std::int64_t width = 2 * tile_cols + 2;  // padded columns the tiles read
+  T* h = scratch;                                // [parity][j][h_size]
+  T* zeros = h + 8 * h_size;                     // a padding row
+  T* padded = zeros + width;                     // an input row between its padding
+  std::fill(zeros, zeros + 2 * width, T(0));
+  const std::int64_t x0 = std::min(p, width), x1 = std::min(W + p, width);  // where the input lands
   for (std::int64_t c = 0; c < C; ++c) {
     const T* image = x + c * H * W;
-    T* vc = v + c * ld + first_tile;
-    for (std::int64_t tr = r0; tr < r1; ++tr) {
-      // s = B^T d along the four input rows of this tile row, on padded copies of the rows.
-      const T* rows[4];  // null: a padding row
-      for (int i = 0; i < 4; ++i) {
-        const std::int64_t y = 2 * tr - p + i;
-        rows[i] = y >= 0 && y < H ? image + y * W : nullptr;
+    for (std::int64_t q = 0; q < 2 * (r1 - r0) + 2; ++q) {
+      const std::int64_t y = 2 * r0 - p + q;
+      const T* d = zeros;
+      if (y >= 0 && y < H) {
+        std::copy(image + y * W + x0 - p, image + y * W + x1 - p, padded + x0);
+        d = padded;
       }
-      for (std::int64_t col = 0; col < width; ++col) {
-        const std::int64_t xx = col - p;
-        const bool inside = xx >= 0 && xx < W;
-        const T d0 = inside && rows[0] ? rows[0][xx] : T(0), d1 = inside && rows[1] ? rows[1][xx] : T(0);
-        const T d2 = inside && rows[2] ? rows[2][xx] : T(0), d3 = inside && rows[3] ? rows[3][xx] : T(0);
-        s[0][col] = d0 - d2;
-        s[1][col] = d1 + d2;
-        s[2][col] = d2 - d1;
-        s[3][col] = d1 - d3;
+      T* h0 = h + (q % 2) * 4 * h_size + q / 2 * tile_cols;
+      RESNET_OMP(simd)
+      for (std::int64_t t = 0; t < tile_cols; ++t) {
+        const T a = d[2 * t], b = d[2 * t + 1], e = d[2 * t + 2], f = d[2 * t + 3];
+        h0[t] = a - e;
+        h0[h_size + t] = b + e;
+        h0[2 * h_size + t] = e - b;
+        h0[3 * h_size + t] = b - f;
       }
-      // V = s B across each tile's four columns.
-      T* out = vc + (tr - r0) * tile_cols;
-      for (int i = 0; i < 4; ++i) {
-        const T* si = s[i];
-        T* v0 = out + (i * 4) * plane;
-        T* v1 = v0 + plane;
-        T* v2 = v1 + plane;
-        T* v3 = v2 + plane;
-        for (std::int64_t t = 0; t < tile_cols; ++t) {
-          const T a = si[2 * t], b = si[2 * t + 1], e = si[2 * t + 2], f = si[2 * t + 3];
-          v0[t] = a - e;
-          v1[t] = b + e;
-          v2[t] = e - b;
-          v3[t] = b - f;
-        }
+    }
+    for (int j = 0; j < 4; ++j) {
+      const T* even = h + j * h_size;
+      const T* odd = even + 4 * h_size;
+      T* vj = v + j * plane + c * ld + first_tile;
+      RESNET_OMP(simd)
+      for (std::int64_t k = 0; k < tiles; ++k) {
+        const T d0 = even[k], d1 = odd[k], d2 = even[k + tile_cols], d3 = odd[k + tile_cols];
+        vj[k] = d0 - d2;
+        vj[4 * plane + k] = d1 + d2;
+        vj[8 * plane + k] = d2 - d1;
+        vj[12 * plane + k] = d1 - d3;
       }
     }
   }
 }
 
 // y rows of tile rows [r0, r1) of one image [O, OH, OW] = A^T M A (through the epilogue) from M [16, O, ld]
-// (columns first_tile..), with A^T = [1 1 1 0; 0 1 -1 -1].
+// (columns first_tile..), with A^T = [1 1 1 0; 0 1 -1 -1]: the four outputs of every tile of the slice in
+// one pass, then interleaved into rows. An edge tile of an odd-sized map drops its second row or column.
 template <typename T>
 void transform_output(const T* m, std::int64_t O, std::int64_t ld, std::int64_t first_tile,
                       std::int64_t tile_cols, std::int64_t r0, std::int64_t r1,
-                      const ConvEpilogue<T>& epilogue, std::int64_t OH, std::int64_t OW, T* y, T* row) {
-  const std::int64_t plane = plane_stride(O * ld);
-  T* top = row;
-  T* bottom = row + 2 * tile_cols;
+                      const ConvEpilogue<T>& epilogue, std::int64_t OH, std::int64_t OW, T* y, T* scratch) {
+  const std::int64_t plane = plane_stride(O * ld), tiles = (r1 - r0) * tile_cols;
+  T* out = scratch;  // [row in tile][column in tile][tiles]
   for (std::int64_t o = 0; o < O; ++o) {
-    for (std::int64_t tr = r0; tr < r1; ++tr) {
-      const T* mo = m + o * ld + first_tile + (tr - r0) * tile_cols;
-      for (std::int64_t t = 0; t < tile_cols; ++t) {
-        T a[4][2];  // M A, row by row
-        for (int i = 0; i < 4; ++i) {
-          const T m0 = mo[(i * 4) * plane + t], m1 = mo[(i * 4 + 1) * plane + t];
-          const T m2 = mo[(i * 4 + 2) * plane + t], m3 = mo[(i * 4 + 3) * plane + t];
-          a[i][0] = m0 + m1 + m2;
-          a[i][1] = m1 - m2 - m3;
-        }
-        for (int j = 0; j < 2; ++j) {
-          top[2 * t + j] = a[0][j] + a[1][j] + a[2][j];
-          bottom[2 * t + j] = a[1][j] - a[2][j] - a[3][j];
-        }
+    const T* mo = m + o * ld + first_tile;
+    RESNET_OMP(simd)
+    for (std::int64_t k = 0; k < tiles; ++k) {
+      const T* mk = mo + k;
+      T a[2][4];  // A^T M
+      for (int j = 0; j < 4; ++j) {
+        const T m0 = mk[j * plane], m1 = mk[(4 + j) * plane], m2 = mk[(8 + j) * plane];
+        const T m3 = mk[(12 + j) * plane];
+        a[0][j] = m0 + m1 + m2;
+        a[1][j] = m1 - m2 - m3;
       }
-      T* out = y + (o * OH + 2 * tr) * OW;
-      epilogue.apply(o, top, out, OW);
-      if (2 * tr + 1 < OH) epilogue.apply(o, bottom, out + OW, OW);
+      for (int i = 0; i < 2; ++i) {  // (A^T M) A
+        out[(2 * i) * tiles + k] = a[i][0] + a[i][1] + a[i][2];
+        out[(2 * i + 1) * tiles + k] = a[i][1] - a[i][2] - a[i][3];
+      }
+    }
+    epilogue.apply(o, out, out, 4 * tiles);
+    for (std::int64_t tr = r0; tr < r1; ++tr) {
+      for (std::int64_t i = 0; i < 2 && 2 * tr + i < OH; ++i) {
+        const T* left = out + 2 * i * tiles + (tr - r0) * tile_cols;
+        interleave(left, left + tiles, OW, y + (o * OH + 2 * tr + i) * OW);
+      }
     }
   }
 }
 
 // dM [16, O, ld] (columns first_tile..) = A dY A^T for the tiles of tile rows [r0, r1) of one image's output
 // gradient dy [O, OH, OW], the transpose of transform_output: outputs past OH or OW (the second row or column
-// of an edge tile of an odd-sized map) were dropped there, so their gradient is zero here. `row` is scratch
-// of 4 * tile_cols, for zero-padded copies of the two output rows of a tile row.
+// of an edge tile of an odd-sized map) were dropped there, so their gradient is zero here.
 template <typename T>
 void transform_output_gradient(const T* dy, std::int64_t O, std::int64_t OH, std::int64_t OW,
                                std::int64_t tile_cols, std::int64_t r0, std::int64_t r1, T* dm,
-                               std::int64_t ld, std::int64_t first_tile, T* row) {
-  const std::int64_t plane = plane_stride(O * ld), width = 2 * tile_cols;
-  T* top = row;
-  T* bottom = row + width;
-  std::fill(row, row + 2 * width, T(0));
+                               std::int64_t ld, std::int64_t first_tile, T* scratch) {
+  const std::int64_t plane = plane_stride(O * ld), tiles = (r1 - r0) * tile_cols;
+  T* e = scratch;  // dY by [row in tile][column in tile][tiles]
   for (std::int64_t o = 0; o < O; ++o) {
     for (std::int64_t tr = r0; tr < r1; ++tr) {
-      const T* y = dy + (o * OH + 2 * tr) * OW;
-      std::copy_n(y, OW, top);
-      if (2 * tr + 1 < OH) {
-        std::copy_n(y + OW, OW, bottom);
-      } else {
-        std::fill(bottom, bottom + OW, T(0));
-      }
-      T* out = dm + o * ld + first_tile + (tr - r0) * tile_cols;
-      for (std::int64_t t = 0; t < tile_cols; ++t) {
-        const T e0 = top[2 * t], e1 = top[2 * t + 1], f0 = bottom[2 * t], f1 = bottom[2 * t + 1];
-        const T a[4][2] = {{e0, e1}, {e0 + f0, e1 + f1}, {e0 - f0, e1 - f1}, {-f0, -f1}};  // A dY
-        for (int i = 0; i < 4; ++i) {                                                      // (A dY) A^T
-          out[(4 * i) * plane + t] = a[i][0];
-          out[(4 * i + 1) * plane + t] = a[i][0] + a[i][1];
-          out[(4 * i + 2) * plane + t] = a[i][0] - a[i][1];
-          out[(4 * i + 3) * plane + t] = -a[i][1];
+      for (std::int64_t i = 0; i < 2; ++i) {
+        T* left = e + 2 * i * tiles + (tr - r0) * tile_cols;
+        if (2 * tr + i < OH) {
+          deinterleave(dy + (o * OH + 2 * tr + i) * OW, OW, left, left + tiles);
+        } else {
+          std::fill(left, left + tile_cols, T(0));
+          std::fill(left + tiles, left + tiles + tile_cols, T(0));
         }
+      }
+    }
+    T* out = dm + o * ld + first_tile;
+    RESNET_OMP(simd)
+    for (std::int64_t k = 0; k < tiles; ++k) {
+      const T e0 = e[k], e1 = e[tiles + k], f0 = e[2 * tiles + k], f1 = e[3 * tiles + k];
+      const T a[4][2] = {{e0, e1}, {e0 + f0, e1 + f1}, {e0 - f0, e1 - f1}, {-f0, -f1}};  // A dY
+      for (int i = 0; i < 4; ++i) {                                                      // (A dY) A^T
+        out[(4 * i) * plane + k] = a[i][0];
+        out[(4 * i + 1) * plane + k] = a[i][0] + a[i][1];
+        out[(4 * i + 2) * plane + k] = a[i][0] - a[i][1];
+        out[(4 * i + 3) * plane + k] = -a[i][1];
       }
     }
   }
@@ -254,10 +296,10 @@ void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>&
   const std::int64_t OH = H + 2 * p - 2, OW = W + 2 * p - 2;
   const winograd::Partition part = winograd::Partition::of(N, OH, OW);
   const std::int64_t ld = part.max_tiles();
-  const std::int64_t row_size = 4 * (2 * part.tile_cols + 2);
+  const std::int64_t work_size = winograd::transform_scratch(part);
   const std::int64_t u_plane = winograd::plane_stride(O * C), v_plane = winograd::plane_stride(C * ld);
   const std::int64_t m_plane = winograd::plane_stride(O * ld);
-  const std::int64_t per_thread = 16 * (v_plane + m_plane) + row_size;
+  const std::int64_t per_thread = 16 * (v_plane + m_plane) + work_size;
   const std::int64_t weight_size = 16 * u_plane;
   const auto needed = static_cast<std::size_t>(weight_size + resnet::num_threads() * per_thread);
   if (scratch.size() < needed) scratch.resize(needed);
@@ -267,20 +309,20 @@ void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>&
   for (std::int64_t unit = 0; unit < part.units(); ++unit) {
     T* v = scratch.data() + weight_size + resnet::thread_index() * per_thread;
     T* m = v + 16 * v_plane;
-    T* row = m + 16 * m_plane;
+    T* work = m + 16 * m_plane;
     const std::int64_t slice = unit % part.slices, n0 = unit / part.slices * part.images;
     const std::int64_t images = std::min(part.images, N - n0);
     const std::int64_t r0 = slice * part.slice_rows, r1 = std::min(part.tile_rows, r0 + part.slice_rows);
     const std::int64_t tiles = (r1 - r0) * part.tile_cols, columns = images * tiles;
     for (std::int64_t i = 0; i < images; ++i)
       winograd::transform_input(x + (n0 + i) * C * H * W, C, H, W, p, part.tile_cols, r0, r1, v, ld,
-                                i * tiles, row);
+                                i * tiles, work);
     for (int xi = 0; xi < 16; ++xi)
       gemm(false, false, O, columns, C, T(1), u + xi * u_plane, C, v + xi * v_plane, ld, T(0),
            m + xi * m_plane, ld);
     for (std::int64_t i = 0; i < images; ++i)
       winograd::transform_output(m, O, ld, i * tiles, part.tile_cols, r0, r1, epilogue, OH, OW,
-                                 y + (n0 + i) * O * OH * OW, row);
+                                 y + (n0 + i) * O * OH * OW, work);
   }
 }
 
@@ -297,10 +339,10 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, std::int64_t N, std::i
   const std::int64_t OH = H + 2 * p - 2, OW = W + 2 * p - 2;
   const winograd::Partition part = winograd::Partition::of(N, OH, OW);
   const std::int64_t ld = part.max_tiles(), slots = std::min(part.units(), kSlots);
-  const std::int64_t row_size = 4 * (2 * part.tile_cols + 2);
+  const std::int64_t work_size = winograd::transform_scratch(part);
   const std::int64_t u_plane = winograd::plane_stride(O * C), v_plane = winograd::plane_stride(C * ld);
   const std::int64_t m_plane = winograd::plane_stride(O * ld);
-  const std::int64_t per_thread = 16 * (v_plane + m_plane) + row_size;
+  const std::int64_t per_thread = 16 * (v_plane + m_plane) + work_size;
   const std::int64_t slot_size = 16 * u_plane;
   const auto needed = static_cast<std::size_t>(slots * slot_size + resnet::num_threads() * per_thread);
   if (scratch.size() < needed) scratch.resize(needed);
@@ -309,7 +351,7 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, std::int64_t N, std::i
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     T* v = scratch.data() + slots * slot_size + resnet::thread_index() * per_thread;
     T* dm = v + 16 * v_plane;
-    T* row = dm + 16 * m_plane;
+    T* work = dm + 16 * m_plane;
     for (std::int64_t unit = slot; unit < part.units(); unit += slots) {
       const std::int64_t slice = unit % part.slices, n0 = unit / part.slices * part.images;
       const std::int64_t images = std::min(part.images, N - n0);
@@ -317,9 +359,9 @@ void conv2d_weight_grad_winograd(const T* x, const T* dy, std::int64_t N, std::i
       const std::int64_t tiles = (r1 - r0) * part.tile_cols, columns = images * tiles;
       for (std::int64_t i = 0; i < images; ++i) {
         winograd::transform_input(x + (n0 + i) * C * H * W, C, H, W, p, part.tile_cols, r0, r1, v, ld,
-                                  i * tiles, row);
+                                  i * tiles, work);
         winograd::transform_output_gradient(dy + (n0 + i) * O * OH * OW, O, OH, OW, part.tile_cols, r0, r1,
-                                            dm, ld, i * tiles, row);
+                                            dm, ld, i * tiles, work);
       }
       for (int xi = 0; xi < 16; ++xi)
         gemm(false, true, O, C, columns, T(1), dm + xi * m_plane, ld, v + xi * v_plane, ld,
