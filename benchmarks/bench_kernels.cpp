@@ -1,8 +1,9 @@
 // Kernel benchmarks: the FMA peak itself, the GEMM of every ResNet18 convolution (forward shape, one call on
 // one thread, at 16 to 1024 columns: what one work unit of kernels/conv2d.hpp multiplies), im2col and col2im
-// of one image, batch-norm statistics and max pooling.
+// of one image, batch-norm statistics and backward, and max pooling.
 //   bench_kernels [--threads=N] [Google Benchmark flags]
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,13 @@ void conv_forward_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_ConvForward)->Apply(conv_forward_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ConvWeightGrad)->Apply(conv_forward_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Args: N, C, HW: a tiny case, CIFAR's layer1 and layer4 at batch 128, ImageNet's layer1 at batch 16.
+void batchnorm_shapes(benchmark::internal::Benchmark* b) {
+  for (auto [N, C, HW] :
+       {std::array<std::int64_t, 3>{2, 8, 64}, {128, 64, 1024}, {128, 512, 16}, {16, 64, 12544}})
+    b->Args({N, C, HW});
+}
+
 // Args: N, C, HW.
 void BM_BatchNormStatistics(benchmark::State& state) {
   const std::int64_t N = state.range(0), C = state.range(1), HW = state.range(2);
@@ -134,13 +142,23 @@ void BM_BatchNormStatistics(benchmark::State& state) {
     resnet::kernels::batchnorm_statistics(x.data(), N, C, HW, mean.data(), var.data());
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * N * C * HW * 4);
 }
-BENCHMARK(BM_BatchNormStatistics)
-    ->Args({2, 8, 64})
-    ->Args({128, 64, 1024})
-    ->Args({128, 512, 16})
-    ->Args({16, 64, 12544})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_BatchNormStatistics)->Apply(batchnorm_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Args: N, C, HW. Training-mode backward with the fused ReLU mask, as after every ResNet18 BatchNorm+ReLU.
+void BM_BatchNormBackward(benchmark::State& state) {
+  const std::int64_t N = state.range(0), C = state.range(1), HW = state.range(2);
+  const auto x = random_tensor({N, C, HW}), dy = random_tensor({N, C, HW}),
+             relu_output = random_tensor({N, C, HW});
+  std::vector<float> mean(C), var(C), invstd(C), gamma(C, 1.5f), dgamma(C), dbeta(C);
+  resnet::kernels::batchnorm_statistics(x.data(), N, C, HW, mean.data(), var.data());
+  resnet::kernels::batchnorm_invstd(var.data(), 1e-5, C, invstd.data());
+  resnet::Tensor<float> dx({N, C, HW});
+  for (auto _ : state)
+    resnet::kernels::batchnorm_backward(x.data(), dy.data(), mean.data(), invstd.data(), gamma.data(), N, C,
+                                        HW, dx.data(), dgamma.data(), dbeta.data(), relu_output.data());
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * N * C * HW * 4);
+}
+BENCHMARK(BM_BatchNormBackward)->Apply(batchnorm_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Args: planes (N*C), H, with argmax (training) or not (eval); 3x3 stride-2 pad-1 max pooling, as the
 // ImageNet stem.

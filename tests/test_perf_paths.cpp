@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "resnet/core/parallel.hpp"
 #include "resnet/core/rng.hpp"
+#include "resnet/kernels/batchnorm.hpp"
 #include "resnet/kernels/conv2d.hpp"
 #include "resnet/models/resnet.hpp"
 #include "resnet/nn/basic_block.hpp"
@@ -339,6 +341,45 @@ std::vector<float> gradients(Module& m) {
   for (const auto& p : m.named_parameters())
     all.insert(all.end(), p.grad->data(), p.grad->data() + p.grad->numel());
   return all;
+}
+
+// The BatchNorm kernels reduce small maps several channels at a time (kernels/batchnorm.hpp), in each
+// channel's own fixed order: every channel must come out bitwise as if it were the only one, on blocks of
+// 16 channels with a ragged end, on fewer channels than a block, and on one channel per block.
+TEST(BatchNormKernels, EachChannelComesOutAsIfAlone) {
+  for (auto [N, C, HW] : std::vector<std::array<std::int64_t, 3>>{{3, 21, 16}, {2, 7, 5}, {2, 3, 300}}) {
+    const auto x = random_vector(N * C * HW, 11), dy = random_vector(N * C * HW, 12);
+    const auto relu_output = random_vector(N * C * HW, 13), gamma = random_vector(C, 14);
+    std::vector<float> mean(C), var(C), invstd(C), dgamma(C), dbeta(C), dx(x.size());
+    resnet::kernels::batchnorm_statistics(x.data(), N, C, HW, mean.data(), var.data());
+    resnet::kernels::batchnorm_invstd(var.data(), 1e-5, C, invstd.data());
+    resnet::kernels::batchnorm_backward(x.data(), dy.data(), mean.data(), invstd.data(), gamma.data(), N, C,
+                                        HW, dx.data(), dgamma.data(), dbeta.data(), relu_output.data());
+    for (std::int64_t c = 0; c < C; ++c) {
+      std::vector<float> xc(N * HW), dyc(N * HW), rc(N * HW), dxc(N * HW);
+      for (std::int64_t n = 0; n < N; ++n) {
+        const std::int64_t at = (n * C + c) * HW;
+        std::copy_n(x.begin() + at, HW, xc.begin() + n * HW);
+        std::copy_n(dy.begin() + at, HW, dyc.begin() + n * HW);
+        std::copy_n(relu_output.begin() + at, HW, rc.begin() + n * HW);
+      }
+      float m = 0, v = 0, istd = 0, dg = 0, db = 0;
+      resnet::kernels::batchnorm_statistics(xc.data(), N, 1, HW, &m, &v);
+      resnet::kernels::batchnorm_invstd(&v, 1e-5, 1, &istd);
+      resnet::kernels::batchnorm_backward(xc.data(), dyc.data(), &m, &istd, &gamma[c], N, 1, HW, dxc.data(),
+                                          &dg, &db, rc.data());
+      const std::string where = "N=" + std::to_string(N) + " C=" + std::to_string(C) +
+                                " HW=" + std::to_string(HW) + " channel " + std::to_string(c);
+      EXPECT_EQ(mean[c], m) << where;
+      EXPECT_EQ(var[c], v) << where;
+      EXPECT_EQ(dgamma[c], dg) << where;
+      EXPECT_EQ(dbeta[c], db) << where;
+      for (std::int64_t n = 0; n < N; ++n) {
+        for (std::int64_t i = 0; i < HW; ++i)
+          ASSERT_EQ(dx[(n * C + c) * HW + i], dxc[n * HW + i]) << where << " image " << n << " value " << i;
+      }
+    }
+  }
 }
 
 // The fused BatchNorm + ReLU is the same arithmetic as the two modules one after the other, so it must agree
