@@ -135,6 +135,21 @@ void im2col_same(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
   }
 }
 
+// out[i] = source[i * stride] for i < n. GCC vectorises a strided read only when the stride is a constant
+// (2: the ImageNet stem's im2col 1.4x faster), so ResNet's strides 1 and 2 get loops of their own.
+template <typename T>
+void copy_strided(const T* source, std::int64_t stride, std::int64_t n, T* out) {
+  if (stride == 1) {
+    std::copy(source, source + n, out);
+  } else if (stride == 2) {
+    for (std::int64_t i = 0; i < n; ++i)
+      out[i] = source[2 * i];
+  } else {
+    for (std::int64_t i = 0; i < n; ++i)
+      out[i] = source[i * stride];
+  }
+}
+
 // im2col of any geometry, output pixels [q0, q1) of image [C, H, W] -> cols [C*k*k, q1 - q0] with row stride
 // ld, one output row at a time: row (c, ki, kj) of output row oh reads input row oh*s - p + ki at columns
 // ow*s - p + kj, a strided copy between the padding zeros at its ends. No index table and no gather: the 7x7
@@ -160,9 +175,7 @@ void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
           } else {
             const std::int64_t lo = std::clamp(ow_lo, ow0, ow1), hi = std::clamp(ow_hi, lo, ow1);
             std::fill(row + ow0, row + lo, T(0));
-            const T* source = plane + h * W;
-            for (std::int64_t ow = lo; ow < hi; ++ow)
-              row[ow] = source[ow * s + kj - p];
+            copy_strided(plane + h * W + lo * s + kj - p, s, hi - lo, row + lo);
             std::fill(row + hi, row + ow1, T(0));
           }
           q += ow1 - ow0;
