@@ -295,15 +295,34 @@ TEST(Im2colSame, EqualsTheGatherOnEveryPixelRange) {
   }
 }
 
-// The row-by-row im2col equals the gather on every geometry (strides, paddings wider than the kernel's
-// half, kernels wider than the stride) and on pixel ranges that start and end inside an output row.
+// H, W, k, s, p for the row-by-row im2col and col2im: strides 1 to 3, paddings wider than the kernel's half,
+// kernels wider than the stride, a 1x1 stride-2 conv and a 7x7 stride-2 stem.
+std::vector<std::array<std::int64_t, 5>> row_geometries() {
+  return {{23, 23, 7, 2, 3}, {9, 12, 3, 2, 1}, {8, 8, 1, 2, 0},
+          {7, 10, 3, 3, 2},  {6, 5, 2, 1, 1},  {5, 9, 3, 1, 0}};
+}
+
+// The row-by-row col2im equals the gather bitwise (each pixel sums its columns in kernel-offset order),
+// adding to what the image holds.
+TEST(Col2imRows, EqualsTheGatherOnEveryGeometry) {
+  for (auto [H, W, k, s, p] : row_geometries()) {
+    const std::int64_t C = 2, KK = k * k;
+    const std::int64_t OHW =
+        resnet::kernels::window_output_size(H, k, s, p) * resnet::kernels::window_output_size(W, k, s, p);
+    const std::int64_t ld = OHW + 3;
+    const auto cols = random_vector(C * KK * ld, 10);
+    std::vector<std::int32_t> sources(static_cast<std::size_t>(KK * H * W));
+    resnet::kernels::col2im_sources(H, W, k, s, p, sources.data());
+    auto rows = random_vector(C * H * W, 11), gather = rows;
+    resnet::kernels::col2im_rows(cols.data(), C, H, W, k, s, p, ld, rows.data());
+    resnet::kernels::col2im(cols.data(), C, H * W, KK, sources.data(), ld, gather.data());
+    EXPECT_EQ(rows, gather) << H << "x" << W << " k " << k << " s " << s << " p " << p;
+  }
+}
+
+// The row-by-row im2col equals the gather, also on pixel ranges that start and end inside an output row.
 TEST(Im2colRows, EqualsTheGatherOnEveryGeometryAndPixelRange) {
-  for (auto [H, W, k, s, p] : std::vector<std::array<std::int64_t, 5>>{{23, 23, 7, 2, 3},
-                                                                       {9, 12, 3, 2, 1},
-                                                                       {8, 8, 1, 2, 0},
-                                                                       {7, 10, 3, 3, 2},
-                                                                       {6, 5, 2, 1, 1},
-                                                                       {5, 9, 3, 1, 0}}) {
+  for (auto [H, W, k, s, p] : row_geometries()) {
     const std::int64_t C = 2, KK = k * k;
     const std::int64_t OW = resnet::kernels::window_output_size(W, k, s, p);
     const std::int64_t OHW = resnet::kernels::window_output_size(H, k, s, p) * OW;

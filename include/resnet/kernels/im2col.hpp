@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "resnet/core/error.hpp"
@@ -135,19 +137,39 @@ void im2col_same(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
   }
 }
 
-// out[i] = source[i * stride] for i < n. GCC vectorises a strided read only when the stride is a constant
-// (2: the ImageNet stem's im2col 1.4x faster), so ResNet's strides 1 and 2 get loops of their own.
+// Output columns [lo, hi) of a window row whose input column ow*s - p + kj lies inside [0, W).
+inline std::pair<std::int64_t, std::int64_t> inside_columns(std::int64_t W, std::int64_t OW, std::int64_t s,
+                                                            std::int64_t p, std::int64_t kj) {
+  const std::int64_t lo = std::min(OW, (std::max<std::int64_t>(p - kj, 0) + s - 1) / s);
+  return {lo, std::clamp<std::int64_t>((W - 1 + p - kj) / s + 1, lo, OW)};
+}
+
+// out[i] = source[i * stride] (copy_strided) or out[i * stride] += source[i] (add_strided) for i < n. GCC
+// vectorises a strided access only when the stride is a constant (2: the ImageNet stem's im2col 1.4x
+// faster), so ResNet's strides 1 and 2 get loops of their own.
+template <typename Step>
+void with_constant_stride(std::int64_t stride, Step&& step) {
+  if (stride == 1) {
+    step(std::integral_constant<std::int64_t, 1>{});
+  } else if (stride == 2) {
+    step(std::integral_constant<std::int64_t, 2>{});
+  } else {
+    step(stride);
+  }
+}
 template <typename T>
 void copy_strided(const T* source, std::int64_t stride, std::int64_t n, T* out) {
-  if (stride == 1) {
-    std::copy(source, source + n, out);
-  } else if (stride == 2) {
+  with_constant_stride(stride, [&](auto s) {
     for (std::int64_t i = 0; i < n; ++i)
-      out[i] = source[2 * i];
-  } else {
+      out[i] = source[i * s];
+  });
+}
+template <typename T>
+void add_strided(const T* source, std::int64_t stride, std::int64_t n, T* out) {
+  with_constant_stride(stride, [&](auto s) {
     for (std::int64_t i = 0; i < n; ++i)
-      out[i] = source[i * stride];
-  }
+      out[i * s] += source[i];
+  });
 }
 
 // im2col of any geometry, output pixels [q0, q1) of image [C, H, W] -> cols [C*k*k, q1 - q0] with row stride
@@ -163,9 +185,7 @@ void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
     for (std::int64_t ki = 0; ki < k; ++ki) {
       for (std::int64_t kj = 0; kj < k; ++kj) {
         T* out = cols + ((c * k + ki) * k + kj) * ld - q0;  // out[q] for q in [q0, q1)
-        // Output columns whose input column ow*s - p + kj lies inside [0, W).
-        const std::int64_t ow_lo = std::min(OW, (std::max<std::int64_t>(p - kj, 0) + s - 1) / s);
-        const std::int64_t ow_hi = std::clamp<std::int64_t>((W - 1 + p - kj) / s + 1, ow_lo, OW);
+        const auto [ow_lo, ow_hi] = inside_columns(W, OW, s, p, kj);
         for (std::int64_t q = q0; q < q1;) {
           const std::int64_t oh = q / OW, ow0 = q % OW, ow1 = std::min(OW, ow0 + (q1 - q));
           T* row = out + q - ow0;  // row[ow] for ow in [ow0, ow1)
@@ -179,6 +199,29 @@ void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
             std::fill(row + hi, row + ow1, T(0));
           }
           q += ow1 - ow0;
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col_rows over whole images: cols [C*k*k, OH*OW] with row stride ld -> image [C, H, W],
+// ACCUMULATED (+=) by strided row adds. Every pixel receives its columns in kernel-offset order, as in the
+// gather col2im, so the two agree bitwise; without the table and the padding entries it skips, the stride-2
+// convs' input gradient is several times faster.
+template <typename T>
+void col2im_rows(const T* cols, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k,
+                 std::int64_t s, std::int64_t p, std::int64_t ld, T* image) {
+  const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
+  for (std::int64_t c = 0; c < C; ++c) {
+    T* plane = image + c * H * W;
+    for (std::int64_t ki = 0; ki < k; ++ki) {
+      for (std::int64_t kj = 0; kj < k; ++kj) {
+        const T* row = cols + ((c * k + ki) * k + kj) * ld;
+        const auto [lo, hi] = inside_columns(W, OW, s, p, kj);
+        for (std::int64_t oh = 0; oh < OH; ++oh) {
+          const std::int64_t h = oh * s - p + ki;
+          if (h >= 0 && h < H) add_strided(row + oh * OW + lo, s, hi - lo, plane + h * W + lo * s + kj - p);
         }
       }
     }
