@@ -54,7 +54,7 @@ void BM_Im2col(benchmark::State& state) {
   auto cols = random_tensor({C * k * k, OH * OH});
   for (auto _ : state) {
     if (state.range(4)) {
-      resnet::kernels::col2im(cols.data(), C, H, H, k, s, p, image.data());
+      resnet::kernels::col2im(cols.data(), C, H, H, k, s, p, OH * OH, image.data());
     } else {
       resnet::kernels::im2col(image.data(), C, H, H, k, s, p, cols.data());
     }

@@ -295,28 +295,34 @@ TEST(Im2colSame, EqualsTheGatherOnEveryPixelRange) {
   }
 }
 
-// H, W, k, s, p for the row-by-row im2col and col2im: strides 1 to 3, paddings wider than the kernel's half,
-// kernels wider than the stride, a 1x1 stride-2 conv and a 7x7 stride-2 stem.
+// H, W, k, s, p for the row-by-row im2col and for col2im: strides 1 to 3, paddings wider than the kernel's
+// half, kernels wider than the stride, a 1x1 stride-2 conv and a 7x7 stride-2 stem.
 std::vector<std::array<std::int64_t, 5>> row_geometries() {
   return {{23, 23, 7, 2, 3}, {9, 12, 3, 2, 1}, {8, 8, 1, 2, 0},
           {7, 10, 3, 3, 2},  {6, 5, 2, 1, 1},  {5, 9, 3, 1, 0}};
 }
 
-// The row-by-row col2im equals the gather bitwise (each pixel sums its columns in kernel-offset order),
-// adding to what the image holds.
-TEST(Col2imRows, EqualsTheGatherOnEveryGeometry) {
+// col2im by rows equals the adjoint written out, bitwise: each pixel adds its columns in kernel-offset order
+// to what the image holds, on strided, over-padded and wide-kernel geometries and a row stride past OH*OW.
+TEST(Col2im, AddsEveryColumnToItsPixelInKernelOffsetOrder) {
   for (auto [H, W, k, s, p] : row_geometries()) {
-    const std::int64_t C = 2, KK = k * k;
-    const std::int64_t OHW =
-        resnet::kernels::window_output_size(H, k, s, p) * resnet::kernels::window_output_size(W, k, s, p);
-    const std::int64_t ld = OHW + 3;
-    const auto cols = random_vector(C * KK * ld, 10);
-    std::vector<std::int32_t> sources(static_cast<std::size_t>(KK * H * W));
-    resnet::kernels::col2im_sources(H, W, k, s, p, sources.data());
-    auto rows = random_vector(C * H * W, 11), gather = rows;
-    resnet::kernels::col2im_rows(cols.data(), C, H, W, k, s, p, ld, rows.data());
-    resnet::kernels::col2im(cols.data(), C, H * W, KK, sources.data(), ld, gather.data());
-    EXPECT_EQ(rows, gather) << H << "x" << W << " k " << k << " s " << s << " p " << p;
+    const std::int64_t C = 2, OH = resnet::kernels::window_output_size(H, k, s, p);
+    const std::int64_t OW = resnet::kernels::window_output_size(W, k, s, p), ld = OH * OW + 3;
+    const auto cols = random_vector(C * k * k * ld, 10);
+    auto actual = random_vector(C * H * W, 11), expected = actual;
+    resnet::kernels::col2im(cols.data(), C, H, W, k, s, p, ld, actual.data());
+    for (std::int64_t c = 0; c < C; ++c) {
+      for (std::int64_t ki = 0; ki < k; ++ki) {
+        for (std::int64_t kj = 0; kj < k; ++kj) {
+          for (std::int64_t q = 0; q < OH * OW; ++q) {
+            const std::int64_t h = q / OW * s - p + ki, w = q % OW * s - p + kj;
+            if (h >= 0 && h < H && w >= 0 && w < W)
+              expected[(c * H + h) * W + w] += cols[((c * k + ki) * k + kj) * ld + q];
+          }
+        }
+      }
+    }
+    EXPECT_EQ(actual, expected) << H << "x" << W << " k " << k << " s " << s << " p " << p;
   }
 }
 

@@ -76,7 +76,7 @@ struct ConvPartition {
 
 // Scratch memory of the convolution kernels, owned by the caller (a Conv2d module) so that it is allocated
 // once and reused: per-thread cols and product buffers, cols shared by channel blocks, weight-gradient
-// partials, the im2col/col2im tables.
+// partials, the im2col table.
 template <typename T>
 struct ConvWorkspace {
   // im2col's cols, products and weight-gradient partials, or Winograd's transformed weight (or its gradient
@@ -225,10 +225,9 @@ void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epilogue
 }
 
 // The im2col + GEMM backward: weight [O, C*k*k], dy [N, O, OH, OW] -> dweight [O, C*k*k] (ADDED to) and,
-// unless dx is null, dx [N, C, H, W] (assigned) through col2im (by rows where output rows are wide enough for
-// im2col by rows, else the gather). Group u of images adds its dY_u x cols_u^T to weight-gradient slot
-// u % slots, each slot owned by one thread at a time; slot 0 is dweight itself and the others are added to it
-// in slot order at the end.
+// unless dx is null, dx [N, C, H, W] (assigned) through col2im. Group u of images adds its dY_u x cols_u^T to
+// weight-gradient slot u % slots, each slot owned by one thread at a time; slot 0 is dweight itself and the
+// others are added to it in slot order at the end.
 template <typename T>
 void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
                             ConvWorkspace<T>& ws) {
@@ -237,14 +236,11 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
   const std::int64_t OCKK = g.O * CKK;
   const std::int64_t slots = std::min(part.groups, ConvPartition::kWeightGradSlots);
   const std::int64_t per_thread = part.max_columns() * (CKK + g.O);
-  const bool gather = im2col_gathers(g), col2im_gathers = dx && !im2col_by_rows(g.OW());
-  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK,
-                            (gather ? KK * OHW : 0) + (col2im_gathers ? KK * HW : 0));
+  const bool gather = im2col_gathers(g);
+  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK, gather ? KK * OHW : 0);
   T* partials = workspace + resnet::num_threads() * per_thread;  // slots 1.. : [slots - 1, O, C*k*k]
   const std::int32_t* offsets = ws.indices.data();
-  const std::int32_t* sources = offsets + (gather ? KK * OHW : 0);
   if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
-  if (col2im_gathers) col2im_sources(g.H, g.W, g.k, g.s, g.p, ws.indices.data() + (gather ? KK * OHW : 0));
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     T* cols = workspace + resnet::thread_index() * per_thread;
@@ -279,13 +275,8 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
       }
       gemm(true, false, CKK, columns, g.O, T(1), weight, CKK, dy_group, columns, T(0), cols, columns);
       std::fill(dx + n0 * CHW, dx + (n0 + images) * CHW, T(0));
-      for (std::int64_t i = 0; i < images; ++i) {
-        if (col2im_gathers) {
-          col2im(cols + i * OHW, g.C, HW, KK, sources, columns, dx + (n0 + i) * CHW);
-        } else {
-          col2im_rows(cols + i * OHW, g.C, g.H, g.W, g.k, g.s, g.p, columns, dx + (n0 + i) * CHW);
-        }
-      }
+      for (std::int64_t i = 0; i < images; ++i)
+        col2im(cols + i * OHW, g.C, g.H, g.W, g.k, g.s, g.p, columns, dx + (n0 + i) * CHW);
     }
   }
   if (slots > 1) {

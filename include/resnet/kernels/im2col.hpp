@@ -2,10 +2,10 @@
 // im2col / col2im, square kernel k, stride s, zero padding p: turns a convolution into one GEMM,
 // Y [O, OH*OW] = W [O, C*k*k] x cols [C*k*k, OH*OW] (the scheme of Caffe and PyTorch's CPU slow_conv2d).
 //
-// Both are gathers driven by an index table that depends on the geometry alone and is shared by all
-// channels: im2col reads, for each kernel offset (ki, kj) and output pixel, one input pixel or a padding
-// zero; col2im sums, for each input pixel, the at most one column per kernel offset that read it. Gathers
-// vectorise (AVX2/AVX-512 gathers) and have no per-row bookkeeping that would dominate small feature maps.
+// im2col copies whole rows where it can (a block copy for "same" convs, strided row copies for output rows
+// of 16 pixels or more) and otherwise gathers through an index table that depends on the geometry alone and
+// is shared by all channels. col2im, its adjoint, always adds rows: each pixel receives its columns in
+// kernel-offset order.
 
 #include <algorithm>
 #include <cstdint>
@@ -44,28 +44,6 @@ inline void im2col_offsets(std::int64_t H, std::int64_t W, std::int64_t k, std::
   }
 }
 
-// sources [k*k, H*W]: for kernel offset (ki, kj) and input pixel h*W + w, the output pixel oh*OW + ow that
-// reads it through that offset, or -1 when none does (a given offset maps distinct outputs to distinct
-// inputs).
-inline void col2im_sources(std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s, std::int64_t p,
-                           std::int32_t* sources) {
-  const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
-  expect_int32_tables(H, W, OH * OW);
-  for (std::int64_t ki = 0; ki < k; ++ki) {
-    for (std::int64_t kj = 0; kj < k; ++kj) {
-      std::int32_t* row = sources + (ki * k + kj) * H * W;
-      for (std::int64_t h = 0; h < H; ++h) {
-        for (std::int64_t w = 0; w < W; ++w) {
-          const std::int64_t oh_s = h + p - ki, ow_s = w + p - kj;  // oh * s and ow * s
-          const bool hit =
-              oh_s >= 0 && ow_s >= 0 && oh_s % s == 0 && ow_s % s == 0 && oh_s / s < OH && ow_s / s < OW;
-          row[h * W + w] = hit ? static_cast<std::int32_t>(oh_s / s * OW + ow_s / s) : -1;
-        }
-      }
-    }
-  }
-}
-
 // image [C, HW], offsets [KK, width] (row stride offsets_ld) from im2col_offsets -> cols [C*KK, width]
 // with row stride ld (overwritten; padding gives zeros).
 template <typename T>
@@ -78,23 +56,6 @@ void im2col(const T* image, std::int64_t C, std::int64_t HW, std::int64_t KK, co
       T* out = cols + (c * KK + kk) * ld;
       for (std::int64_t j = 0; j < width; ++j)
         out[j] = offset[j] >= 0 ? plane[offset[j]] : T(0);
-    }
-  }
-}
-
-// cols [C*KK, OH*OW] with row stride ld, sources [KK, HW] from col2im_sources -> image [C, HW], ACCUMULATED
-// (+=); the adjoint of im2col, so an input pixel covered by several windows receives the sum of their
-// gradients (added in kernel-offset order).
-template <typename T>
-void col2im(const T* cols, std::int64_t C, std::int64_t HW, std::int64_t KK, const std::int32_t* sources,
-            std::int64_t ld, T* image) {
-  for (std::int64_t c = 0; c < C; ++c) {
-    T* plane = image + c * HW;
-    for (std::int64_t kk = 0; kk < KK; ++kk) {
-      const std::int32_t* source = sources + kk * HW;
-      const T* row = cols + (c * KK + kk) * ld;
-      for (std::int64_t i = 0; i < HW; ++i)
-        plane[i] += source[i] >= 0 ? row[source[i]] : T(0);
     }
   }
 }
@@ -205,13 +166,14 @@ void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
   }
 }
 
-// The adjoint of im2col_rows over whole images: cols [C*k*k, OH*OW] with row stride ld -> image [C, H, W],
-// ACCUMULATED (+=) by strided row adds. Every pixel receives its columns in kernel-offset order, as in the
-// gather col2im, so the two agree bitwise; without the table and the padding entries it skips, the stride-2
-// convs' input gradient is several times faster.
+// The adjoint of im2col over whole images: cols [C*k*k, OH*OW] with row stride ld -> image [C, H, W],
+// ACCUMULATED (+=) by strided row adds, so an input pixel covered by several windows receives the sum of
+// their gradients, added in kernel-offset order. A gather per pixel through a table (one entry per kernel
+// offset, most of them padding at stride 2) made the strided convs' backward 1.1-1.6x slower, down to 4x4
+// maps.
 template <typename T>
-void col2im_rows(const T* cols, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k,
-                 std::int64_t s, std::int64_t p, std::int64_t ld, T* image) {
+void col2im(const T* cols, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s,
+            std::int64_t p, std::int64_t ld, T* image) {
   const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
   for (std::int64_t c = 0; c < C; ++c) {
     T* plane = image + c * H * W;
@@ -243,16 +205,6 @@ void im2col(const T* image, std::int64_t C, std::int64_t H, std::int64_t W, std:
   std::vector<std::int32_t> offsets(static_cast<std::size_t>(k * k * OHW));
   im2col_offsets(H, W, k, s, p, 0, OHW, offsets.data());
   im2col(image, C, H * W, k * k, offsets.data(), OHW, OHW, cols, OHW);
-}
-
-// cols [C*k*k, OH*OW] -> image [C, H, W], ACCUMULATED.
-template <typename T>
-void col2im(const T* cols, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s,
-            std::int64_t p, T* image) {
-  const std::int64_t OHW = window_output_size(H, k, s, p) * window_output_size(W, k, s, p);
-  std::vector<std::int32_t> sources(static_cast<std::size_t>(k * k * H * W));
-  col2im_sources(H, W, k, s, p, sources.data());
-  col2im(cols, C, H * W, k * k, sources.data(), OHW, image);
 }
 
 }  // namespace resnet::kernels
