@@ -54,7 +54,7 @@ void BM_Im2col(benchmark::State& state) {
   auto cols = random_tensor({C * k * k, OH * OH});
   for (auto _ : state) {
     if (state.range(4)) {
-      resnet::kernels::col2im(cols.data(), C, H, H, k, s, p, OH * OH, image.data());
+      resnet::kernels::col2im(cols.data(), OH * OH, C, H, H, k, s, p, image.data());
     } else {
       resnet::kernels::im2col(image.data(), C, H, H, k, s, p, cols.data());
     }
@@ -126,7 +126,7 @@ void conv_forward_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_ConvForward)->Apply(conv_forward_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ConvWeightGrad)->Apply(conv_forward_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// Args: N, C, HW: a tiny case, CIFAR's layer1 and layer4 at batch 128, ImageNet's layer1 at batch 16.
+// Args: N, C, HW: a tiny case, CIFAR's layer1 and layer4 at batch 128, ImageNet's stem at batch 16.
 void batchnorm_shapes(benchmark::internal::Benchmark* b) {
   for (auto [N, C, HW] :
        {std::array<std::int64_t, 3>{2, 8, 64}, {128, 64, 1024}, {128, 512, 16}, {16, 64, 12544}})

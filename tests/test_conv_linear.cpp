@@ -136,7 +136,7 @@ TEST(Im2col, Col2imIsTheAdjointAndAccumulates) {
     resnet::kernels::im2col(x.data(), C, H, W, k, s, p, cols.data());
     const Tensor<double> base = random_tensor<double>({C, H, W}, 6);
     Tensor<double> image = base.clone();
-    resnet::kernels::col2im(c.data(), C, H, W, k, s, p, cols_count, image.data());
+    resnet::kernels::col2im(c.data(), cols_count, C, H, W, k, s, p, image.data());
     const double lhs = cols.vector().dot(c.vector());
     const double rhs = x.vector().dot(image.vector() - base.vector());
     EXPECT_NEAR(lhs, rhs, 1e-10 * (1 + std::abs(lhs))) << "k " << k << " s " << s << " p " << p;

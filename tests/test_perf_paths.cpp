@@ -250,11 +250,13 @@ TEST(ConvPartition, CoversEveryPathTheCasesClaim) {
 }
 
 // Winograd F(2x2, 3x3) against im2col + GEMM, forward and weight gradient, on shapes the dispatcher would
-// not give it too: odd and tiny maps (partial edge tiles), every padding it takes, one image and several.
+// not give it too: odd and tiny maps (partial edge tiles), every padding it takes, one image and several,
+// and tile-row slices of an odd-sized map at paddings 0 and 2.
 TEST(Winograd, EqualsIm2colOnEveryPaddingAndEdgeTile) {
   for (const ConvShape& g : {ConvShape{1, 3, 1, 1, 2, 3, 1, 1}, ConvShape{2, 5, 3, 4, 7, 3, 1, 0},
                              ConvShape{3, 4, 7, 5, 6, 3, 1, 1}, ConvShape{1, 8, 9, 9, 3, 3, 1, 2},
-                             ConvShape{40, 6, 4, 4, 5, 3, 1, 1}, ConvShape{1, 2, 10, 640, 2, 3, 1, 1}}) {
+                             ConvShape{40, 6, 4, 4, 5, 3, 1, 1}, ConvShape{1, 2, 10, 640, 2, 3, 1, 1},
+                             ConvShape{1, 3, 41, 40, 2, 3, 1, 0}, ConvShape{1, 2, 37, 36, 3, 3, 1, 2}}) {
     const auto x = random_vector(g.N * g.C * g.H * g.W, 1), w = random_vector(g.O * g.CKK(), 2);
     const auto b = random_vector(g.O, 3);
     std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW())), actual(expected.size());
@@ -296,10 +298,11 @@ TEST(Im2colSame, EqualsTheGatherOnEveryPixelRange) {
 }
 
 // H, W, k, s, p for the row-by-row im2col and for col2im: strides 1 to 3, paddings wider than the kernel's
-// half, kernels wider than the stride, a 1x1 stride-2 conv and a 7x7 stride-2 stem.
+// half, kernels wider than the stride, a 1x1 stride-2 conv, a 7x7 stride-2 stem, and maps narrower than the
+// kernel's reach (a window column lies right of the whole map).
 std::vector<std::array<std::int64_t, 5>> row_geometries() {
-  return {{23, 23, 7, 2, 3}, {9, 12, 3, 2, 1}, {8, 8, 1, 2, 0},
-          {7, 10, 3, 3, 2},  {6, 5, 2, 1, 1},  {5, 9, 3, 1, 0}};
+  return {{23, 23, 7, 2, 3}, {9, 12, 3, 2, 1}, {8, 8, 1, 2, 0}, {7, 10, 3, 3, 2}, {6, 5, 2, 1, 1},
+          {5, 9, 3, 1, 0},   {1, 1, 3, 2, 1},  {1, 5, 3, 2, 1}, {3, 3, 7, 2, 3},  {6, 2, 4, 2, 1}};
 }
 
 // col2im by rows equals the adjoint written out, bitwise: each pixel adds its columns in kernel-offset order
@@ -310,7 +313,7 @@ TEST(Col2im, AddsEveryColumnToItsPixelInKernelOffsetOrder) {
     const std::int64_t OW = resnet::kernels::window_output_size(W, k, s, p), ld = OH * OW + 3;
     const auto cols = random_vector(C * k * k * ld, 10);
     auto actual = random_vector(C * H * W, 11), expected = actual;
-    resnet::kernels::col2im(cols.data(), C, H, W, k, s, p, ld, actual.data());
+    resnet::kernels::col2im(cols.data(), ld, C, H, W, k, s, p, actual.data());
     for (std::int64_t c = 0; c < C; ++c) {
       for (std::int64_t ki = 0; ki < k; ++ki) {
         for (std::int64_t kj = 0; kj < k; ++kj) {
@@ -337,7 +340,7 @@ TEST(Im2colRows, EqualsTheGatherOnEveryGeometryAndPixelRange) {
     resnet::kernels::im2col_offsets(H, W, k, s, p, 0, OHW, offsets.data());
     for (auto [q0, q1] :
          std::vector<std::array<std::int64_t, 2>>{{0, OHW}, {1, OHW - 1}, {OW + 1, 2 * OW + 1}}) {
-      if (q1 <= q0) continue;
+      if (q1 <= q0 || q1 > OHW) continue;
       const std::int64_t width = q1 - q0, ld = width + 3;
       std::vector<float> rows(static_cast<std::size_t>(C * KK * ld), -7.0f), gather = rows;
       resnet::kernels::im2col_rows(image.data(), C, H, W, k, s, p, q0, q1, rows.data(), ld);

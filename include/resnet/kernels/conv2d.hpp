@@ -276,7 +276,7 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
       gemm(true, false, CKK, columns, g.O, T(1), weight, CKK, dy_group, columns, T(0), cols, columns);
       std::fill(dx + n0 * CHW, dx + (n0 + images) * CHW, T(0));
       for (std::int64_t i = 0; i < images; ++i)
-        col2im(cols + i * OHW, g.C, g.H, g.W, g.k, g.s, g.p, columns, dx + (n0 + i) * CHW);
+        col2im(cols + i * OHW, columns, g.C, g.H, g.W, g.k, g.s, g.p, dx + (n0 + i) * CHW);
     }
   }
   if (slots > 1) {

@@ -98,11 +98,14 @@ void im2col_same(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
   }
 }
 
-// Output columns [lo, hi) of a window row whose input column ow*s - p + kj lies inside [0, W).
+// Output columns [lo, hi) of a window row whose input column ow*s - p + kj lies inside [0, W): from
+// ceil((p - kj) / s) to floor((W - 1 + p - kj) / s), empty when the last input column is left of the first
+// output's (a map narrower than the kernel's reach; C++ division would round that negative bound up to 0).
 inline std::pair<std::int64_t, std::int64_t> inside_columns(std::int64_t W, std::int64_t OW, std::int64_t s,
                                                             std::int64_t p, std::int64_t kj) {
   const std::int64_t lo = std::min(OW, (std::max<std::int64_t>(p - kj, 0) + s - 1) / s);
-  return {lo, std::clamp<std::int64_t>((W - 1 + p - kj) / s + 1, lo, OW)};
+  const std::int64_t last = W - 1 + p - kj;  // s * (the last output column) at most
+  return {lo, last < 0 ? lo : std::clamp<std::int64_t>(last / s + 1, lo, OW)};
 }
 
 // out[i] = source[i * stride] (copy_strided) or out[i * stride] += source[i] (add_strided) for i < n. GCC
@@ -172,8 +175,8 @@ void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
 // offset, most of them padding at stride 2) made the strided convs' backward 1.1-1.6x slower, down to 4x4
 // maps.
 template <typename T>
-void col2im(const T* cols, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t s,
-            std::int64_t p, std::int64_t ld, T* image) {
+void col2im(const T* cols, std::int64_t ld, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k,
+            std::int64_t s, std::int64_t p, T* image) {
   const std::int64_t OH = window_output_size(H, k, s, p), OW = window_output_size(W, k, s, p);
   for (std::int64_t c = 0; c < C; ++c) {
     T* plane = image + c * H * W;

@@ -135,9 +135,10 @@ inline std::int64_t transform_scratch(const Partition& part) {
 
 // V [16, C, ld] (columns first_tile..) = B^T d B for the tiles of tile rows [r0, r1) of one image x [C, H, W]
 // padded by p, with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Tile (r, t) reads padded rows 2r..2r+3
-// and columns 2t..2t+3. First d B along every padded row the tiles read, into the row's even or odd half of
-// h, so that tile row r finds its four rows at tile index r * tile_cols + t of h_even, h_odd and the same one
-// tile row on; then B^T (d B) for all tiles of the slice in one pass per column j.
+// and columns 2t..2t+3. First d B along every padded row the tiles read, padded row 2r0 + q into row q / 2
+// of the even (q even) or odd half of h, so that the four rows of tile (r, t) sit at index k = (r - r0) *
+// tile_cols + t of the even and odd halves and at k + tile_cols of both; then B^T (d B) for all tiles of the
+// slice in one pass per column j.
 template <typename T>
 void transform_input(const T* x, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t p,
                      std::int64_t tile_cols, std::int64_t r0, std::int64_t r1, T* v, std::int64_t ld,
@@ -148,15 +149,14 @@ void transform_input(const T* x, std::int64_t C, std::int64_t H, std::int64_t W,
   T* h = scratch;                                // [parity][j][h_size]
   T* zeros = h + 8 * h_size;                     // a padding row
   T* padded = zeros + width;                     // an input row between its padding
-  std::fill(zeros, zeros + 2 * width, T(0));
-  const std::int64_t x0 = std::min(p, width), x1 = std::min(W + p, width);  // where the input lands
+  std::fill(zeros, zeros + 2 * width, T(0));     // width >= W + 2p: the input row lands at [p, p + W)
   for (std::int64_t c = 0; c < C; ++c) {
     const T* image = x + c * H * W;
     for (std::int64_t q = 0; q < 2 * (r1 - r0) + 2; ++q) {
       const std::int64_t y = 2 * r0 - p + q;
       const T* d = zeros;
       if (y >= 0 && y < H) {
-        std::copy(image + y * W + x0 - p, image + y * W + x1 - p, padded + x0);
+        std::copy(image + y * W, image + (y + 1) * W, padded + p);
         d = padded;
       }
       T* h0 = h + (q % 2) * 4 * h_size + q / 2 * tile_cols;
