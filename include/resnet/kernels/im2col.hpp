@@ -184,6 +184,7 @@ void col2im(const T* cols, std::int64_t ld, std::int64_t C, std::int64_t H, std:
       for (std::int64_t kj = 0; kj < k; ++kj) {
         const T* row = cols + ((c * k + ki) * k + kj) * ld;
         const auto [lo, hi] = inside_columns(W, OW, s, p, kj);
+        if (lo == hi) continue;  // every column of this offset reads padding (and the row start lies outside)
         for (std::int64_t oh = 0; oh < OH; ++oh) {
           const std::int64_t h = oh * s - p + ki;
           if (h >= 0 && h < H) add_strided(row + oh * OW + lo, s, hi - lo, plane + h * W + lo * s + kj - p);
