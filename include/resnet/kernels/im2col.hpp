@@ -159,7 +159,7 @@ void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
           } else {
             const std::int64_t lo = std::clamp(ow_lo, ow0, ow1), hi = std::clamp(ow_hi, lo, ow1);
             std::fill(row + ow0, row + lo, T(0));
-            copy_strided(plane + h * W + lo * s + kj - p, s, hi - lo, row + lo);
+            if (lo < hi) copy_strided(plane + h * W + lo * s + kj - p, s, hi - lo, row + lo);
             std::fill(row + hi, row + ow1, T(0));
           }
           q += ow1 - ow0;
