@@ -101,53 +101,81 @@ struct Case {
 class ConvPaths : public ::testing::TestWithParam<Case> {};
 
 #ifdef RESNET_HAVE_SGEMM_AVX512
+struct GemmCase {
+  std::int64_t M, N, K;
+};
+
+// Runs gemm(transpose_a, transpose_b, M, N, K, 0.5, A, lda, B, ldb, beta, C, ldc) on random operands with
+// leading dimensions wider than the operands, for beta 0 (C full of NaN, which must not be read), 1 and -2,
+// and checks C against a double product relative to the sum of the terms' magnitudes, and that C's
+// padding columns are left alone.
+template <typename Gemm>
+void expect_gemm_matches_double(const GemmCase& c, bool ta, bool tb, Gemm gemm) {
+  const std::int64_t lda = (ta ? c.M : c.K) + 3, ldb = (tb ? c.K : c.N) + 5, ldc = c.N + 7;
+  const auto A = random_vector((ta ? c.K : c.M) * lda, 1), B = random_vector((tb ? c.N : c.K) * ldb, 2);
+  const auto C0 = random_vector(c.M * ldc, 3);
+  for (float beta : {0.0f, 1.0f, -2.0f}) {
+    std::vector<float> C = C0;
+    if (beta == 0.0f) std::fill(C.begin(), C.end(), std::nanf(""));  // beta == 0: C is not read
+    gemm(ta, tb, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+    double worst = 0;
+    for (std::int64_t i = 0; i < c.M; ++i) {
+      for (std::int64_t j = 0; j < c.N; ++j) {
+        double expected = beta == 0.0f ? 0.0 : double(beta) * C0[i * ldc + j], scale = std::abs(expected);
+        for (std::int64_t l = 0; l < c.K; ++l) {
+          const double term = 0.5 * A[ta ? l * lda + i : i * lda + l] * B[tb ? j * ldb + l : l * ldb + j];
+          expected += term;
+          scale += std::abs(term);
+        }
+        worst = std::max(worst, std::abs(C[i * ldc + j] - expected) / (scale + 1e-30));
+      }
+    }
+    EXPECT_LT(worst, 1e-6) << c.M << "x" << c.N << "x" << c.K << " transpose_a " << ta << " transpose_b "
+                           << tb << " beta " << beta;
+    if (beta == 0.0f) continue;
+    for (std::int64_t i = 0; i < c.M; ++i) {  // the padding columns of C are never written
+      for (std::int64_t j = c.N; j < ldc; ++j)
+        ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]);
+    }
+  }
+}
+
 TEST(SgemmAvx512, MatchesADoubleProductOnEveryTransposeEdgeAndBlock) {
   if (!resnet::kernels::avx512::cpu_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
   namespace avx512 = resnet::kernels::avx512;
-  // Partial tiles, several row / depth / column blocks, and leading dimensions wider than the operands.
-  struct Case {
-    std::int64_t M, N, K;
-  };
-  const Case cases[] = {{1, 1, 1},
-                        {13, 33, 2 * avx512::kDepthBlock + 3},
-                        {avx512::kRowBlock + 1, 40, 300},
-                        {12, avx512::kColumnBlock + 33, 5},
-                        {30, 70, 520}};
-  for (const Case& c : cases) {
+  // Partial tiles, several row / depth / column blocks.
+  const GemmCase cases[] = {{1, 1, 1},
+                            {13, 33, 2 * avx512::kDepthBlock + 3},
+                            {avx512::kRowBlock + 1, 40, 300},
+                            {12, avx512::kColumnBlock + 33, 5},
+                            {30, 70, 520}};
+  for (const GemmCase& c : cases) {
     for (bool ta : {false, true}) {
-      for (bool tb : {false, true}) {
-        const std::int64_t lda = (ta ? c.M : c.K) + 3, ldb = (tb ? c.K : c.N) + 5, ldc = c.N + 7;
-        const auto A = random_vector((ta ? c.K : c.M) * lda, 1), B = random_vector((tb ? c.N : c.K) * ldb, 2);
-        const auto C0 = random_vector(c.M * ldc, 3);
-        for (float beta : {0.0f, 1.0f, -2.0f}) {
-          std::vector<float> C = C0;
-          if (beta == 0.0f) std::fill(C.begin(), C.end(), std::nanf(""));  // beta == 0: C is not read
-          avx512::sgemm(ta, tb, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
-          double worst = 0;
-          for (std::int64_t i = 0; i < c.M; ++i) {
-            for (std::int64_t j = 0; j < c.N; ++j) {
-              double expected = beta == 0.0f ? 0.0 : double(beta) * C0[i * ldc + j],
-                     scale = std::abs(expected);
-              for (std::int64_t l = 0; l < c.K; ++l) {
-                const double term =
-                    0.5 * A[ta ? l * lda + i : i * lda + l] * B[tb ? j * ldb + l : l * ldb + j];
-                expected += term;
-                scale += std::abs(term);
-              }
-              worst = std::max(worst, std::abs(C[i * ldc + j] - expected) / (scale + 1e-30));
-            }
-          }
-          EXPECT_LT(worst, 1e-6) << c.M << "x" << c.N << "x" << c.K << " transpose_a " << ta
-                                 << " transpose_b " << tb << " beta " << beta;
-          if (beta == 0.0f) continue;
-          for (std::int64_t i = 0; i < c.M; ++i) {  // the padding columns of C are never written
-            for (std::int64_t j = c.N; j < ldc; ++j)
-              ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]);
-          }
-        }
-      }
+      for (bool tb : {false, true})
+        expect_gemm_matches_double(c, ta, tb, avx512::sgemm);
     }
   }
+}
+
+TEST(SgemmAvx512, NarrowMatchesADoubleProductOnEveryEdgeAndBlock) {
+  if (!resnet::kernels::avx512::cpu_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
+  namespace avx512 = resnet::kernels::avx512;
+  const auto narrow = [](bool, bool, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
+                         const float* A, std::int64_t lda, const float* B, std::int64_t ldb, float beta,
+                         float* C, std::int64_t ldc) {
+    avx512::sgemm_narrow(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  };
+  // Partial panels of A (rows not a multiple of 32, fewer than 16 in the last), every tile width from 1 to
+  // 12 and the most columns, one and several depth blocks, depths not a multiple of 16.
+  const GemmCase cases[] = {{1, 1, 1},
+                            {avx512::kNarrowPanelRows + 5, 11, 17},
+                            {avx512::kNarrowPanelRows - 1, 13, avx512::kNarrowDepthBlock},
+                            {64, 49, 2 * avx512::kNarrowDepthBlock + 7},
+                            {70, 196, 300},
+                            {16, avx512::kNarrowMaxColumns, 40},
+                            {3, 7, 3 * avx512::kNarrowDepthBlock + 16}};
+  for (const GemmCase& c : cases)
+    expect_gemm_matches_double(c, false, false, narrow);
 }
 #endif
 

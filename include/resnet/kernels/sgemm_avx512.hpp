@@ -116,37 +116,43 @@ __attribute__((target("avx512f"))) inline void transpose_16x16(__m512 rows[16]) 
   }
 }
 
-// op(A)[i0 .. i0+rows, k0 .. k0+depth] into panels of kTileRows rows, each [depth][kTileRows], zero-padded.
-// A weight matrix is A, [M, K] row-major, and at batch 1 packing it took a quarter of a layer4 GEMM one
-// element at a time: 16 depths of a panel's rows are read as vectors and transposed in registers instead.
-__attribute__((target("avx512f"))) inline void pack_a(bool transpose, const float* A, std::int64_t lda,
-                                                      std::int64_t i0, std::int64_t rows, std::int64_t k0,
-                                                      std::int64_t depth, float* packed) {
-  static_assert(kTileRows <= 16, "a panel row is one masked vector");
-  constexpr __mmask16 kPanel = (1u << kTileRows) - 1;
-  for (std::int64_t p = 0; p < rows; p += kTileRows) {
-    const std::int64_t height = std::min(kTileRows, rows - p);
-    const float* a = transpose ? A + k0 * lda + i0 + p : A + (i0 + p) * lda + k0;
-    std::int64_t k = 0;
-    if (transpose) {  // op(A)[i, k] = A[k, i]: each depth's panel row is contiguous
-      const __mmask16 inside = static_cast<__mmask16>((1u << height) - 1);
-      for (; k < depth; ++k)
-        _mm512_mask_storeu_ps(packed + k * kTileRows, kPanel, _mm512_maskz_loadu_ps(inside, a + k * lda));
-    } else {
-      for (; k + 16 <= depth; k += 16) {
-        __m512 block[16];
-        for (int r = 0; r < 16; ++r)
-          block[r] = r < height ? _mm512_loadu_ps(a + r * lda + k) : _mm512_setzero_ps();
-        transpose_16x16(block);
-        for (int j = 0; j < 16; ++j)
-          _mm512_mask_storeu_ps(packed + (k + j) * kTileRows, kPanel, block[j]);
-      }
-      for (; k < depth; ++k) {
-        for (std::int64_t r = 0; r < kTileRows; ++r)
-          packed[k * kTileRows + r] = r < height ? a[r * lda + k] : 0.0f;
+// op(A)[i0 .. i0+rows, k0 .. k0+depth] into panels of `panel` rows, each [depth][panel], zero-padded: a panel
+// row is one masked vector per 16 rows. A weight matrix is A, [M, K] row-major, and at batch 1 packing it
+// took a quarter of a layer4 GEMM one element at a time: 16 depths of 16 rows are read as vectors and
+// transposed in registers instead.
+template <int panel = kTileRows>
+__attribute__((target("avx512f"))) void pack_a(bool transpose, const float* A, std::int64_t lda,
+                                               std::int64_t i0, std::int64_t rows, std::int64_t k0,
+                                               std::int64_t depth, float* packed) {
+  const auto mask_of = [](std::int64_t n) {
+    return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+  };
+  for (std::int64_t p = 0; p < rows; p += panel) {
+    for (int r0 = 0; r0 < panel; r0 += 16) {  // 16 rows of the panel at a time
+      const __mmask16 lanes = mask_of(panel - r0), inside = mask_of(rows - p - r0);
+      const std::int64_t height = std::clamp<std::int64_t>(rows - p - r0, 0, 16);
+      const float* a = transpose ? A + k0 * lda + i0 + p + r0 : A + (i0 + p + r0) * lda + k0;
+      float* out = packed + r0;
+      std::int64_t k = 0;
+      if (transpose) {  // op(A)[i, k] = A[k, i]: each depth's panel row is contiguous
+        for (; k < depth; ++k)
+          _mm512_mask_storeu_ps(out + k * panel, lanes, _mm512_maskz_loadu_ps(inside, a + k * lda));
+      } else {
+        for (; k + 16 <= depth; k += 16) {
+          __m512 block[16];
+          for (int r = 0; r < 16; ++r)
+            block[r] = r < height ? _mm512_loadu_ps(a + r * lda + k) : _mm512_setzero_ps();
+          transpose_16x16(block);
+          for (int j = 0; j < 16; ++j)
+            _mm512_mask_storeu_ps(out + (k + j) * panel, lanes, block[j]);
+        }
+        for (; k < depth; ++k) {
+          for (int r = 0; r < std::min(16, panel - r0); ++r)
+            out[k * panel + r] = r < height ? a[r * lda + k] : 0.0f;
+        }
       }
     }
-    packed += depth * kTileRows;
+    packed += depth * panel;
   }
 }
 
@@ -186,7 +192,7 @@ inline float* thread_buffer(std::int64_t floats, int which) {
       return storage.data() + ((64 - address % 64) % 64) / sizeof(float);
     }
   };
-  thread_local Buffer buffers[2];
+  thread_local Buffer buffers[3];
   return buffers[which].aligned(floats);
 }
 
@@ -218,6 +224,162 @@ inline void sgemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64
         }
       }
     }
+  }
+}
+
+// GEMM for few columns (B [K, N] with N under 256: the 14x14 and 7x7 maps of one image). The kernel above
+// spreads a row of C over 32 columns, so at N = 49 it computes 64 and keeps 49. This one turns the tile
+// around: 32 rows of C in two vectors (a panel of A) times up to 12 columns (each B value broadcast), and
+// cuts N into tiles of nearly equal width (49 = 4 x 10 + 9, not 4 x 12 + 1). At one image every weight is
+// used only N times, so streaming A from memory costs as much as the arithmetic: while a panel computes, the
+// kernel prefetches the rows of A the next panel will pack.
+constexpr std::int64_t kNarrowPanelRows = 32;
+constexpr int kNarrowTileColumns = 12;
+constexpr std::int64_t kNarrowDepthBlock = 256;  // a 256 x 32 panel of A (32 KB) stays in L1
+constexpr std::int64_t kNarrowMaxColumns = 255;  // gemm.hpp sends fewer than 256 columns here
+constexpr std::int64_t kMaxNarrowTiles = (kNarrowMaxColumns + kNarrowTileColumns - 1) / kNarrowTileColumns;
+
+// Cache lines of a block of A's rows, handed out one at a time: the block's rows in order, each from its
+// start for `row_lines` lines of 16 floats.
+struct RowLines {
+  const float* row = nullptr;
+  std::int64_t lda = 0, row_lines = 0, remaining = 0, line = 0;
+  const float* next() {
+    const float* at = row + 16 * line;
+    if (++line == row_lines) {
+      line = 0;
+      row += lda;
+    }
+    --remaining;
+    return at;
+  }
+};
+
+// tile [columns][32] = sum_k a[k][0 .. 32) b[k][0 .. columns) (+ tile unless `first`): a packed panel of A
+// times a packed row block of B ([depth][columns]), prefetching into L2 a line of `ahead` every other depth.
+template <int columns>
+__attribute__((target("avx512f,fma"))) void narrow_tile(std::int64_t depth, const float* a, const float* b,
+                                                        bool first, float* tile, RowLines* ahead) {
+  __m512 acc[columns][2];
+  for (int j = 0; j < columns; ++j) {
+    acc[j][0] = first ? _mm512_setzero_ps() : _mm512_load_ps(tile + j * kNarrowPanelRows);
+    acc[j][1] = first ? _mm512_setzero_ps() : _mm512_load_ps(tile + j * kNarrowPanelRows + 16);
+  }
+  for (std::int64_t k = 0; k < depth; ++k) {
+    const __m512 a0 = _mm512_load_ps(a), a1 = _mm512_load_ps(a + 16);
+    for (int j = 0; j < columns; ++j) {
+      const __m512 bj = _mm512_set1_ps(b[j]);
+      acc[j][0] = _mm512_fmadd_ps(a0, bj, acc[j][0]);
+      acc[j][1] = _mm512_fmadd_ps(a1, bj, acc[j][1]);
+    }
+    if ((k & 1) == 0 && ahead->remaining > 0)
+      _mm_prefetch(reinterpret_cast<const char*>(ahead->next()), _MM_HINT_T1);
+    a += kNarrowPanelRows;
+    b += columns;
+  }
+  for (int j = 0; j < columns; ++j) {
+    _mm512_store_ps(tile + j * kNarrowPanelRows, acc[j][0]);
+    _mm512_store_ps(tile + j * kNarrowPanelRows + 16, acc[j][1]);
+  }
+}
+
+using NarrowTile = void (*)(std::int64_t, const float*, const float*, bool, float*, RowLines*);
+template <int... columns>
+constexpr std::array<NarrowTile, sizeof...(columns)> narrow_tiles(std::integer_sequence<int, columns...>) {
+  return {&narrow_tile<columns + 1>...};
+}
+// narrow_tile<columns> for columns = 1 .. kNarrowTileColumns, indexed by columns - 1.
+inline const auto& narrow_tile_for_columns() {
+  static constexpr auto table = narrow_tiles(std::make_integer_sequence<int, kNarrowTileColumns>{});
+  return table;
+}
+
+// B [depth, N] (row stride ldb) as one [depth][columns] block per column tile, row by row (so B is read in
+// order), a masked vector per tile.
+__attribute__((target("avx512f"))) inline void pack_narrow_b(const float* B, std::int64_t ldb,
+                                                             std::int64_t depth, std::int64_t N,
+                                                             std::int64_t tiles, float* packed) {
+  static_assert(kNarrowTileColumns <= 16, "a tile row is one masked vector");
+  std::int64_t starts[kMaxNarrowTiles + 1];
+  __mmask16 masks[kMaxNarrowTiles];
+  for (std::int64_t t = 0; t <= tiles; ++t)
+    starts[t] = t * N / tiles;
+  for (std::int64_t t = 0; t < tiles; ++t)
+    masks[t] = static_cast<__mmask16>((1u << (starts[t + 1] - starts[t])) - 1);
+  for (std::int64_t k = 0; k < depth; ++k) {
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t j0 = starts[t], columns = starts[t + 1] - j0;
+      _mm512_mask_storeu_ps(packed + j0 * depth + k * columns, masks[t],
+                            _mm512_maskz_loadu_ps(masks[t], B + k * ldb + j0));
+    }
+  }
+}
+
+// C [rows, N] = alpha * sums^T + beta * C for the sums [N][32] of one panel: 16 x 16 blocks transposed in
+// registers.
+__attribute__((target("avx512f,fma"))) inline void store_narrow_panel(const float* sums, std::int64_t rows,
+                                                                      std::int64_t N, float alpha, float beta,
+                                                                      float* C, std::int64_t ldc) {
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (std::int64_t j0 = 0; j0 < N; j0 += 16) {
+    const std::int64_t width = std::min<std::int64_t>(16, N - j0);
+    const auto mask = static_cast<__mmask16>(width == 16 ? 0xFFFF : (1u << width) - 1);
+    for (std::int64_t r0 = 0; r0 < rows; r0 += 16) {
+      __m512 block[16];
+      for (int j = 0; j < 16; ++j)
+        block[j] = j < width ? _mm512_load_ps(sums + (j0 + j) * kNarrowPanelRows + r0) : _mm512_setzero_ps();
+      transpose_16x16(block);  // block[r] = row r0 + r of C, columns j0 ..
+      for (std::int64_t r = 0; r < std::min<std::int64_t>(16, rows - r0); ++r) {
+        float* c = C + (r0 + r) * ldc + j0;
+        __m512 value = _mm512_mul_ps(va, block[r]);
+        if (beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, c), value);
+        _mm512_mask_storeu_ps(c, mask, value);
+      }
+    }
+  }
+}
+
+// C = alpha * A [M, K] x B [K, N] + beta * C, row-major with leading dimensions, no transposes; beta == 0
+// does not read C; N at most kNarrowMaxColumns. For each depth block: B is packed once, then each panel of A
+// is packed and multiplied by
+// every column tile, the products summed over depth blocks in a buffer of C^T.
+inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float alpha, const float* A,
+                         std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C,
+                         std::int64_t ldc) {
+  const std::int64_t panels = (M + kNarrowPanelRows - 1) / kNarrowPanelRows;
+  const std::int64_t tiles = (N + kNarrowTileColumns - 1) / kNarrowTileColumns;
+  const std::int64_t blocks = (K + kNarrowDepthBlock - 1) / kNarrowDepthBlock;
+  float* packed_a = thread_buffer(std::min(K, kNarrowDepthBlock) * kNarrowPanelRows, 1);
+  float* packed_b = thread_buffer(std::min(K, kNarrowDepthBlock) * N, 0);
+  float* sums = thread_buffer(panels * N * kNarrowPanelRows, 2);  // [panels][N][32]
+  // Panel p of depth block d is step d * panels + p; A's rows of a step, for the prefetcher.
+  const auto rows_of = [&](std::int64_t step) {
+    if (step >= panels * blocks) return RowLines{};
+    const std::int64_t i0 = step % panels * kNarrowPanelRows, k0 = step / panels * kNarrowDepthBlock;
+    const std::int64_t rows = std::min(kNarrowPanelRows, M - i0), depth = std::min(kNarrowDepthBlock, K - k0);
+    const std::int64_t row_lines = (depth + 15) / 16;
+    return RowLines{A + i0 * lda + k0, lda, row_lines, rows * row_lines, 0};
+  };
+  for (std::int64_t block = 0; block < blocks; ++block) {
+    const std::int64_t k0 = block * kNarrowDepthBlock, depth = std::min(kNarrowDepthBlock, K - k0);
+    pack_narrow_b(B + k0 * ldb, ldb, depth, N, tiles, packed_b);
+    for (std::int64_t panel = 0; panel < panels; ++panel) {
+      const std::int64_t i0 = panel * kNarrowPanelRows;
+      pack_a<kNarrowPanelRows>(false, A, lda, i0, std::min(kNarrowPanelRows, M - i0), k0, depth, packed_a);
+      RowLines ahead = rows_of(block * panels + panel + 1);
+      const std::int64_t lines = ahead.remaining;
+      for (std::int64_t t = 0; t < tiles; ++t) {
+        const std::int64_t j0 = t * N / tiles, columns = (t + 1) * N / tiles - j0;
+        ahead.remaining = (t + 1) * lines / tiles - t * lines / tiles;  // the lines spread over the tiles
+        narrow_tile_for_columns()[columns - 1](depth, packed_a, packed_b + j0 * depth, block == 0,
+                                               sums + (panel * N + j0) * kNarrowPanelRows, &ahead);
+      }
+    }
+  }
+  for (std::int64_t panel = 0; panel < panels; ++panel) {
+    const std::int64_t i0 = panel * kNarrowPanelRows;
+    store_narrow_panel(sums + panel * N * kNarrowPanelRows, std::min(kNarrowPanelRows, M - i0), N, alpha,
+                       beta, C + i0 * ldc, ldc);
   }
 }
 
