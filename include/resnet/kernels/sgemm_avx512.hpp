@@ -341,8 +341,7 @@ __attribute__((target("avx512f,fma"))) inline void store_narrow_panel(const floa
 
 // C = alpha * A [M, K] x B [K, N] + beta * C, row-major with leading dimensions, no transposes; beta == 0
 // does not read C; N at most kNarrowMaxColumns. For each depth block: B is packed once, then each panel of A
-// is packed and multiplied by
-// every column tile, the products summed over depth blocks in a buffer of C^T.
+// is packed and multiplied by every column tile, the products summed over depth blocks in a buffer of C^T.
 inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float alpha, const float* A,
                          std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C,
                          std::int64_t ldc) {
