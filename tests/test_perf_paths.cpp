@@ -106,12 +106,13 @@ struct GemmCase {
 };
 
 // Runs gemm(transpose_a, transpose_b, M, N, K, 0.5, A, lda, B, ldb, beta, C, ldc) on random operands with
-// leading dimensions wider than the operands, for beta 0 (C full of NaN, which must not be read), 1 and -2,
-// and checks C against a double product relative to the sum of the terms' magnitudes, and that C's
-// padding columns are left alone.
+// leading dimensions wider than the operands (or, unless `padded`, exactly as wide), for beta 0 (C full of
+// NaN, which must not be read), 1 and -2, and checks C against a double product relative to the sum of the
+// terms' magnitudes, and that C's padding columns are left alone.
 template <typename Gemm>
-void expect_gemm_matches_double(const GemmCase& c, bool ta, bool tb, Gemm gemm) {
-  const std::int64_t lda = (ta ? c.M : c.K) + 3, ldb = (tb ? c.K : c.N) + 5, ldc = c.N + 7;
+void expect_gemm_matches_double(const GemmCase& c, bool ta, bool tb, Gemm gemm, bool padded = true) {
+  const std::int64_t lda = (ta ? c.M : c.K) + (padded ? 3 : 0), ldb = (tb ? c.K : c.N) + (padded ? 5 : 0),
+                     ldc = c.N + (padded ? 7 : 0);
   const auto A = random_vector((ta ? c.K : c.M) * lda, 1), B = random_vector((tb ? c.N : c.K) * ldb, 2);
   const auto C0 = random_vector(c.M * ldc, 3);
   for (float beta : {0.0f, 1.0f, -2.0f}) {
@@ -167,15 +168,31 @@ TEST(SgemmAvx512, NarrowMatchesADoubleProductOnEveryEdgeAndBlock) {
   };
   // Partial panels of A (rows not a multiple of 32, fewer than 16 in the last), every tile width from 1 to
   // 12 and the most columns, one and several depth blocks, depths not a multiple of 16.
-  const GemmCase cases[] = {{1, 1, 1},
-                            {avx512::kNarrowPanelRows + 5, 11, 17},
-                            {avx512::kNarrowPanelRows - 1, 13, avx512::kNarrowDepthBlock},
-                            {64, 49, 2 * avx512::kNarrowDepthBlock + 7},
-                            {70, 196, 300},
-                            {16, avx512::kNarrowMaxColumns, 40},
-                            {3, 7, 3 * avx512::kNarrowDepthBlock + 16}};
-  for (const GemmCase& c : cases)
-    expect_gemm_matches_double(c, false, false, narrow);
+  std::vector<GemmCase> cases = {
+      {avx512::kNarrowPanelRows + 5, 13, 17},  {avx512::kNarrowPanelRows - 1, 11, avx512::kNarrowDepthBlock},
+      {64, 49, 2 * avx512::kNarrowDepthBlock}, {70, 196, 2 * avx512::kNarrowDepthBlock + 7},
+      {16, avx512::kNarrowMaxColumns, 40},     {3, 7, 3 * avx512::kNarrowDepthBlock + 16}};
+  for (std::int64_t width = 1; width <= avx512::kNarrowTileColumns; ++width)
+    cases.push_back({5, width, 20});
+  for (const GemmCase& c : cases) {
+    for (bool padded : {true, false})
+      expect_gemm_matches_double(c, false, false, narrow, padded);
+  }
+  EXPECT_THROW(narrow(false, false, 1, avx512::kNarrowMaxColumns + 1, 1, 1.0f, nullptr, 1, nullptr,
+                      avx512::kNarrowMaxColumns + 1, 0.0f, nullptr, avx512::kNarrowMaxColumns + 1),
+               resnet::Error);
+}
+
+// kernels::gemm sends the narrow kernel fewer than 256 columns and Eigen the rest: both sides of the edge.
+TEST(SgemmAvx512, GemmIsRightOnBothSidesOfTheNarrowKernelsEdge) {
+  namespace avx512 = resnet::kernels::avx512;
+  for (std::int64_t N : {avx512::kNarrowMaxColumns, avx512::kNarrowMaxColumns + 1}) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true})
+        expect_gemm_matches_double({33, N, 70}, ta, tb,
+                                   [](auto... arguments) { resnet::kernels::gemm<float>(arguments...); });
+    }
+  }
 }
 #endif
 

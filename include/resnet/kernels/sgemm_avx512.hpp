@@ -2,8 +2,10 @@
 // Single-precision GEMM for AVX-512 CPUs, in the classic packed form (Goto and van de Geijn, "Anatomy of
 // high-performance matrix multiplication", 2008): op(A) and op(B) are copied into cache-sized blocks laid out
 // in the order a 12x32 register-tile micro-kernel reads them, so the kernel streams both with unit stride and
-// keeps 24 of the 32 vector registers as accumulators. Compiled for AVX-512 with a target attribute, so the
-// library's default (generic x86-64) build gets it too; gemm.hpp calls it when the CPU has AVX-512F.
+// keeps 24 of the 32 vector registers as accumulators; and sgemm_narrow, for products of fewer than 256
+// columns, which keeps rows of C in vectors instead. Compiled for AVX-512 with a target attribute, so the
+// library's default (generic x86-64) build gets them too; gemm.hpp calls sgemm_narrow on any build and sgemm
+// in a generic one, when the CPU has AVX-512F.
 //
 // The blocking depends on the shape alone, never on the thread count, and each call runs on the calling
 // thread, so results are bitwise reproducible as kernels/conv2d.hpp requires.
@@ -14,6 +16,8 @@
 #include <cstring>
 #include <utility>
 #include <vector>
+
+#include "resnet/core/error.hpp"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -129,9 +133,11 @@ __attribute__((target("avx512f"))) void pack_a(bool transpose, const float* A, s
   };
   for (std::int64_t p = 0; p < rows; p += panel) {
     for (int r0 = 0; r0 < panel; r0 += 16) {  // 16 rows of the panel at a time
-      const __mmask16 lanes = mask_of(panel - r0), inside = mask_of(rows - p - r0);
-      const std::int64_t height = std::clamp<std::int64_t>(rows - p - r0, 0, 16);
-      const float* a = transpose ? A + k0 * lda + i0 + p + r0 : A + (i0 + p + r0) * lda + k0;
+      const std::int64_t height =
+          std::clamp<std::int64_t>(std::min<std::int64_t>(rows - p, panel) - r0, 0, 16);
+      const __mmask16 lanes = mask_of(panel - r0), inside = mask_of(height);
+      const std::int64_t first_row = i0 + p + r0;  // of A, read only if height > 0
+      const float* a = height == 0 ? A : transpose ? A + k0 * lda + first_row : A + first_row * lda + k0;
       float* out = packed + r0;
       std::int64_t k = 0;
       if (transpose) {  // op(A)[i, k] = A[k, i]: each depth's panel row is contiguous
@@ -232,7 +238,8 @@ inline void sgemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64
 // around: 32 rows of C in two vectors (a panel of A) times up to 12 columns (each B value broadcast), and
 // cuts N into tiles of nearly equal width (49 = 4 x 10 + 9, not 4 x 12 + 1). At one image every weight is
 // used only N times, so streaming A from memory costs as much as the arithmetic: while a panel computes, the
-// kernel prefetches the rows of A the next panel will pack.
+// kernel prefetches the rows of A the next panel will pack, a cache line every other depth (so with fewer
+// than 4 column tiles, only part of them).
 constexpr std::int64_t kNarrowPanelRows = 32;
 constexpr int kNarrowTileColumns = 12;
 constexpr std::int64_t kNarrowDepthBlock = 256;  // a 256 x 32 panel of A (32 KB) stays in L1
@@ -240,17 +247,18 @@ constexpr std::int64_t kNarrowMaxColumns = 255;  // gemm.hpp sends fewer than 25
 constexpr std::int64_t kMaxNarrowTiles = (kNarrowMaxColumns + kNarrowTileColumns - 1) / kNarrowTileColumns;
 
 // Cache lines of a block of A's rows, handed out one at a time: the block's rows in order, each from its
-// start for `row_lines` lines of 16 floats.
+// start for `row_lines` lines of 16 floats. `remaining` is how many the holder may still take.
 struct RowLines {
   const float* row = nullptr;
-  std::int64_t lda = 0, row_lines = 0, remaining = 0, line = 0;
+  std::int64_t lda = 0, row_lines = 0, rows_after = 0, line = 0, remaining = 0;
   const float* next() {
     const float* at = row + 16 * line;
-    if (++line == row_lines) {
+    --remaining;
+    if (++line == row_lines && rows_after > 0) {  // never steps past the block's last row
       line = 0;
       row += lda;
+      --rows_after;
     }
-    --remaining;
     return at;
   }
 };
@@ -345,6 +353,7 @@ __attribute__((target("avx512f,fma"))) inline void store_narrow_panel(const floa
 inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float alpha, const float* A,
                          std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C,
                          std::int64_t ldc) {
+  check(N <= kNarrowMaxColumns, "sgemm_narrow: ", N, " columns, at most ", kNarrowMaxColumns);
   const std::int64_t panels = (M + kNarrowPanelRows - 1) / kNarrowPanelRows;
   const std::int64_t tiles = (N + kNarrowTileColumns - 1) / kNarrowTileColumns;
   const std::int64_t blocks = (K + kNarrowDepthBlock - 1) / kNarrowDepthBlock;
@@ -357,7 +366,7 @@ inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float a
     const std::int64_t i0 = step % panels * kNarrowPanelRows, k0 = step / panels * kNarrowDepthBlock;
     const std::int64_t rows = std::min(kNarrowPanelRows, M - i0), depth = std::min(kNarrowDepthBlock, K - k0);
     const std::int64_t row_lines = (depth + 15) / 16;
-    return RowLines{A + i0 * lda + k0, lda, row_lines, rows * row_lines, 0};
+    return RowLines{A + i0 * lda + k0, lda, row_lines, rows - 1, 0, rows * row_lines};
   };
   for (std::int64_t block = 0; block < blocks; ++block) {
     const std::int64_t k0 = block * kNarrowDepthBlock, depth = std::min(kNarrowDepthBlock, K - k0);
@@ -366,10 +375,11 @@ inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float a
       const std::int64_t i0 = panel * kNarrowPanelRows;
       pack_a<kNarrowPanelRows>(false, A, lda, i0, std::min(kNarrowPanelRows, M - i0), k0, depth, packed_a);
       RowLines ahead = rows_of(block * panels + panel + 1);
-      const std::int64_t lines = ahead.remaining;
+      const std::int64_t lines = std::exchange(ahead.remaining, 0);
       for (std::int64_t t = 0; t < tiles; ++t) {
         const std::int64_t j0 = t * N / tiles, columns = (t + 1) * N / tiles - j0;
-        ahead.remaining = (t + 1) * lines / tiles - t * lines / tiles;  // the lines spread over the tiles
+        ahead.remaining += (t + 1) * lines / tiles - t * lines / tiles;  // spread over the tiles, with
+                                                                         // what earlier ones had no steps for
         narrow_tile_for_columns()[columns - 1](depth, packed_a, packed_b + j0 * depth, block == 0,
                                                sums + (panel * N + j0) * kNarrowPanelRows, &ahead);
       }
