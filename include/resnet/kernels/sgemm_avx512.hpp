@@ -41,6 +41,18 @@ inline bool cpu_supported() {
   return supported;
 }
 
+// The first n of a vector's 16 lanes: none for n <= 0, all for n >= 16.
+constexpr __mmask16 first_lanes(std::int64_t n) {
+  return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+}
+
+// {instance(1), ..., instance(count)} for a kernel templated on a tile size, so that a size known only at
+// run time indexes a table of fully unrolled instances (entry size - 1).
+template <typename Instance, int... sizes>
+constexpr auto instances(Instance instance, std::integer_sequence<int, sizes...>) {
+  return std::array{instance(std::integral_constant<int, sizes + 1>{})...};
+}
+
 // C[rows, columns] (row stride ldc) = alpha * sum_k a[k][0 .. rows)^T b[k][0 .. 32) + beta * C, for a tile of
 // at most kTileRows x kTileColumns; beta == 0 does not read C. The row count is a template parameter so each
 // height gets fully unrolled code with only its own accumulators, and partial column tiles are masked, so
@@ -62,10 +74,7 @@ __attribute__((target("avx512f,fma"))) void micro_tile(std::int64_t depth, const
     a += kTileRows;
     b += kTileColumns;
   }
-  const auto mask_of = [](std::int64_t n) {
-    return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
-  };
-  const __mmask16 masks[2] = {mask_of(columns), mask_of(columns - 16)};
+  const __mmask16 masks[2] = {first_lanes(columns), first_lanes(columns - 16)};
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int r = 0; r < rows; ++r) {
     float* row = c + r * ldc;
@@ -77,16 +86,10 @@ __attribute__((target("avx512f,fma"))) void micro_tile(std::int64_t depth, const
   }
 }
 
-using MicroTile = void (*)(std::int64_t, const float*, const float*, float, float, float*, std::int64_t,
-                           std::int64_t);
-
 // micro_tile<rows> for rows = 1 .. kTileRows, indexed by rows - 1.
-template <int... rows>
-constexpr std::array<MicroTile, sizeof...(rows)> micro_tiles(std::integer_sequence<int, rows...>) {
-  return {&micro_tile<rows + 1>...};
-}
 inline const auto& micro_tile_for_rows() {
-  static constexpr auto table = micro_tiles(std::make_integer_sequence<int, kTileRows>{});
+  static constexpr auto table = instances([](auto rows) { return &micro_tile<decltype(rows)::value>; },
+                                          std::make_integer_sequence<int, kTileRows>{});
   return table;
 }
 
@@ -128,14 +131,11 @@ template <int panel = kTileRows>
 __attribute__((target("avx512f"))) void pack_a(bool transpose, const float* A, std::int64_t lda,
                                                std::int64_t i0, std::int64_t rows, std::int64_t k0,
                                                std::int64_t depth, float* packed) {
-  const auto mask_of = [](std::int64_t n) {
-    return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
-  };
   for (std::int64_t p = 0; p < rows; p += panel) {
     for (int r0 = 0; r0 < panel; r0 += 16) {  // 16 rows of the panel at a time
       const std::int64_t height =
           std::clamp<std::int64_t>(std::min<std::int64_t>(rows - p, panel) - r0, 0, 16);
-      const __mmask16 lanes = mask_of(panel - r0), inside = mask_of(height);
+      const __mmask16 lanes = first_lanes(panel - r0), inside = first_lanes(height);
       const std::int64_t first_row = i0 + p + r0;  // of A, read only if height > 0
       const float* a = height == 0 ? A : transpose ? A + k0 * lda + first_row : A + first_row * lda + k0;
       float* out = packed + r0;
@@ -291,14 +291,10 @@ __attribute__((target("avx512f,fma"))) void narrow_tile(std::int64_t depth, cons
   }
 }
 
-using NarrowTile = void (*)(std::int64_t, const float*, const float*, bool, float*, RowLines*);
-template <int... columns>
-constexpr std::array<NarrowTile, sizeof...(columns)> narrow_tiles(std::integer_sequence<int, columns...>) {
-  return {&narrow_tile<columns + 1>...};
-}
 // narrow_tile<columns> for columns = 1 .. kNarrowTileColumns, indexed by columns - 1.
 inline const auto& narrow_tile_for_columns() {
-  static constexpr auto table = narrow_tiles(std::make_integer_sequence<int, kNarrowTileColumns>{});
+  static constexpr auto table = instances([](auto columns) { return &narrow_tile<decltype(columns)::value>; },
+                                          std::make_integer_sequence<int, kNarrowTileColumns>{});
   return table;
 }
 
@@ -313,7 +309,7 @@ __attribute__((target("avx512f"))) inline void pack_narrow_b(const float* B, std
   for (std::int64_t t = 0; t <= tiles; ++t)
     starts[t] = t * N / tiles;
   for (std::int64_t t = 0; t < tiles; ++t)
-    masks[t] = static_cast<__mmask16>((1u << (starts[t + 1] - starts[t])) - 1);
+    masks[t] = first_lanes(starts[t + 1] - starts[t]);
   for (std::int64_t k = 0; k < depth; ++k) {
     for (std::int64_t t = 0; t < tiles; ++t) {
       const std::int64_t j0 = starts[t], columns = starts[t + 1] - j0;
@@ -331,7 +327,7 @@ __attribute__((target("avx512f,fma"))) inline void store_narrow_panel(const floa
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (std::int64_t j0 = 0; j0 < N; j0 += 16) {
     const std::int64_t width = std::min<std::int64_t>(16, N - j0);
-    const auto mask = static_cast<__mmask16>(width == 16 ? 0xFFFF : (1u << width) - 1);
+    const __mmask16 mask = first_lanes(width);
     for (std::int64_t r0 = 0; r0 < rows; r0 += 16) {
       __m512 block[16];
       for (int j = 0; j < 16; ++j)
