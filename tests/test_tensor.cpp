@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "resnet/resnet.hpp"
@@ -38,6 +39,48 @@ TEST(Tensor, CopiesAndReshapeShareStorageCloneDoesNot) {
   EXPECT_EQ(view.at({1, 1}), 7.0f);
   EXPECT_EQ(deep[5], 0.0f);
   EXPECT_EQ(view.shape(), (std::vector<std::int64_t>{3, 4}));
+}
+
+TEST(Tensor, EveryWritableAccessGivesANewVersionSharedByItsViews) {
+  Tensor<float> a({2, 3});
+  const Tensor<float> view = a.reshape({6});
+  const Tensor<float>& read_only = a;
+  const std::uint64_t initial = a.version();
+  EXPECT_NE(initial, 0u);
+  read_only.data();
+  (void)read_only[1];
+  (void)view.at({4});
+  EXPECT_EQ(a.version(), initial) << "const access must not change the version";
+
+  // Each kind of writable access, through the tensor or a view of it: a version not seen before.
+  std::vector<std::uint64_t> seen{initial};
+  const auto expect_new_version = [&](const char* access) {
+    EXPECT_EQ(view.version(), a.version()) << access;
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), a.version()), 0) << access;
+    seen.push_back(a.version());
+  };
+  a.data();
+  expect_new_version("data()");
+  a[0] = 1.0f;
+  expect_new_version("operator[]");
+  a.at({1, 2}) = 2.0f;
+  expect_new_version("at()");
+  a.fill(3.0f);
+  expect_new_version("fill()");
+  resnet::Rng rng(1);
+  a.fill_normal(rng);
+  expect_new_version("fill_normal()");
+  a.matrix(2, 3);
+  expect_new_version("matrix()");
+  a.reshape({3, 2}).vector();
+  expect_new_version("vector() of a view");
+
+  // Another storage never has a version this one had, even after this one is gone.
+  const Tensor<float> clone = a.clone();
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), clone.version()), 0);
+  a = Tensor<float>({2, 3});
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), a.version()), 0);
+  EXPECT_EQ(Tensor<float>().version(), 0u);
 }
 
 TEST(Tensor, MultiIndexIsRowMajor) {

@@ -4,9 +4,16 @@
 // Copies share storage, like a torch.Tensor: `Tensor b = a;` and `a.reshape(...)` see the same elements.
 // `clone()` makes an independent deep copy. Layers rely on this to keep what backward needs without copying:
 // they hold a Tensor that shares the input's storage, so a temporary argument stays alive.
+//
+// version() changes whenever the elements may have changed, like torch.Tensor._version: every non-const
+// access (data(), operator[], at(), fill*, matrix(), vector()) gives the storage a new number from one
+// process-wide counter, so a number is never reused, by this storage or any other. Something built from a
+// tensor (Conv2d's packed weight) is still right while the version it was built from is the current one.
+// A write through a pointer taken before that is not seen: take data() again for every pass that writes.
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
@@ -40,7 +47,7 @@ class Tensor {
 
   Tensor(std::vector<std::int64_t> shape, T value) : shape_(std::move(shape)), numel_(count(shape_)) {
     storage_ = allocate(numel_);
-    std::fill(storage_.get(), storage_.get() + numel_, value);
+    std::fill(storage_->elements, storage_->elements + numel_, value);
   }
 
   // Elements left unset, like torch.empty: for an output a kernel assigns in full, where zero-filling first
@@ -65,16 +72,22 @@ class Tensor {
     return shape_[static_cast<std::size_t>(d < 0 ? d + n : d)];
   }
 
-  T* data() { return storage_.get(); }
-  const T* data() const { return storage_.get(); }
+  T* data() {
+    if (storage_) storage_->version = next_version();
+    return elements();
+  }
+  const T* data() const { return elements(); }
+
+  // 0 for an empty tensor; see the header comment.
+  std::uint64_t version() const { return storage_ ? storage_->version.load() : 0; }
 
   // Flat element access (bounds-checked; meant for tests and small loops, not kernels).
-  T& operator[](std::int64_t i) { return storage_.get()[checked_flat(i)]; }
-  const T& operator[](std::int64_t i) const { return storage_.get()[checked_flat(i)]; }
+  T& operator[](std::int64_t i) { return data()[checked_flat(i)]; }
+  const T& operator[](std::int64_t i) const { return elements()[checked_flat(i)]; }
 
   // Multi-index access, e.g. t.at({n, c, h, w}).
-  T& at(std::initializer_list<std::int64_t> index) { return storage_.get()[offset(index)]; }
-  const T& at(std::initializer_list<std::int64_t> index) const { return storage_.get()[offset(index)]; }
+  T& at(std::initializer_list<std::int64_t> index) { return data()[offset(index)]; }
+  const T& at(std::initializer_list<std::int64_t> index) const { return elements()[offset(index)]; }
 
   // Same storage, new shape; the element count must match.
   Tensor reshape(std::vector<std::int64_t> shape) const {
@@ -96,13 +109,15 @@ class Tensor {
     return *this;
   }
   Tensor& fill_normal(Rng& rng, double mean = 0.0, double std = 1.0) {
+    T* out = data();
     for (std::int64_t i = 0; i < numel_; ++i)
-      data()[i] = static_cast<T>(rng.normal(mean, std));
+      out[i] = static_cast<T>(rng.normal(mean, std));
     return *this;
   }
   Tensor& fill_uniform(Rng& rng, double low, double high) {
+    T* out = data();
     for (std::int64_t i = 0; i < numel_; ++i)
-      data()[i] = static_cast<T>(rng.uniform(low, high));
+      out[i] = static_cast<T>(rng.uniform(low, high));
     return *this;
   }
 
@@ -147,15 +162,37 @@ class Tensor {
     return true;
   }
 
-  static std::shared_ptr<T> allocate(std::int64_t n) {
+  // The elements and their version, shared by the tensors that view them.
+  struct Storage {
+    T* elements;
+    std::size_t bytes;  // as the BufferPool handed them out
+    std::atomic<std::uint64_t> version;
+    Storage(T* e, std::size_t b) : elements(e), bytes(b), version(next_version()) {}
+    Storage(const Storage&) = delete;
+    Storage& operator=(const Storage&) = delete;
+    ~Storage() { BufferPool::instance().release(elements, bytes); }
+  };
+
+  static std::uint64_t next_version() {
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+
+  T* elements() const { return storage_ ? storage_->elements : nullptr; }
+
+  static std::shared_ptr<Storage> allocate(std::int64_t n) {
     // Round up so aligned_alloc gets a multiple of the alignment; at least one element so data() is never
     // null. Large buffers come from (and go back to) the BufferPool.
     const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T);
     const std::size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
     std::size_t size = 0;
     void* memory = BufferPool::instance().acquire(rounded, kTensorAlignment, size);
-    return std::shared_ptr<T>(static_cast<T*>(memory),
-                              [size](T* p) { BufferPool::instance().release(p, size); });
+    try {
+      return std::make_shared<Storage>(static_cast<T*>(memory), size);
+    } catch (...) {
+      BufferPool::instance().release(memory, size);
+      throw;
+    }
   }
 
   // Negative sizes whose product is numel (-1 x -6 for 6 elements) would give Eigen a negative size.
@@ -183,7 +220,7 @@ class Tensor {
     return flat;
   }
 
-  std::shared_ptr<T> storage_;
+  std::shared_ptr<Storage> storage_;
   std::vector<std::int64_t> shape_;
   std::int64_t numel_ = 0;
 };
