@@ -183,6 +183,41 @@ TEST(SgemmAvx512, NarrowMatchesADoubleProductOnEveryEdgeAndBlock) {
                resnet::Error);
 }
 
+// A packed ahead (pack_gemm_a, as an eval-mode conv packs its weight) gives bitwise what packing it as the
+// kernel goes gives, on the narrow test's shapes; packed A must be aligned and fit the kernel.
+TEST(SgemmAvx512, PackedAGivesBitwiseTheResultsOfPackingAsItGoes) {
+  if (!resnet::kernels::avx512::cpu_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
+  namespace avx512 = resnet::kernels::avx512;
+  namespace kernels = resnet::kernels;
+  const GemmCase cases[] = {{avx512::kNarrowPanelRows + 5, 13, 17},
+                            {avx512::kNarrowPanelRows - 1, 11, avx512::kNarrowDepthBlock},
+                            {70, 196, 2 * avx512::kNarrowDepthBlock + 7},
+                            {16, avx512::kNarrowMaxColumns, 40},
+                            {3, 7, 3 * avx512::kNarrowDepthBlock + 16}};
+  for (const GemmCase& c : cases) {
+    const std::int64_t lda = c.K + 3, ldc = c.N + 2;
+    const auto A = random_vector(c.M * lda, 1), B = random_vector(c.K * c.N, 2),
+               C0 = random_vector(c.M * ldc, 3);
+    auto packed = resnet::Tensor<float>::uninitialized({kernels::packed_gemm_a_size<float>(c.M, c.K)});
+    kernels::pack_gemm_a(A.data(), lda, c.M, c.K, packed.data());
+    for (float beta : {0.0f, -2.0f}) {
+      std::vector<float> expected = C0, actual = C0;
+      kernels::gemm(false, false, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), c.N, beta, expected.data(),
+                    ldc);
+      kernels::gemm_packed_a(c.M, c.N, c.K, 0.5f, std::as_const(packed).data(), B.data(), c.N, beta,
+                             actual.data(), ldc);
+      EXPECT_EQ(actual, expected) << c.M << "x" << c.N << "x" << c.K << " beta " << beta;
+    }
+  }
+  const auto packed = resnet::Tensor<float>::uninitialized({kernels::packed_gemm_a_size<float>(8, 8) + 1});
+  std::vector<float> B(8 * 300), C(8 * 300);
+  EXPECT_THROW(kernels::gemm_packed_a(8, 8, 8, 1.0f, packed.data() + 1, B.data(), 8, 0.0f, C.data(), 8),
+               resnet::Error);  // not 64-byte aligned
+  EXPECT_THROW(kernels::gemm_packed_a(8, 256, 8, 1.0f, packed.data(), B.data(), 256, 0.0f, C.data(), 256),
+               resnet::Error);  // too many columns for the narrow kernel
+  EXPECT_THROW(kernels::packed_gemm_a_size<double>(8, 8), resnet::Error);
+}
+
 // kernels::gemm sends the narrow kernel fewer than 256 columns and Eigen the rest: both sides of the edge.
 TEST(SgemmAvx512, GemmIsRightOnBothSidesOfTheNarrowKernelsEdge) {
   namespace avx512 = resnet::kernels::avx512;
@@ -581,6 +616,62 @@ TEST(ConvEpilogue, ScalesTheBiasAndIsForEvalOnly) {
 }
 
 // A whole training step's gradients do not depend on the thread count.
+// An eval-mode Conv2d packs its weight once for the shapes that have a packed form (one 7x7 or 14x14 image)
+// and must give bitwise what the kernel gives without it, after every way the weight or the input size can
+// change between calls: a write through data(), a new tensor assigned, training in between.
+TEST(Conv2dPackedWeight, EvalForwardEqualsTheUnpackedKernelAfterEveryChange) {
+  struct Layer {
+    int in, out, k, stride, padding;
+  };
+  // 100 outputs: blocks of 50, not whole panels of 32; K = 576, 64, 1152: one to five depth blocks.
+  for (const Layer& l : {Layer{64, 100, 3, 1, 1}, Layer{64, 64, 1, 2, 0}, Layer{128, 64, 3, 2, 1}}) {
+    resnet::nn::Conv2d<float> conv(l.in, l.out, l.k, l.stride, l.padding, /*bias=*/true, /*seed=*/5);
+    conv.eval();
+    std::uint64_t seed = 10;
+    const auto expect_unpacked_result = [&](std::vector<std::int64_t> shape, const char* after) {
+      resnet::Tensor<float> x(shape);
+      resnet::Rng rng(seed++);
+      x.fill_normal(rng);
+      const ConvShape g{shape[0], shape[1], shape[2], shape[3], l.out, l.k, l.stride, l.padding};
+      std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW()));
+      resnet::kernels::ConvWorkspace<float> ws;
+      resnet::kernels::conv2d_forward(x.data(), std::as_const(conv.weight()).data(),
+                                      Epilogue::bias(std::as_const(conv.bias()).data(), g.O), g,
+                                      expected.data(), ws);
+      const resnet::Tensor<float> y = conv.forward(x);
+      ASSERT_EQ(y.numel(), static_cast<std::int64_t>(expected.size()));
+      EXPECT_TRUE(std::equal(expected.begin(), expected.end(), y.data()))
+          << l.in << "->" << l.out << " k" << l.k << " s" << l.stride << " input " << shape[2] << "x"
+          << shape[3] << " x" << shape[0] << ", after " << after;
+    };
+    const std::vector<std::int64_t> one_small{1, l.in, 7 * l.stride, 7 * l.stride};
+    if (resnet::kernels::avx512::cpu_supported()) {
+      const ConvShape g{1, l.in, 7 * l.stride, 7 * l.stride, l.out, l.k, l.stride, l.padding};
+      ASSERT_GT(resnet::kernels::packed_conv_weight_size<float>(g), 0)
+          << "the shape must take the packed path";
+    }
+    expect_unpacked_result(one_small, "the first call");
+    expect_unpacked_result(one_small, "a second call with nothing changed");
+    conv.weight().data()[7] += 1.0f;
+    expect_unpacked_result(one_small, "a write through data()");
+    resnet::Rng rng(3);
+    conv.weight().fill_normal(rng);
+    expect_unpacked_result(one_small, "fill_normal");
+    conv.weight() = conv.weight().clone();
+    conv.weight()[0] = -2.0f;
+    expect_unpacked_result(one_small, "a new weight tensor");
+    expect_unpacked_result({1, l.in, 14 * l.stride, 14 * l.stride}, "a larger image");
+    expect_unpacked_result({2, l.in, 7 * l.stride, 7 * l.stride}, "a batch of two");
+    expect_unpacked_result(one_small, "back to one small image");
+    conv.train();
+    const resnet::Tensor<float> x({1, l.in, 7 * l.stride, 7 * l.stride}, 0.5f);
+    conv.forward(x);
+    conv.backward(resnet::Tensor<float>({1, l.out, 7, 7}, 1.0f));
+    conv.eval();
+    expect_unpacked_result(one_small, "training in between");
+  }
+}
+
 TEST(ThreadCount, ResNet18GradientsAreBitwiseEqualOnOneTwoAndThreeThreads) {
   const auto x = random_tensor({3, 3, 16, 16}, 6), dy = random_tensor({3, 10}, 7);
   const int threads_before = resnet::num_threads();

@@ -119,10 +119,11 @@ void im2col_images(const T* x, const ConvShape& g, std::int64_t images, std::int
   }
 }
 
-// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM.
+// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM;
+// with the weight's GEMM operands from packed_weight where pack_conv_weight (below) packed them.
 template <typename T>
 void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g,
-                           T* y, ConvWorkspace<T>& ws) {
+                           T* y, ConvWorkspace<T>& ws, const T* packed_weight = nullptr) {
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
   const bool gather = im2col_gathers(g);
@@ -185,8 +186,14 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
       for (std::int64_t o = 0; o < rows; ++o)
         std::fill(out + o * ldc, out + o * ldc + width, epilogue.shift[o0 + o]);
     }
-    gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb, bias_first ? T(1) : T(0),
-         out, ldc);
+    if (packed_weight) {
+      gemm_packed_a(rows, columns, CKK, T(1),
+                    packed_weight + block * packed_gemm_a_size<T>(part.block_rows, CKK), b, ldb,
+                    bias_first ? T(1) : T(0), out, ldc);
+    } else {
+      gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb, bias_first ? T(1) : T(0),
+           out, ldc);
+    }
     if (u.images == 1 && epilogue.scales()) {
       for (std::int64_t o = 0; o < rows; ++o)
         epilogue.apply(o0 + o, out + o * ldc, out + o * ldc, width);
@@ -212,15 +219,42 @@ inline bool use_winograd(const ConvShape& g) {
          g.N * g.OHW() >= 4 * 128;
 }
 
+// A conv's weight packed once for the forward GEMMs of shape g, for a caller that runs the same weight again
+// and again (an eval-mode Conv2d): where those GEMMs run narrow (gemm_is_narrow: fewer than 256 columns a
+// work unit, as at one 14x14 or 7x7 image), each output-channel block of ConvPartition packed by
+// pack_gemm_a. packed_conv_weight_size is 0 where there is no such form (the GEMMs pack as they go); the
+// layout depends on the weight and, through the partition, on the batch and image size.
+template <typename T>
+std::int64_t packed_conv_weight_size(const ConvShape& g) {
+  if (use_winograd(g)) return 0;
+  const ConvPartition part = ConvPartition::of(g, true);
+  if (!gemm_is_narrow<T>(part.block_rows, part.max_columns(), g.CKK())) return 0;
+  return part.row_blocks * packed_gemm_a_size<T>(part.block_rows, g.CKK());
+}
+template <typename T>
+void pack_conv_weight(const T* weight, const ConvShape& g, T* packed) {
+  check(packed_conv_weight_size<T>(g) > 0, "pack_conv_weight: no packed form for this shape");
+  const ConvPartition part = ConvPartition::of(g, true);
+  const std::int64_t CKK = g.CKK(), block_size = packed_gemm_a_size<T>(part.block_rows, CKK);
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()))
+  for (std::int64_t block = 0; block < part.row_blocks; ++block) {
+    const std::int64_t o0 = block * part.block_rows;
+    pack_gemm_a(weight + o0 * CKK, CKK, std::min(part.block_rows, g.O - o0), CKK,
+                packed + block * block_size);
+  }
+}
+
 // x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue: a bias, or an
-// eval-mode BatchNorm and ReLU).
+// eval-mode BatchNorm and ReLU). packed_weight, if not null, is what pack_conv_weight made of this weight for
+// this shape: the same arithmetic without packing the weight at every call.
 template <typename T>
 void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g, T* y,
-                    ConvWorkspace<T>& ws) {
+                    ConvWorkspace<T>& ws, const T* packed_weight = nullptr) {
   if (use_winograd(g)) {
+    check(packed_weight == nullptr, "conv2d_forward: a packed weight for a Winograd shape");
     conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.scratch);
   } else {
-    conv2d_forward_im2col(x, weight, epilogue, g, y, ws);
+    conv2d_forward_im2col(x, weight, epilogue, g, y, ws, packed_weight);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "resnet/core/error.hpp"
 #include "resnet/kernels/sgemm_avx512.hpp"
 
 namespace resnet::kernels {
@@ -68,6 +69,49 @@ void eigen_gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t
   }
 }
 
+// Whether gemm(false, false, M, N, K, ...) runs sgemm_narrow, whose A can then be packed once ahead
+// (pack_gemm_a) for a product repeated with the same A, such as an eval-mode conv's weight.
+template <typename T>
+bool gemm_is_narrow([[maybe_unused]] std::int64_t M, [[maybe_unused]] std::int64_t N,
+                    [[maybe_unused]] std::int64_t K) {
+#if defined(RESNET_HAVE_SGEMM_AVX512)
+  if constexpr (std::is_same_v<T, float>)
+    return M > 0 && N > 0 && N <= avx512::kNarrowMaxColumns && K > 0 && avx512::cpu_supported();
+#endif
+  return false;
+}
+
+// A [M, K] (row stride lda) packed for gemm_packed_a, into packed_gemm_a_size(M, K) elements (64-byte
+// aligned); for shapes where gemm_is_narrow.
+template <typename T>
+std::int64_t packed_gemm_a_size(std::int64_t M, std::int64_t K) {
+  check(gemm_is_narrow<T>(M, 1, K), "packed_gemm_a_size: no packed form for this type, shape or CPU");
+#if defined(RESNET_HAVE_SGEMM_AVX512)
+  return avx512::narrow_packed_size(M, K);
+#else
+  return 0;  // not reached: nothing is narrow without the kernel
+#endif
+}
+template <typename T>
+void pack_gemm_a(const T* A, std::int64_t lda, std::int64_t M, std::int64_t K, T* packed) {
+  check(gemm_is_narrow<T>(M, 1, K), "pack_gemm_a: no packed form for this type, shape or CPU");
+#if defined(RESNET_HAVE_SGEMM_AVX512)
+  if constexpr (std::is_same_v<T, float>) avx512::pack_narrow_a(A, lda, M, K, packed);
+#endif
+}
+
+// gemm(false, false, ...) with A as pack_gemm_a packed it: the same arithmetic, so the same results.
+template <typename T>
+void gemm_packed_a(std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* packed_a, const T* B,
+                   std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+  check(gemm_is_narrow<T>(M, N, K) && alpha != T(0), "gemm_packed_a: ", M, "x", N, "x", K,
+        " does not run the kernel A was packed for");
+#if defined(RESNET_HAVE_SGEMM_AVX512)
+  if constexpr (std::is_same_v<T, float>)
+    avx512::sgemm_narrow(M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, packed_a);
+#endif
+}
+
 template <typename T>
 void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
           const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
@@ -75,8 +119,7 @@ void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, st
   // Fewer than 256 columns (one 14x14 or 7x7 image): our kernel that tiles rows rather than columns, on
   // any build (bench_kernels BM_Gemm; ImageNet batch 1 layer3 and layer4 convs 3-7% faster than Eigen's).
   if constexpr (std::is_same_v<T, float>) {
-    if (!transpose_a && !transpose_b && M > 0 && N > 0 && N <= avx512::kNarrowMaxColumns && K > 0 &&
-        alpha != 0.0f && avx512::cpu_supported()) {
+    if (!transpose_a && !transpose_b && alpha != 0.0f && gemm_is_narrow<T>(M, N, K)) {
       avx512::sgemm_narrow(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
     }

@@ -247,7 +247,8 @@ constexpr std::int64_t kNarrowMaxColumns = 255;  // gemm.hpp sends fewer than 25
 constexpr std::int64_t kMaxNarrowTiles = (kNarrowMaxColumns + kNarrowTileColumns - 1) / kNarrowTileColumns;
 
 // Cache lines of a block of A's rows, handed out one at a time: the block's rows in order, each from its
-// start for `row_lines` lines of 16 floats. `remaining` is how many the holder may still take.
+// start for `row_lines` lines of 16 floats (a panel packed ahead is one such row). `remaining` is how many
+// the holder may still take.
 struct RowLines {
   const float* row = nullptr;
   std::int64_t lda = 0, row_lines = 0, rows_after = 0, line = 0, remaining = 0;
@@ -343,24 +344,53 @@ __attribute__((target("avx512f,fma"))) inline void store_narrow_panel(const floa
   }
 }
 
+// A [M, K] (row stride lda) packed ahead of time for sgemm_narrow, in the order it reads A: for each depth
+// block, each 32-row panel as [depth][32], zero-padded. An eval-mode conv packs its weight once so: at one
+// image, packing a layer4 weight (read from L3 at every call) took a fifth of the GEMM's time.
+inline std::int64_t narrow_packed_size(std::int64_t M, std::int64_t K) {
+  return (M + kNarrowPanelRows - 1) / kNarrowPanelRows * kNarrowPanelRows * K;
+}
+inline void pack_narrow_a(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K, float* packed) {
+  for (std::int64_t k0 = 0; k0 < K; k0 += kNarrowDepthBlock) {
+    const std::int64_t depth = std::min(kNarrowDepthBlock, K - k0);
+    pack_a<kNarrowPanelRows>(false, A, lda, 0, M, k0, depth, packed);
+    packed += narrow_packed_size(M, depth);
+  }
+}
+
 // C = alpha * A [M, K] x B [K, N] + beta * C, row-major with leading dimensions, no transposes; beta == 0
-// does not read C; N at most kNarrowMaxColumns. For each depth block: B is packed once, then each panel of A
-// is packed and multiplied by every column tile, the products summed over depth blocks in a buffer of C^T.
+// does not read C; N at most kNarrowMaxColumns. A is read from `packed_a` (64-byte aligned) when it was
+// packed ahead by pack_narrow_a, else from A. For each depth block: B is packed once, then each panel of A
+// (packed as it comes, if it was not) is multiplied by every column tile, the products summed over depth
+// blocks in a buffer of C^T.
 inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float alpha, const float* A,
                          std::int64_t lda, const float* B, std::int64_t ldb, float beta, float* C,
-                         std::int64_t ldc) {
+                         std::int64_t ldc, const float* packed_a = nullptr) {
   check(N <= kNarrowMaxColumns, "sgemm_narrow: ", N, " columns, at most ", kNarrowMaxColumns);
+  check(reinterpret_cast<std::uintptr_t>(packed_a) % 64 == 0,
+        "sgemm_narrow: packed A is not 64-byte aligned");
   const std::int64_t panels = (M + kNarrowPanelRows - 1) / kNarrowPanelRows;
   const std::int64_t tiles = (N + kNarrowTileColumns - 1) / kNarrowTileColumns;
   const std::int64_t blocks = (K + kNarrowDepthBlock - 1) / kNarrowDepthBlock;
-  float* packed_a = thread_buffer(std::min(K, kNarrowDepthBlock) * kNarrowPanelRows, 1);
+  float* packing = packed_a ? nullptr : thread_buffer(std::min(K, kNarrowDepthBlock) * kNarrowPanelRows, 1);
   float* packed_b = thread_buffer(std::min(K, kNarrowDepthBlock) * N, 0);
   float* sums = thread_buffer(panels * N * kNarrowPanelRows, 2);  // [panels][N][32]
-  // Panel p of depth block d is step d * panels + p; A's rows of a step, for the prefetcher.
-  const auto rows_of = [&](std::int64_t step) {
+  // Panel p of depth block d is step d * panels + p. The packed panel of a step, if A was packed ahead.
+  const auto packed_panel = [&](std::int64_t block, std::int64_t panel) {
+    const std::int64_t k0 = block * kNarrowDepthBlock;
+    return packed_a + narrow_packed_size(M, k0) +
+           panel * std::min(kNarrowDepthBlock, K - k0) * kNarrowPanelRows;
+  };
+  // What the prefetcher reads for a step: A's rows of it, or its packed panel.
+  const auto lines_of = [&](std::int64_t step) {
     if (step >= panels * blocks) return RowLines{};
-    const std::int64_t i0 = step % panels * kNarrowPanelRows, k0 = step / panels * kNarrowDepthBlock;
+    const std::int64_t block = step / panels, panel = step % panels;
+    const std::int64_t i0 = panel * kNarrowPanelRows, k0 = block * kNarrowDepthBlock;
     const std::int64_t rows = std::min(kNarrowPanelRows, M - i0), depth = std::min(kNarrowDepthBlock, K - k0);
+    if (packed_a) {
+      const std::int64_t lines = depth * kNarrowPanelRows / 16;
+      return RowLines{packed_panel(block, panel), 0, lines, 0, 0, lines};
+    }
     const std::int64_t row_lines = (depth + 15) / 16;
     return RowLines{A + i0 * lda + k0, lda, row_lines, rows - 1, 0, rows * row_lines};
   };
@@ -369,14 +399,16 @@ inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float a
     pack_narrow_b(B + k0 * ldb, ldb, depth, N, tiles, packed_b);
     for (std::int64_t panel = 0; panel < panels; ++panel) {
       const std::int64_t i0 = panel * kNarrowPanelRows;
-      pack_a<kNarrowPanelRows>(false, A, lda, i0, std::min(kNarrowPanelRows, M - i0), k0, depth, packed_a);
-      RowLines ahead = rows_of(block * panels + panel + 1);
+      const float* a = packed_a ? packed_panel(block, panel) : packing;
+      if (!packed_a)
+        pack_a<kNarrowPanelRows>(false, A, lda, i0, std::min(kNarrowPanelRows, M - i0), k0, depth, packing);
+      RowLines ahead = lines_of(block * panels + panel + 1);
       const std::int64_t lines = std::exchange(ahead.remaining, 0);
       for (std::int64_t t = 0; t < tiles; ++t) {
         const std::int64_t j0 = t * N / tiles, columns = (t + 1) * N / tiles - j0;
         ahead.remaining += (t + 1) * lines / tiles - t * lines / tiles;  // spread over the tiles, with
                                                                          // what earlier ones had no steps for
-        narrow_tile_for_columns()[columns - 1](depth, packed_a, packed_b + j0 * depth, block == 0,
+        narrow_tile_for_columns()[columns - 1](depth, a, packed_b + j0 * depth, block == 0,
                                                sums + (panel * N + j0) * kNarrowPanelRows, &ahead);
       }
     }

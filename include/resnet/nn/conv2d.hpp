@@ -1,6 +1,9 @@
 #pragma once
 // Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
 // and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a reused workspace.
+// In eval mode the weight is packed for the GEMMs once (kernels::pack_conv_weight, for the shapes that have
+// a packed form) and packed again only when the weight's version (Tensor::version) or the input's size has
+// changed; training mode drops it.
 
 #include <cstdint>
 #include <utility>
@@ -115,8 +118,26 @@ class Conv2d : public Module<Conv2d<T>, T> {
     expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
     const kernels::ConvShape g = shape_of(input);
     auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
-    kernels::conv2d_forward(input.data(), params_.weight.data(), epilogue, g, output.data(), workspace());
+    kernels::conv2d_forward(input.data(), std::as_const(params_.weight).data(), epilogue, g, output.data(),
+                            workspace(), packed_weight(g));
     return output;
+  }
+
+  // Eval mode: the weight packed for the GEMMs of shape g, if they have a packed form (else null). Training
+  // mode: null, and what was packed is released.
+  const T* packed_weight(const kernels::ConvShape& g) {
+    const std::int64_t size = this->is_training() ? 0 : kernels::packed_conv_weight_size<T>(g);
+    if (size == 0) {
+      packed_ = Packed{};
+      return nullptr;
+    }
+    const Packed wanted{Tensor<T>(), params_.weight.version(), g.N, g.H, g.W};
+    if (!packed_.same_source(wanted)) {
+      packed_ = wanted;
+      packed_.weight = Tensor<T>::uninitialized({size});
+      kernels::pack_conv_weight(std::as_const(params_.weight).data(), g, packed_.weight.data());
+    }
+    return std::as_const(packed_.weight).data();
   }
 
   void expect_backward_arguments(const Tensor<T>& grad_output, const Tensor<T>& input) const {
@@ -131,9 +152,10 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // if asked for (else an empty tensor is returned).
   Tensor<T> backward_checked(const Tensor<T>& grad_output, const Tensor<T>& input, bool input_gradient) {
     auto grad_input = input_gradient ? Tensor<T>::uninitialized(input.shape()) : Tensor<T>();
-    kernels::conv2d_backward(input.data(), params_.weight.data(), grad_output.data(), shape_of(input),
-                             input_gradient ? grad_input.data() : nullptr, params_.weight_grad.data(),
-                             has_bias() ? params_.bias_grad.data() : nullptr, workspace());
+    kernels::conv2d_backward(input.data(), std::as_const(params_.weight).data(), grad_output.data(),
+                             shape_of(input), input_gradient ? grad_input.data() : nullptr,
+                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
+                             workspace());
     return grad_input;
   }
 
@@ -152,7 +174,17 @@ class Conv2d : public Module<Conv2d<T>, T> {
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
   WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
   Tensor<T> input_;          // training mode: the forward input, for backward
-  std::vector<T> shift_;     // forward with an epilogue: the bias folded into its shift
+  // Eval mode: the weight packed for the GEMMs, and the weight version and input size it was packed for.
+  struct Packed {
+    Tensor<T> weight;
+    std::uint64_t version = 0;
+    std::int64_t N = 0, H = 0, W = 0;
+    bool same_source(const Packed& other) const {
+      return version == other.version && N == other.N && H == other.H && W == other.W;
+    }
+  };
+  Packed packed_;
+  std::vector<T> shift_;  // forward with an epilogue: the bias folded into its shift
 };
 
 }  // namespace resnet::nn
