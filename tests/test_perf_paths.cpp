@@ -616,59 +616,80 @@ TEST(ConvEpilogue, ScalesTheBiasAndIsForEvalOnly) {
 }
 
 // A whole training step's gradients do not depend on the thread count.
-// An eval-mode Conv2d packs its weight once for the shapes that have a packed form (one 7x7 or 14x14 image)
-// and must give bitwise what the kernel gives without it, after every way the weight or the input size can
-// change between calls: a write through data(), a new tensor assigned, training in between.
+// An eval-mode Conv2d packs its weight once for the shapes that have a packed form (up to 255 columns a
+// GEMM: Winograd from 196 outputs in the batch, im2col below and for other kernels) and must give bitwise
+// what the same algorithm gives without it, on any thread count, after every way the weight or the input
+// size can change between calls: a write through data(), a new tensor assigned, training in between.
 TEST(Conv2dPackedWeight, EvalForwardEqualsTheUnpackedKernelAfterEveryChange) {
+  namespace kernels = resnet::kernels;
   struct Layer {
-    int in, out, k, stride, padding;
+    int in, out, k, stride, padding, size;  // size: of the output, for one image
+    bool winograd;                          // at one image of that size
   };
-  // 100 outputs: blocks of 50, not whole panels of 32; K = 576, 64, 1152: one to five depth blocks.
-  for (const Layer& l : {Layer{64, 100, 3, 1, 1}, Layer{64, 64, 1, 2, 0}, Layer{128, 64, 3, 2, 1}}) {
+  // 100 and 48 outputs: blocks of 50, panels of 32 not full; K = 576, 64, 1152: one to five depth blocks.
+  const Layer layers[] = {{64, 100, 3, 1, 1, 7, false},
+                          {64, 64, 1, 2, 0, 7, false},
+                          {128, 64, 3, 2, 1, 7, false},
+                          {32, 48, 3, 1, 1, 14, true}};
+  for (const Layer& l : layers) {
     resnet::nn::Conv2d<float> conv(l.in, l.out, l.k, l.stride, l.padding, /*bias=*/true, /*seed=*/5);
     conv.eval();
     std::uint64_t seed = 10;
-    const auto expect_unpacked_result = [&](std::vector<std::int64_t> shape, const char* after) {
-      resnet::Tensor<float> x(shape);
+    const auto input_of = [&](std::int64_t images, std::int64_t size) {
+      const std::int64_t in_size = (size - 1) * l.stride + l.k - 2 * l.padding;
+      resnet::Tensor<float> x({images, l.in, in_size, in_size});
       resnet::Rng rng(seed++);
       x.fill_normal(rng);
-      const ConvShape g{shape[0], shape[1], shape[2], shape[3], l.out, l.k, l.stride, l.padding};
-      std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW()));
-      resnet::kernels::ConvWorkspace<float> ws;
-      resnet::kernels::conv2d_forward(x.data(), std::as_const(conv.weight()).data(),
-                                      Epilogue::bias(std::as_const(conv.bias()).data(), g.O), g,
-                                      expected.data(), ws);
-      const resnet::Tensor<float> y = conv.forward(x);
-      ASSERT_EQ(y.numel(), static_cast<std::int64_t>(expected.size()));
-      EXPECT_TRUE(std::equal(expected.begin(), expected.end(), y.data()))
-          << l.in << "->" << l.out << " k" << l.k << " s" << l.stride << " input " << shape[2] << "x"
-          << shape[3] << " x" << shape[0] << ", after " << after;
+      return x;
     };
-    const std::vector<std::int64_t> one_small{1, l.in, 7 * l.stride, 7 * l.stride};
-    if (resnet::kernels::avx512::cpu_supported()) {
-      const ConvShape g{1, l.in, 7 * l.stride, 7 * l.stride, l.out, l.k, l.stride, l.padding};
-      ASSERT_GT(resnet::kernels::packed_conv_weight_size<float>(g), 0)
-          << "the shape must take the packed path";
+    const auto expect_unpacked_result = [&](std::int64_t images, std::int64_t size, const char* after) {
+      const resnet::Tensor<float> x = input_of(images, size);
+      const ConvShape g{images, l.in, x.size(2), x.size(3), l.out, l.k, l.stride, l.padding};
+      const Epilogue epilogue = Epilogue::bias(std::as_const(conv.bias()).data(), g.O);
+      const float* w = std::as_const(conv.weight()).data();
+      std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW()));
+      kernels::ConvWorkspace<float> ws;
+      if (kernels::use_winograd(g, kernels::packed_conv_weight_size<float>(g) > 0)) {
+        kernels::conv2d_forward_winograd(x.data(), w, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, expected.data(),
+                                         ws.scratch);
+      } else {
+        kernels::conv2d_forward_im2col(x.data(), w, epilogue, g, expected.data(), ws);
+      }
+      const int threads_before = resnet::num_threads();
+      for (int threads : {threads_before, 1, 3}) {
+        resnet::set_num_threads(threads);
+        const resnet::Tensor<float> y = conv.forward(x);
+        ASSERT_EQ(y.numel(), static_cast<std::int64_t>(expected.size()));
+        EXPECT_TRUE(std::equal(expected.begin(), expected.end(), y.data()))
+            << l.in << "->" << l.out << " k" << l.k << " s" << l.stride << ", " << images << " images of "
+            << size << "x" << size << " out, " << threads << " threads, after " << after;
+      }
+      resnet::set_num_threads(threads_before);
+    };
+    if (kernels::avx512::cpu_supported()) {
+      const resnet::Tensor<float> x = input_of(1, l.size);
+      const ConvShape g{1, l.in, x.size(2), x.size(3), l.out, l.k, l.stride, l.padding};
+      ASSERT_GT(kernels::packed_conv_weight_size<float>(g), 0) << "the shape must take the packed path";
+      ASSERT_EQ(kernels::use_winograd(g, true), l.winograd);
     }
-    expect_unpacked_result(one_small, "the first call");
-    expect_unpacked_result(one_small, "a second call with nothing changed");
+    expect_unpacked_result(1, l.size, "the first call");
+    expect_unpacked_result(1, l.size, "a second call with nothing changed");
     conv.weight().data()[7] += 1.0f;
-    expect_unpacked_result(one_small, "a write through data()");
+    expect_unpacked_result(1, l.size, "a write through data()");
     resnet::Rng rng(3);
     conv.weight().fill_normal(rng);
-    expect_unpacked_result(one_small, "fill_normal");
+    expect_unpacked_result(1, l.size, "fill_normal");
     conv.weight() = conv.weight().clone();
     conv.weight()[0] = -2.0f;
-    expect_unpacked_result(one_small, "a new weight tensor");
-    expect_unpacked_result({1, l.in, 14 * l.stride, 14 * l.stride}, "a larger image");
-    expect_unpacked_result({2, l.in, 7 * l.stride, 7 * l.stride}, "a batch of two");
-    expect_unpacked_result(one_small, "back to one small image");
+    expect_unpacked_result(1, l.size, "a new weight tensor");
+    expect_unpacked_result(1, 2 * l.size, "a larger image");
+    expect_unpacked_result(2, l.size, "a batch of two");
+    expect_unpacked_result(1, l.size, "back to one image");
     conv.train();
-    const resnet::Tensor<float> x({1, l.in, 7 * l.stride, 7 * l.stride}, 0.5f);
-    conv.forward(x);
-    conv.backward(resnet::Tensor<float>({1, l.out, 7, 7}, 1.0f));
+    conv.forward(input_of(1, l.size));
+    conv.backward(resnet::Tensor<float>({1, l.out, l.size, l.size}, 1.0f));
     conv.eval();
-    expect_unpacked_result(one_small, "training in between");
+    expect_unpacked_result(1, l.size, "training in between");
   }
 }
 

@@ -213,20 +213,29 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
 // BM_ConvForward and BM_ConvWeightGrad (2 threads, AVX-512), it takes 0.6-0.85x the time of im2col + GEMM on
 // ResNet18's 3x3 convs from 4x4 maps up with at least 128 tiles (2x2 outputs) in the batch, but 1.1x on a
 // single 14x14 image and 2.5x on a single 7x7 one, where transforming the weight costs more than the GEMMs
-// save and one unit of work leaves a thread idle.
-inline bool use_winograd(const ConvShape& g) {
+// save and one unit of work leaves a thread idle. With the weight transformed and packed once ahead
+// (weight_packed: an eval-mode Conv2d) and one unit's GEMMs spread over the threads, it pays from 196 outputs
+// in the batch: profile_resnet18 --batch 1 --size 224 --eval, layer3 (one 14x14 image) 3.6 -> 2.3 ms against
+// im2col with its weight packed. Not on one 7x7 image: alone, a 512-channel conv took 0.75x the time, but in
+// the model layer4 went from 3.8 to 4.3 ms, its transformed weights (16.8 MB a conv, 1.8x im2col's) being
+// streamed from L3 at every call.
+inline bool use_winograd(const ConvShape& g, bool weight_packed = false) {
   return winograd_applies(g.k, g.s, g.p) && g.C >= 16 && g.O >= 16 && g.OH() >= 4 && g.OW() >= 4 &&
-         g.N * g.OHW() >= 4 * 128;
+         g.N * g.OHW() >= (weight_packed ? 196 : 4 * 128);
 }
 
 // A conv's weight packed once for the forward GEMMs of shape g, for a caller that runs the same weight again
-// and again (an eval-mode Conv2d): where those GEMMs run narrow (gemm_is_narrow: fewer than 256 columns a
-// work unit, as at one 14x14 or 7x7 image), each output-channel block of ConvPartition packed by
-// pack_gemm_a. packed_conv_weight_size is 0 where there is no such form (the GEMMs pack as they go); the
-// layout depends on the weight and, through the partition, on the batch and image size.
+// and again (an eval-mode Conv2d), where those GEMMs run narrow (gemm_is_narrow: fewer than 256 columns a
+// work unit): for Winograd, U transformed and packed
+// (pack_winograd_weight); for im2col, each output-channel block of ConvPartition packed by pack_gemm_a.
+// packed_conv_weight_size is 0 where there is no such form (the GEMMs pack as they go); the layout depends
+// on the weight and, through the algorithm and partition, on the batch and image size.
 template <typename T>
 std::int64_t packed_conv_weight_size(const ConvShape& g) {
-  if (use_winograd(g)) return 0;
+  if (use_winograd(g, true)) {
+    const winograd::Partition part = winograd::Partition::of(g.N, g.OH(), g.OW());
+    return gemm_is_narrow<T>(g.O, part.max_tiles(), g.C) ? packed_winograd_weight_size<T>(g.O, g.C) : 0;
+  }
   const ConvPartition part = ConvPartition::of(g, true);
   if (!gemm_is_narrow<T>(part.block_rows, part.max_columns(), g.CKK())) return 0;
   return part.row_blocks * packed_gemm_a_size<T>(part.block_rows, g.CKK());
@@ -234,6 +243,7 @@ std::int64_t packed_conv_weight_size(const ConvShape& g) {
 template <typename T>
 void pack_conv_weight(const T* weight, const ConvShape& g, T* packed) {
   check(packed_conv_weight_size<T>(g) > 0, "pack_conv_weight: no packed form for this shape");
+  if (use_winograd(g, true)) return pack_winograd_weight(weight, g.O, g.C, packed);
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t CKK = g.CKK(), block_size = packed_gemm_a_size<T>(part.block_rows, CKK);
   RESNET_OMP(parallel for num_threads(resnet::num_threads()))
@@ -246,13 +256,12 @@ void pack_conv_weight(const T* weight, const ConvShape& g, T* packed) {
 
 // x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue: a bias, or an
 // eval-mode BatchNorm and ReLU). packed_weight, if not null, is what pack_conv_weight made of this weight for
-// this shape: the same arithmetic without packing the weight at every call.
+// this shape: the weight is then not packed (or transformed) at every call.
 template <typename T>
 void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g, T* y,
                     ConvWorkspace<T>& ws, const T* packed_weight = nullptr) {
-  if (use_winograd(g)) {
-    check(packed_weight == nullptr, "conv2d_forward: a packed weight for a Winograd shape");
-    conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.scratch);
+  if (use_winograd(g, packed_weight != nullptr)) {
+    conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.scratch, packed_weight);
   } else {
     conv2d_forward_im2col(x, weight, epilogue, g, y, ws, packed_weight);
   }

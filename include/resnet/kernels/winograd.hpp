@@ -287,12 +287,32 @@ inline bool winograd_applies(std::int64_t k, std::int64_t s, std::int64_t p) {
   return k == 3 && s == 1 && p <= 2;
 }
 
+// A weight transformed once ahead, for a caller that runs it again and again (an eval-mode Conv2d): U_xi
+// [O, C] of every plane packed by pack_gemm_a, for Winograd GEMMs that run narrow (gemm_is_narrow).
+template <typename T>
+std::int64_t packed_winograd_weight_size(std::int64_t O, std::int64_t C) {
+  return 16 * packed_gemm_a_size<T>(O, C);
+}
+template <typename T>
+void pack_winograd_weight(const T* weight, std::int64_t O, std::int64_t C, T* packed) {
+  const std::int64_t plane = winograd::plane_stride(O * C), size = packed_gemm_a_size<T>(O, C);
+  std::vector<T> u(static_cast<std::size_t>(16 * plane));
+  winograd::transform_weight(weight, O, C, u.data());
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()))
+  for (int xi = 0; xi < 16; ++xi)
+    pack_gemm_a(u.data() + xi * plane, C, O, C, packed + xi * size);
+}
+
 // x [N, C, H, W], weight [O, C, 3, 3] -> y [N, O, OH, OW] (assigned, through the epilogue), OH = H + 2p - 2.
-// `scratch` holds the transformed weight and the per-thread transform buffers; it grows as needed.
+// `scratch` holds the transformed weight and the per-thread transform buffers; it grows as needed. With
+// packed_u (pack_winograd_weight of this weight) the weight is neither transformed nor packed again. A
+// batch that is one unit of work (one 14x14 image has 49 tiles) spreads the unit's 16 GEMMs over the
+// threads instead (in a parallel region of their own: one nested in the units' region would start threads
+// beside the units' spinning ones, layer3 at batch 1 then took 3x as long).
 template <typename T>
 void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, std::int64_t N,
                              std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t O, std::int64_t p,
-                             T* y, std::vector<T>& scratch) {
+                             T* y, std::vector<T>& scratch, const T* packed_u = nullptr) {
   const std::int64_t OH = H + 2 * p - 2, OW = W + 2 * p - 2;
   const winograd::Partition part = winograd::Partition::of(N, OH, OW);
   const std::int64_t ld = part.max_tiles();
@@ -300,29 +320,62 @@ void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>&
   const std::int64_t u_plane = winograd::plane_stride(O * C), v_plane = winograd::plane_stride(C * ld);
   const std::int64_t m_plane = winograd::plane_stride(O * ld);
   const std::int64_t per_thread = 16 * (v_plane + m_plane) + work_size;
-  const std::int64_t weight_size = 16 * u_plane;
+  const std::int64_t weight_size = packed_u ? 0 : 16 * u_plane;
   const auto needed = static_cast<std::size_t>(weight_size + resnet::num_threads() * per_thread);
   if (scratch.size() < needed) scratch.resize(needed);
-  T* u = scratch.data();
-  winograd::transform_weight(weight, O, C, u);
-  RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (part.units() > 1))
-  for (std::int64_t unit = 0; unit < part.units(); ++unit) {
-    T* v = scratch.data() + weight_size + resnet::thread_index() * per_thread;
-    T* m = v + 16 * v_plane;
-    T* work = m + 16 * m_plane;
+  T* u_weight = scratch.data();
+  if (!packed_u) winograd::transform_weight(weight, O, C, u_weight);
+  // Unit u's tiles, the input transform into the calling thread's V, plane xi's GEMM into its M, and the
+  // output transform.
+  struct Unit {
+    std::int64_t n0, images, r0, r1, tiles;
+    std::int64_t columns() const { return images * tiles; }
+  };
+  const auto unit_of = [&](std::int64_t unit) {
     const std::int64_t slice = unit % part.slices, n0 = unit / part.slices * part.images;
-    const std::int64_t images = std::min(part.images, N - n0);
     const std::int64_t r0 = slice * part.slice_rows, r1 = std::min(part.tile_rows, r0 + part.slice_rows);
-    const std::int64_t tiles = (r1 - r0) * part.tile_cols, columns = images * tiles;
-    for (std::int64_t i = 0; i < images; ++i)
-      winograd::transform_input(x + (n0 + i) * C * H * W, C, H, W, p, part.tile_cols, r0, r1, v, ld,
-                                i * tiles, work);
-    for (int xi = 0; xi < 16; ++xi)
-      gemm(false, false, O, columns, C, T(1), u + xi * u_plane, C, v + xi * v_plane, ld, T(0),
+    return Unit{n0, std::min(part.images, N - n0), r0, r1, (r1 - r0) * part.tile_cols};
+  };
+  const auto v_of = [&](int thread) { return scratch.data() + weight_size + thread * per_thread; };
+  const auto m_of = [&](T* v) { return v + 16 * v_plane; };
+  const auto work_of = [&](T* v) { return v + 16 * (v_plane + m_plane); };
+  const auto transform_in = [&](const Unit& u, T* v) {
+    for (std::int64_t i = 0; i < u.images; ++i)
+      winograd::transform_input(x + (u.n0 + i) * C * H * W, C, H, W, p, part.tile_cols, u.r0, u.r1, v, ld,
+                                i * u.tiles, work_of(v));
+  };
+  const auto multiply = [&](const Unit& u, int xi, const T* v, T* m) {
+    if (packed_u) {
+      gemm_packed_a(O, u.columns(), C, T(1), packed_u + xi * packed_gemm_a_size<T>(O, C), v + xi * v_plane,
+                    ld, T(0), m + xi * m_plane, ld);
+    } else {
+      gemm(false, false, O, u.columns(), C, T(1), u_weight + xi * u_plane, C, v + xi * v_plane, ld, T(0),
            m + xi * m_plane, ld);
-    for (std::int64_t i = 0; i < images; ++i)
-      winograd::transform_output(m, O, ld, i * tiles, part.tile_cols, r0, r1, epilogue, OH, OW,
-                                 y + (n0 + i) * O * OH * OW, work);
+    }
+  };
+  const auto transform_out = [&](const Unit& u, const T* m, T* work) {
+    for (std::int64_t i = 0; i < u.images; ++i)
+      winograd::transform_output(m, O, ld, i * u.tiles, part.tile_cols, u.r0, u.r1, epilogue, OH, OW,
+                                 y + (u.n0 + i) * O * OH * OW, work);
+  };
+  if (part.units() == 1) {  // the 16 GEMMs over the threads, between transforms on this one
+    const Unit u = unit_of(0);
+    T* v = v_of(0);
+    transform_in(u, v);
+    RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()))
+    for (int xi = 0; xi < 16; ++xi)
+      multiply(u, xi, v, m_of(v));
+    transform_out(u, m_of(v), work_of(v));
+    return;
+  }
+  RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()))
+  for (std::int64_t unit = 0; unit < part.units(); ++unit) {
+    const Unit u = unit_of(unit);
+    T* v = v_of(resnet::thread_index());
+    transform_in(u, v);
+    for (int xi = 0; xi < 16; ++xi)
+      multiply(u, xi, v, m_of(v));
+    transform_out(u, m_of(v), work_of(v));
   }
 }
 
