@@ -128,16 +128,17 @@ class Conv2d : public Module<Conv2d<T>, T> {
   const T* packed_weight(const kernels::ConvShape& g) {
     const std::int64_t size = this->is_training() ? 0 : kernels::packed_conv_weight_size<T>(g);
     if (size == 0) {
-      packed_ = Packed{};
+      packed_weight_ = Tensor<T>();
+      packed_from_ = PackedFrom{};
       return nullptr;
     }
-    const Packed wanted{Tensor<T>(), params_.weight.version(), g.N, g.H, g.W};
-    if (!packed_.same_source(wanted)) {
-      packed_ = wanted;
-      packed_.weight = Tensor<T>::uninitialized({size});
-      kernels::pack_conv_weight(std::as_const(params_.weight).data(), g, packed_.weight.data());
+    const PackedFrom source{params_.weight.version(), g.N, g.H, g.W};
+    if (!(source == packed_from_)) {
+      packed_weight_ = Tensor<T>::uninitialized({size});
+      kernels::pack_conv_weight(std::as_const(params_.weight).data(), g, packed_weight_.data());
+      packed_from_ = source;
     }
-    return std::as_const(packed_.weight).data();
+    return std::as_const(packed_weight_).data();
   }
 
   void expect_backward_arguments(const Tensor<T>& grad_output, const Tensor<T>& input) const {
@@ -174,16 +175,17 @@ class Conv2d : public Module<Conv2d<T>, T> {
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
   WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
   Tensor<T> input_;          // training mode: the forward input, for backward
-  // Eval mode: the weight packed for the GEMMs, and the weight version and input size it was packed for.
-  struct Packed {
-    Tensor<T> weight;
+  // Eval mode: the weight packed for the GEMMs, and the weight version and input size it was packed for
+  // (version 0, which no tensor has: nothing packed).
+  struct PackedFrom {
     std::uint64_t version = 0;
     std::int64_t N = 0, H = 0, W = 0;
-    bool same_source(const Packed& other) const {
+    bool operator==(const PackedFrom& other) const {
       return version == other.version && N == other.N && H == other.H && W == other.W;
     }
   };
-  Packed packed_;
+  Tensor<T> packed_weight_;
+  PackedFrom packed_from_;
   std::vector<T> shift_;  // forward with an epilogue: the bias folded into its shift
 };
 
