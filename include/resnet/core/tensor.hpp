@@ -9,7 +9,8 @@
 // access (data(), operator[], at(), fill*, matrix(), vector()) gives the storage a new number from one
 // process-wide counter, so a number is never reused, by this storage or any other. Something built from a
 // tensor (Conv2d's packed weight) is still right while the version it was built from is the current one.
-// A write through a pointer taken before that is not seen: take data() again for every pass that writes.
+// A write through a pointer taken before it was built (kept across a forward, say) is not seen: take data()
+// again for every pass that writes.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -27,6 +28,14 @@
 #include "resnet/core/rng.hpp"
 
 namespace resnet {
+
+namespace detail {
+// The tensor versions of the whole process, for every element type: each call a number never given before.
+inline std::uint64_t next_tensor_version() {
+  static std::atomic<std::uint64_t> counter{0};
+  return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+}  // namespace detail
 
 template <typename T>
 using MatrixMap =
@@ -73,7 +82,7 @@ class Tensor {
   }
 
   T* data() {
-    if (storage_) storage_->version = next_version();
+    if (storage_) storage_->version = detail::next_tensor_version();
     return elements();
   }
   const T* data() const { return elements(); }
@@ -167,16 +176,11 @@ class Tensor {
     T* elements;
     std::size_t bytes;  // as the BufferPool handed them out
     std::atomic<std::uint64_t> version;
-    Storage(T* e, std::size_t b) : elements(e), bytes(b), version(next_version()) {}
+    Storage(T* e, std::size_t b) : elements(e), bytes(b), version(detail::next_tensor_version()) {}
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;
     ~Storage() { BufferPool::instance().release(elements, bytes); }
   };
-
-  static std::uint64_t next_version() {
-    static std::atomic<std::uint64_t> counter{0};
-    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
-  }
 
   T* elements() const { return storage_ ? storage_->elements : nullptr; }
 

@@ -36,9 +36,10 @@ Tensor<T> pixels_to_tensor(const std::uint8_t* pixels, int height, int width, in
         channels, " pixels");
   const std::int64_t plane = static_cast<std::int64_t>(height) * width;
   Tensor<T> image({channels, height, width});
+  T* out = image.data();
   for (std::int64_t p = 0; p < plane; ++p)
     for (int c = 0; c < channels; ++c)
-      image.data()[c * plane + p] = static_cast<T>(pixels[p * channels + c]) / T(255);
+      out[c * plane + p] = static_cast<T>(pixels[p * channels + c]) / T(255);
   return image;
 }
 

@@ -136,6 +136,7 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
   T* workspace = ws.reserve(resnet::num_threads() * per_thread + (shared ? column_units * cols_size : 0),
                             gather ? KK * OHW : 0);
   T* shared_cols = workspace + resnet::num_threads() * per_thread;
+  const std::int64_t packed_block = packed_weight ? packed_gemm_a_size<T>(part.block_rows, CKK) : 0;
   const std::int32_t* offsets = ws.indices.data();
   if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
 
@@ -187,8 +188,7 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
         std::fill(out + o * ldc, out + o * ldc + width, epilogue.shift[o0 + o]);
     }
     if (packed_weight) {
-      gemm_packed_a(rows, columns, CKK, T(1),
-                    packed_weight + block * packed_gemm_a_size<T>(part.block_rows, CKK), b, ldb,
+      gemm_packed_a(rows, columns, CKK, T(1), packed_weight + block * packed_block, b, ldb,
                     bias_first ? T(1) : T(0), out, ldc);
     } else {
       gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb, bias_first ? T(1) : T(0),
@@ -208,17 +208,17 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
   }
 }
 
-// The algorithm for a shape, chosen by the shape alone, so results never depend on timing or on the thread
-// count. Winograd F(2x2, 3x3) where its 16 GEMMs get columns enough: measured with bench_kernels
-// BM_ConvForward and BM_ConvWeightGrad (2 threads, AVX-512), it takes 0.6-0.85x the time of im2col + GEMM on
-// ResNet18's 3x3 convs from 4x4 maps up with at least 128 tiles (2x2 outputs) in the batch, but 1.1x on a
-// single 14x14 image and 2.5x on a single 7x7 one, where transforming the weight costs more than the GEMMs
-// save and one unit of work leaves a thread idle. With the weight transformed and packed once ahead
-// (weight_packed: an eval-mode Conv2d) and one unit's GEMMs spread over the threads, it pays from 196 outputs
-// in the batch: profile_resnet18 --batch 1 --size 224 --eval, layer3 (one 14x14 image) 3.6 -> 2.3 ms against
-// im2col with its weight packed. Not on one 7x7 image: alone, a 512-channel conv took 0.75x the time, but in
-// the model layer4 went from 3.8 to 4.3 ms, its transformed weights (16.8 MB a conv, 1.8x im2col's) being
-// streamed from L3 at every call.
+// The algorithm for a shape, chosen by the shape (and whether the weight was packed ahead) alone, so results
+// never depend on timing or on the thread count. Winograd F(2x2, 3x3) where its 16 GEMMs get columns enough:
+// measured with bench_kernels BM_ConvForward and BM_ConvWeightGrad (2 threads, AVX-512), it takes 0.6-0.85x
+// the time of im2col + GEMM on ResNet18's 3x3 convs from 4x4 maps up with at least 128 tiles (2x2 outputs) in
+// the batch, but 1.1x on a single 14x14 image and 2.5x on a single 7x7 one, where transforming the weight
+// costs more than the GEMMs save and one unit of work leaves a thread idle. With the weight transformed and
+// packed once ahead (weight_packed: an eval-mode Conv2d) and one unit's GEMMs spread over the threads, it
+// pays from 196 outputs in the batch: profile_resnet18 --batch 1 --size 224 --eval, layer3 (one 14x14 image)
+// 3.6 -> 2.3 ms against im2col with its weight packed. Not on one 7x7 image: alone, a 512-channel conv took
+// 0.75x the time, but in the model layer4 went from 3.8 to 4.3 ms, its transformed weights (16.8 MB a conv,
+// 1.8x im2col's) being streamed from L3 at every call.
 inline bool use_winograd(const ConvShape& g, bool weight_packed = false) {
   return winograd_applies(g.k, g.s, g.p) && g.C >= 16 && g.O >= 16 && g.OH() >= 4 && g.OW() >= 4 &&
          g.N * g.OHW() >= (weight_packed ? 196 : 4 * 128);
@@ -226,10 +226,10 @@ inline bool use_winograd(const ConvShape& g, bool weight_packed = false) {
 
 // A conv's weight packed once for the forward GEMMs of shape g, for a caller that runs the same weight again
 // and again (an eval-mode Conv2d), where those GEMMs run narrow (gemm_is_narrow: fewer than 256 columns a
-// work unit): for Winograd, U transformed and packed
-// (pack_winograd_weight); for im2col, each output-channel block of ConvPartition packed by pack_gemm_a.
-// packed_conv_weight_size is 0 where there is no such form (the GEMMs pack as they go); the layout depends
-// on the weight and, through the algorithm and partition, on the batch and image size.
+// work unit): for Winograd, U transformed and packed (pack_winograd_weight); for im2col, each output-channel
+// block of ConvPartition packed by pack_gemm_a. packed_conv_weight_size is 0 where there is no such form (the
+// GEMMs pack as they go); the layout depends on the weight and, through the algorithm and partition, on the
+// batch and image size.
 template <typename T>
 std::int64_t packed_conv_weight_size(const ConvShape& g) {
   if (use_winograd(g, true)) {

@@ -93,7 +93,8 @@ std::int64_t packed_gemm_a_size(std::int64_t M, std::int64_t K) {
 #endif
 }
 template <typename T>
-void pack_gemm_a(const T* A, std::int64_t lda, std::int64_t M, std::int64_t K, T* packed) {
+void pack_gemm_a([[maybe_unused]] const T* A, [[maybe_unused]] std::int64_t lda, std::int64_t M,
+                 std::int64_t K, [[maybe_unused]] T* packed) {
   check(gemm_is_narrow<T>(M, 1, K), "pack_gemm_a: no packed form for this type, shape or CPU");
 #if defined(RESNET_HAVE_SGEMM_AVX512)
   if constexpr (std::is_same_v<T, float>) avx512::pack_narrow_a(A, lda, M, K, packed);
@@ -102,10 +103,13 @@ void pack_gemm_a(const T* A, std::int64_t lda, std::int64_t M, std::int64_t K, T
 
 // gemm(false, false, ...) with A as pack_gemm_a packed it: the same arithmetic, so the same results.
 template <typename T>
-void gemm_packed_a(std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* packed_a, const T* B,
-                   std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+void gemm_packed_a(std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+                   [[maybe_unused]] const T* packed_a, [[maybe_unused]] const T* B,
+                   [[maybe_unused]] std::int64_t ldb, [[maybe_unused]] T beta, [[maybe_unused]] T* C,
+                   [[maybe_unused]] std::int64_t ldc) {
   check(gemm_is_narrow<T>(M, N, K) && alpha != T(0), "gemm_packed_a: ", M, "x", N, "x", K,
         " does not run the kernel A was packed for");
+  check(packed_a != nullptr, "gemm_packed_a: no packed A");
 #if defined(RESNET_HAVE_SGEMM_AVX512)
   if constexpr (std::is_same_v<T, float>)
     avx512::sgemm_narrow(M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, packed_a);

@@ -325,6 +325,7 @@ void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>&
   if (scratch.size() < needed) scratch.resize(needed);
   T* u_weight = scratch.data();
   if (!packed_u) winograd::transform_weight(weight, O, C, u_weight);
+  const std::int64_t packed_plane = packed_u ? packed_gemm_a_size<T>(O, C) : 0;
   // Unit u's tiles, the input transform into the calling thread's V, plane xi's GEMM into its M, and the
   // output transform.
   struct Unit {
@@ -346,8 +347,8 @@ void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>&
   };
   const auto multiply = [&](const Unit& u, int xi, const T* v, T* m) {
     if (packed_u) {
-      gemm_packed_a(O, u.columns(), C, T(1), packed_u + xi * packed_gemm_a_size<T>(O, C), v + xi * v_plane,
-                    ld, T(0), m + xi * m_plane, ld);
+      gemm_packed_a(O, u.columns(), C, T(1), packed_u + xi * packed_plane, v + xi * v_plane, ld, T(0),
+                    m + xi * m_plane, ld);
     } else {
       gemm(false, false, O, u.columns(), C, T(1), u_weight + xi * u_plane, C, v + xi * v_plane, ld, T(0),
            m + xi * m_plane, ld);

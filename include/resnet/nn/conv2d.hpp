@@ -3,7 +3,8 @@
 // and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a reused workspace.
 // In eval mode the weight is packed for the GEMMs once (kernels::pack_conv_weight, for the shapes that have
 // a packed form) and packed again only when the weight's version (Tensor::version) or the input's size has
-// changed; training mode drops it.
+// changed; the next training-mode forward releases it. Like the cached input, this makes a module unsafe to
+// run from two threads at once: give each thread its own copy.
 
 #include <cstdint>
 #include <utility>
@@ -53,7 +54,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
     if (!has_bias()) return run(input, epilogue);
     shift_.resize(static_cast<std::size_t>(out_channels_));  // s * (conv + b) + t = s * conv + (s * b + t)
     for (int o = 0; o < out_channels_; ++o)
-      shift_[o] = epilogue.scale_of(o) * params_.bias[o] + epilogue.shift_of(o);
+      shift_[o] = epilogue.scale_of(o) * std::as_const(params_.bias)[o] + epilogue.shift_of(o);
     return run(input, kernels::ConvEpilogue<T>{epilogue.scale, shift_.data(), epilogue.relu, out_channels_});
   }
 
@@ -69,8 +70,8 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // keep it): forward without caching the input, in either mode, and the backward of such a forward.
   Tensor<T> forward_uncached(const Tensor<T>& input) {
     expect_state_shapes("Conv2d.forward");
-    return run(input,
-               kernels::ConvEpilogue<T>::bias(has_bias() ? params_.bias.data() : nullptr, out_channels_));
+    return run(input, kernels::ConvEpilogue<T>::bias(
+                          has_bias() ? std::as_const(params_.bias).data() : nullptr, out_channels_));
   }
   Tensor<T> backward(const Tensor<T>& grad_output, const Tensor<T>& input) {
     expect_backward_arguments(grad_output, input);
@@ -134,6 +135,8 @@ class Conv2d : public Module<Conv2d<T>, T> {
     }
     const PackedFrom source{params_.weight.version(), g.N, g.H, g.W};
     if (!(source == packed_from_)) {
+      packed_weight_ = Tensor<T>();  // released first (and marked unpacked, should packing throw)
+      packed_from_ = PackedFrom{};
       packed_weight_ = Tensor<T>::uninitialized({size});
       kernels::pack_conv_weight(std::as_const(params_.weight).data(), g, packed_weight_.data());
       packed_from_ = source;
@@ -176,7 +179,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
   Tensor<T> input_;          // training mode: the forward input, for backward
   // Eval mode: the weight packed for the GEMMs, and the weight version and input size it was packed for
-  // (version 0, which no tensor has: nothing packed).
+  // (version 0, which no storage has: nothing packed).
   struct PackedFrom {
     std::uint64_t version = 0;
     std::int64_t N = 0, H = 0, W = 0;

@@ -34,8 +34,8 @@ class Linear : public Module<Linear<T>, T> {
     Tensor<T> output({N, out_features_});
     // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
     if (has_bias()) output.matrix(N, out_features_).rowwise() = params_.bias.vector().transpose();
-    kernels::gemm(false, true, N, out_features_, in_features_, T(1), input.data(), params_.weight.data(),
-                  has_bias() ? T(1) : T(0), output.data());
+    kernels::gemm(false, true, N, out_features_, in_features_, T(1), input.data(),
+                  std::as_const(params_.weight).data(), has_bias() ? T(1) : T(0), output.data());
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
   }
@@ -55,7 +55,7 @@ class Linear : public Module<Linear<T>, T> {
     // dX [N, in] = dY [N, out] x W [out, in]
     Tensor<T> grad_input(input.shape());
     kernels::gemm(false, false, N, in_features_, out_features_, T(1), grad_output.data(),
-                  params_.weight.data(), T(0), grad_input.data());
+                  std::as_const(params_.weight).data(), T(0), grad_input.data());
     return grad_input;
   }
 
