@@ -1,7 +1,9 @@
 // Every ResNet18 layer forward and backward (training mode) at CIFAR batch 128 and ImageNet batch 1 and 16:
-// each distinct convolution, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d and the fc Linear. Names read
-// BM_Conv<Forward|Backward>/<cifar|imagenet>/<layer>/batch:N. Convolutions report GFLOP/s and % of the FMA
-// peak (backward counts two GEMMs per forward one: weight and input gradients).
+// each distinct convolution, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d and the fc Linear; and each
+// convolution's eval-mode forward, which runs on its weight packed once (nn/conv2d.hpp) and may take another
+// algorithm. Names read BM_Conv<Forward|EvalForward|Backward>/<cifar|imagenet>/<layer>/batch:N. Convolutions
+// report GFLOP/s and % of the FMA peak (backward counts two GEMMs per forward one: weight and input
+// gradients).
 //   bench_layers [--threads=N] [Google Benchmark flags]
 
 #include <string>
@@ -39,15 +41,17 @@ void run_layer(benchmark::State& state, Layer& layer, const Tensor<float>& input
 
 void register_convs(bool cifar, std::int64_t batch) {
   for (const auto& c : resnet::bench::resnet18_convs(cifar)) {
-    for (bool backward : {false, true}) {
-      const std::string name = std::string(backward ? "BM_ConvBackward/" : "BM_ConvForward/") +
-                               (cifar ? "cifar/" : "imagenet/") + c.name + "/batch:" + std::to_string(batch);
+    for (const char* pass : {"Forward", "EvalForward", "Backward"}) {
+      const bool backward = pass == std::string("Backward"), eval = pass == std::string("EvalForward");
+      const std::string name = std::string("BM_Conv") + pass + "/" + (cifar ? "cifar/" : "imagenet/") +
+                               c.name + "/batch:" + std::to_string(batch);
       benchmark::RegisterBenchmark(
           name.c_str(),
-          [c, batch, backward](benchmark::State& state) {
+          [c, batch, backward, eval](benchmark::State& state) {
             resnet::nn::Conv2d<float> conv(static_cast<int>(c.C), static_cast<int>(c.O),
                                            static_cast<int>(c.k), static_cast<int>(c.s),
                                            static_cast<int>(c.k / 2), false);
+            if (eval) conv.eval();
             const std::int64_t o = resnet::kernels::window_output_size(c.H, c.k, c.s, c.k / 2);
             const double flops = resnet::bench::conv_flops(batch, c.C, c.O, o * o, c.k) * (backward ? 2 : 1);
             run_layer(state, conv, random_tensor({batch, c.C, c.H, c.H}), backward,
