@@ -158,6 +158,19 @@ TEST(SgemmAvx512, MatchesADoubleProductOnEveryTransposeEdgeAndBlock) {
   }
 }
 
+// Partial panels of A (rows not a multiple of 32, fewer than 16 in the last), every tile width from 1 to 12
+// and the most columns, one and several depth blocks, depths not a multiple of 16.
+std::vector<GemmCase> narrow_gemm_cases() {
+  namespace avx512 = resnet::kernels::avx512;
+  std::vector<GemmCase> cases = {
+      {avx512::kNarrowPanelRows + 5, 13, 17},  {avx512::kNarrowPanelRows - 1, 11, avx512::kNarrowDepthBlock},
+      {64, 49, 2 * avx512::kNarrowDepthBlock}, {70, 196, 2 * avx512::kNarrowDepthBlock + 7},
+      {16, avx512::kNarrowMaxColumns, 40},     {3, 7, 3 * avx512::kNarrowDepthBlock + 16}};
+  for (std::int64_t width = 1; width <= avx512::kNarrowTileColumns; ++width)
+    cases.push_back({5, width, 20});
+  return cases;
+}
+
 TEST(SgemmAvx512, NarrowMatchesADoubleProductOnEveryEdgeAndBlock) {
   if (!resnet::kernels::avx512::cpu_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
   namespace avx512 = resnet::kernels::avx512;
@@ -166,15 +179,7 @@ TEST(SgemmAvx512, NarrowMatchesADoubleProductOnEveryEdgeAndBlock) {
                          float* C, std::int64_t ldc) {
     avx512::sgemm_narrow(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   };
-  // Partial panels of A (rows not a multiple of 32, fewer than 16 in the last), every tile width from 1 to
-  // 12 and the most columns, one and several depth blocks, depths not a multiple of 16.
-  std::vector<GemmCase> cases = {
-      {avx512::kNarrowPanelRows + 5, 13, 17},  {avx512::kNarrowPanelRows - 1, 11, avx512::kNarrowDepthBlock},
-      {64, 49, 2 * avx512::kNarrowDepthBlock}, {70, 196, 2 * avx512::kNarrowDepthBlock + 7},
-      {16, avx512::kNarrowMaxColumns, 40},     {3, 7, 3 * avx512::kNarrowDepthBlock + 16}};
-  for (std::int64_t width = 1; width <= avx512::kNarrowTileColumns; ++width)
-    cases.push_back({5, width, 20});
-  for (const GemmCase& c : cases) {
+  for (const GemmCase& c : narrow_gemm_cases()) {
     for (bool padded : {true, false})
       expect_gemm_matches_double(c, false, false, narrow, padded);
   }
@@ -184,17 +189,11 @@ TEST(SgemmAvx512, NarrowMatchesADoubleProductOnEveryEdgeAndBlock) {
 }
 
 // A packed ahead (pack_gemm_a, as an eval-mode conv packs its weight) gives bitwise what packing it as the
-// kernel goes gives, on the narrow test's shapes; packed A must be aligned and fit the kernel.
+// kernel goes gives, on every shape of the narrow test; packed A must be aligned and fit the kernel.
 TEST(SgemmAvx512, PackedAGivesBitwiseTheResultsOfPackingAsItGoes) {
   if (!resnet::kernels::avx512::cpu_supported()) GTEST_SKIP() << "this CPU has no AVX-512F";
-  namespace avx512 = resnet::kernels::avx512;
   namespace kernels = resnet::kernels;
-  const GemmCase cases[] = {{avx512::kNarrowPanelRows + 5, 13, 17},
-                            {avx512::kNarrowPanelRows - 1, 11, avx512::kNarrowDepthBlock},
-                            {70, 196, 2 * avx512::kNarrowDepthBlock + 7},
-                            {16, avx512::kNarrowMaxColumns, 40},
-                            {3, 7, 3 * avx512::kNarrowDepthBlock + 16}};
-  for (const GemmCase& c : cases) {
+  for (const GemmCase& c : narrow_gemm_cases()) {
     const std::int64_t lda = c.K + 3, ldc = c.N + 2;
     const auto A = random_vector(c.M * lda, 1), B = random_vector(c.K * c.N, 2),
                C0 = random_vector(c.M * ldc, 3);

@@ -345,8 +345,9 @@ __attribute__((target("avx512f,fma"))) inline void store_narrow_panel(const floa
 }
 
 // A [M, K] (row stride lda) packed ahead of time for sgemm_narrow, in the order it reads A: for each depth
-// block, each 32-row panel as [depth][32], zero-padded. An eval-mode conv packs its weight once so: at one
-// image, packing a layer4 weight (read from L3 at every call) took a fifth of the GEMM's time.
+// block, each 32-row panel as [depth][32], zero-padded. An eval-mode conv packs its weight once this way: at
+// one image, a layer4 conv's GEMM (512 x 49 x 4608, weight from L3) took 0.92-1.10 ms with A packed ahead
+// against 1.17-1.37 ms packing it as it goes (2 threads, a standalone timing program).
 inline std::int64_t narrow_packed_size(std::int64_t M, std::int64_t K) {
   return (M + kNarrowPanelRows - 1) / kNarrowPanelRows * kNarrowPanelRows * K;
 }
