@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The quick start's main job: installs what is missing, builds the examples in Release with -march=native, and
-# runs the demo, which builds ResNet18 and times forward, backward and an SGD step.
+# Times ResNet18 on random data: installs what is missing, builds the examples in Release with -march=native,
+# and runs the demo, which times forward, backward and an SGD step (scripts/train.sh is the quick start).
 # Arguments are passed to the demo (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,11 +1,35 @@
 #pragma once
-// A process-wide cache of large tensor buffers, so that a training loop stops allocating after its first
-// step. glibc serves blocks above its mmap threshold (at most 32 MB) with fresh mmap pages, so a 33 MB
+// The memory and state the library keeps between calls, all of it listed here. None of it changes a result;
+// it is kept so that peak memory is one layer's need rather than the sum over layers, and so that a training
+// loop allocates nothing after its first step.
+// - BufferPool::instance() (below): process-wide, behind a mutex. Freed tensor blocks of 1 MB or more, up to
+//   kDefaultLimit (4 GB) in all, kept for later tensors of about the same size. Lives until the process
+//   ends; release_cached_buffers() gives the blocks back, BufferPool::set_limit caps them (0: no caching).
+// - nn::Conv2d<T>::workspace() (nn/conv2d.hpp): one kernels::ConvWorkspace<T> per calling thread and element
+//   type, shared by every Conv2d<T> that thread runs, with room for the OpenMP threads of its loops: im2col's
+//   cols, products and weight-gradient partials or Winograd's tiles and transformed weight, the im2col table,
+//   the flipped weight of an input gradient. Layers run one after another, so one workspace sized for the
+//   largest conv serves them all (tens of MB in ResNet18). It grows, never shrinks, and is freed only when
+//   its thread exits: for the main thread, at the end of the process.
+// - kernels::avx512::thread_buffer() (kernels/sgemm_avx512.hpp): our AVX-512 GEMMs' packing buffers, three
+//   per thread that runs one (each OpenMP thread): B at most 256 x 1536 floats, A 256 x 144, the narrow
+//   GEMM's sums about M x N. They grow, never shrink, and are freed when the thread exits.
+// - Per module, not shared: what a training-mode forward caches for backward, released by that backward;
+//   in eval mode, each Conv2d's packed weight (52 MB for ResNet18 at batch 1), kept until its next forward
+//   in training mode (or of a shape with no packed form) or its end. What they release goes to the pool.
+// - Settings and counters, holding no memory: the thread count (set_num_threads, core/parallel.hpp), the
+//   tensor version counter (core/tensor.hpp, atomic), the AVX-512 check (avx512::cpu_supported), the
+//   temporary-name counter of io::AtomicFile (atomic).
+// For a user: a model (any module) runs on one thread at a time; threads that run at once each need their
+// own model, and then each uses its own scratch. Call set_num_threads before starting such threads, not
+// while they run. After a run, release_cached_buffers() returns the pool's blocks; the per-thread scratch
+// stays until its thread ends, and an eval-mode model's packed weights until it trains or is destroyed.
+//
+// The pool. glibc serves blocks above its mmap threshold (at most 32 MB) with fresh mmap pages, so a 33 MB
 // activation (CIFAR ResNet18 at batch 128) would page-fault on every step and be zeroed twice, by the kernel
-// and then by us: benchmarks/profile_resnet18 measured a training step about 8% faster with the pool.
-// Like PyTorch's CUDA caching allocator, freed blocks are kept for reuse by a request of about the same size
-// (up to 1/8 larger) rather than returned to the system, up to a byte limit; release_cached_buffers() gives
-// them back. Under AddressSanitizer the pool is off, so that a use after free is still reported.
+// and then by us. Like PyTorch's CUDA caching allocator, freed blocks are kept for reuse by a request of
+// about the same size (up to 1/8 larger) rather than returned to the system, up to a byte limit. Under
+// AddressSanitizer the pool is off, so that a use after free is still reported.
 
 #include <cstddef>
 #include <cstdlib>

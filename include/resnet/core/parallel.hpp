@@ -1,6 +1,9 @@
 #pragma once
 // Thread count for the whole library. OpenMP is optional: without it everything runs on one thread.
-// set_num_threads takes effect for every later call, both in our loops and inside Eigen's GEMM.
+// set_num_threads takes effect for every later call of our parallel loops, from any thread: it is one
+// process-wide setting (core/buffer_pool.hpp lists such state), so set it before threads run models. Our
+// GEMMs run on their calling thread (kernels/gemm.hpp): the Eigen thread count it also sets only matters to
+// Eigen products of the caller's own.
 
 #include <Eigen/Core>
 

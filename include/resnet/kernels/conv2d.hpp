@@ -1,6 +1,6 @@
 #pragma once
 // 2-d convolution of a whole batch as im2col + GEMM on fixed work units (square kernel k, stride s, zero
-// padding p, as torch.nn.Conv2d):
+// padding p, as torch.nn.Conv2d), or as Winograd F(2x2, 3x3) (kernels/winograd.hpp) where use_winograd says:
 //   forward   Y_n [O, OH*OW] = W [O, C*k*k] x cols(X_n) [C*k*k, OH*OW] (then a bias, or BatchNorm + ReLU)
 //   backward  dW += sum_n dY_n x cols(X_n)^T,  dX_n = col2im(W^T x dY_n)
 // Work is cut into units that depend on the shape alone, never on the thread count: a unit is a group of
@@ -8,8 +8,8 @@
 // slice of one image's output pixels (so a single large image still splits), and a block of output channels
 // (so a single small image still splits). Each unit runs a single-threaded GEMM; one OpenMP loop spreads the
 // units over the threads (after another that fills the cols the channel blocks of one group share). Every
-// output element is thus computed by the same arithmetic on any thread count,
-// and the weight gradient is reduced in a fixed order, so results are bitwise independent of the threads.
+// output element is thus computed by the same arithmetic on any thread count, and the weight gradient is
+// reduced in a fixed order, so results are bitwise independent of the threads.
 
 #include <algorithm>
 #include <cstdint>
@@ -35,8 +35,8 @@ struct ConvShape {
   bool pointwise() const { return k == 1 && s == 1 && p == 0; }
 };
 
-// How a batch is cut into work units. Constants chosen by measurement on ResNet18's shapes (Eigen's GEMM
-// reaches ~70% of the FMA peak from about 256 columns on, ~50% at 64 and ~35% at 16).
+// How a batch is cut into work units. A single-threaded GEMM runs near its best speed only from about 256
+// columns on (measurements: benchmarks/README.md), hence kMinColumns.
 struct ConvPartition {
   static constexpr std::int64_t kMinColumns = 256;     // group small images until a unit has this many
   static constexpr std::int64_t kMaxColumns = 1024;    // slice larger images into pieces of at most this
@@ -74,9 +74,10 @@ struct ConvPartition {
   }
 };
 
-// Scratch memory of the convolution kernels, owned by the caller (a Conv2d module) so that it is allocated
-// once and reused: per-thread cols and product buffers, cols shared by channel blocks, weight-gradient
-// partials, the im2col table.
+// Scratch memory of the convolution kernels, owned by the caller and reused from call to call, so that it is
+// allocated once: per-thread cols and product buffers, cols shared by channel blocks, weight-gradient
+// partials, the im2col table. nn::Conv2d keeps one per calling thread for all its instances (the list of such
+// state: core/buffer_pool.hpp).
 template <typename T>
 struct ConvWorkspace {
   // im2col's cols, products and weight-gradient partials, or Winograd's transformed weight (or its gradient
@@ -208,18 +209,9 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
   }
 }
 
-// The algorithm for a shape, chosen by the shape (and whether the weight was packed ahead) alone, so results
-// never depend on timing or on the thread count. Winograd F(2x2, 3x3) where its 16 GEMMs get columns enough:
-// measured with bench_kernels BM_ConvForward and BM_ConvWeightGrad (2 threads, AVX-512), it takes 0.6-0.85x
-// the time of im2col + GEMM on ResNet18's 3x3 convs from 4x4 maps up with at least 128 tiles (2x2 outputs) in
-// the batch, but 1.1x on a single 14x14 image and 2.5x on a single 7x7 one, where transforming the weight
-// costs more than the GEMMs save and one unit of work leaves a thread idle. With the weight transformed and
-// packed once ahead (weight_packed: an eval-mode Conv2d) and one unit's GEMMs spread over the threads, it
-// pays from 196 outputs in the batch: profile_resnet18 --batch 1 --size 224 --eval, layer3 (one 14x14 image)
-// 3.6 -> 2.3 ms against im2col with its weight packed, and layer4 at batch 4 (196 outputs) 11.6 -> 9.6 ms, at
-// batch 8 25.5 -> 15.3 ms. Not on one 7x7 image: alone, a 512-channel conv took 0.75x the time, but in the
-// model layer4 went from 3.8 to 4.3 ms, its transformed weights (16.8 MB a conv, 1.8x im2col's) being
-// streamed from L3 at every call for 49 outputs.
+// Winograd F(2x2, 3x3) where its 16 GEMMs are large enough to repay the transforms: from 4x4 maps with 512
+// outputs (128 tiles) in the batch, or 196 when the weight is transformed once ahead rather than at every
+// call (weight_packed: an eval-mode Conv2d). By shape alone, so results never depend on timing or threads.
 inline bool use_winograd(const ConvShape& g, bool weight_packed = false) {
   return winograd_applies(g.k, g.s, g.p) && g.C >= 16 && g.O >= 16 && g.OH() >= 4 && g.OW() >= 4 &&
          g.N * g.OHW() >= (weight_packed ? 196 : 4 * 128);
@@ -358,9 +350,8 @@ void conv2d_input_grad_as_conv(const T* weight, const T* dy, const ConvShape& g,
 template <typename T>
 void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
                      T* dbias, ConvWorkspace<T>& ws) {
-  // dX as a conv pays when that conv runs Winograd, or when its GEMM has rows (C) and columns (OH*OW) enough:
-  // measured on ResNet18, it is 10-15% faster than col2im on the 32x32 to 8x8 maps of CIFAR and slower on
-  // the 3-channel stem and on 4x4 maps.
+  // dX as a conv where that conv runs Winograd, or where its GEMM has rows (C) and columns (OH*OW) enough to
+  // beat col2im: not on the 3-channel stem nor on 4x4 maps (measurements: benchmarks/README.md).
   const bool dx_as_conv =
       dx && (use_winograd(g) || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64));
   if (use_winograd(g)) {

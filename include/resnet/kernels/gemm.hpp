@@ -1,11 +1,11 @@
 #pragma once
 // The one matrix multiply of the library: C = alpha * op(A) * op(B) + beta * C on row-major arrays with
-// leading dimensions, like BLAS sgemm. On a CPU with AVX-512, float runs our kernels
-// (kernels/sgemm_avx512.hpp) where they beat Eigen's: a product of few columns on any build, every product in
-// a generic build; everything else runs Eigen's blocked GEMM on the caller's memory. It always runs on the
-// calling thread: parallelism is the caller's, over fixed work units (see kernels/conv2d.hpp), which is what
-// keeps results independent of the thread count. Eigen's own threading would not: its K blocking depends on
-// the number of threads, and so does the rounding.
+// leading dimensions, like BLAS sgemm. On a CPU with AVX-512, float runs our kernels (sgemm_avx512.hpp)
+// where they beat Eigen's: a product of few columns on any build, every product in a generic build;
+// everything else runs Eigen's blocked GEMM on the caller's memory. It always runs on the calling thread:
+// parallelism is the caller's, over fixed work units (see kernels/conv2d.hpp), which is what keeps results
+// independent of the thread count. Eigen's own threading would not: its K blocking depends on the number of
+// threads, and so does the rounding.
 
 #include <Eigen/Core>
 #include <cstdint>
@@ -120,8 +120,8 @@ template <typename T>
 void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
           const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
 #if defined(RESNET_HAVE_SGEMM_AVX512)
-  // Fewer than 256 columns (one 14x14 or 7x7 image): our kernel that tiles rows rather than columns, on
-  // any build (bench_kernels BM_Gemm; ImageNet batch 1 layer3 and layer4 convs 3-7% faster than Eigen's).
+  // Fewer than 256 columns (one 14x14 or 7x7 image): our kernel that tiles rows rather than columns, on any
+  // build, since Eigen's spreads a row of C over whole vectors of columns (at N = 49 it computes 64).
   if constexpr (std::is_same_v<T, float>) {
     if (!transpose_a && !transpose_b && alpha != 0.0f && gemm_is_narrow<T>(M, N, K)) {
       avx512::sgemm_narrow(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

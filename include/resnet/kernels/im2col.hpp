@@ -69,7 +69,7 @@ inline bool is_same_convolution(std::int64_t k, std::int64_t s, std::int64_t p) 
 // im2col for a "same" convolution, output pixels [q0, q1) of image [C, H, W] -> cols [C*k*k, q1 - q0] with
 // row stride ld. Row (c, ki, kj) is then the plane shifted by d = (ki - p) * W + (kj - p): one block copy,
 // zeros where the shift leaves the image at the top or bottom, and the columns that wrapped around a row
-// edge zeroed afterwards. Memory-speed on large maps, where the gather costs a third of the GEMM.
+// edge zeroed afterwards: a copy at memory speed where the gather reads an index for every element.
 template <typename T>
 void im2col_same(const T* image, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k,
                  std::int64_t p, std::int64_t q0, std::int64_t q1, T* cols, std::int64_t ld) {
@@ -109,8 +109,8 @@ inline std::pair<std::int64_t, std::int64_t> inside_columns(std::int64_t W, std:
 }
 
 // out[i] = source[i * stride] (copy_strided) or out[i * stride] += source[i] (add_strided) for i < n. GCC
-// vectorises a strided access only when the stride is a constant (2: the ImageNet stem's im2col 1.4x
-// faster), so ResNet's strides 1 and 2 get loops of their own.
+// vectorises a strided access only when the stride is a constant, so ResNet's strides 1 and 2 get loops of
+// their own.
 template <typename Step>
 void with_constant_stride(std::int64_t stride, Step&& step) {
   if (stride == 1) {
@@ -138,8 +138,8 @@ void add_strided(const T* source, std::int64_t stride, std::int64_t n, T* out) {
 
 // im2col of any geometry, output pixels [q0, q1) of image [C, H, W] -> cols [C*k*k, q1 - q0] with row stride
 // ld, one output row at a time: row (c, ki, kj) of output row oh reads input row oh*s - p + ki at columns
-// ow*s - p + kj, a strided copy between the padding zeros at its ends. No index table and no gather: the 7x7
-// stride-2 stem and the stride-2 convs run several times faster than through im2col_offsets.
+// ow*s - p + kj, a strided copy between the padding zeros at its ends: no index table and no gather, which
+// on the wide rows of the 7x7 stride-2 stem cost about as much as the GEMM they feed.
 template <typename T>
 void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k,
                  std::int64_t s, std::int64_t p, std::int64_t q0, std::int64_t q1, T* cols, std::int64_t ld) {
@@ -171,9 +171,8 @@ void im2col_rows(const T* image, std::int64_t C, std::int64_t H, std::int64_t W,
 
 // The adjoint of im2col over whole images: cols [C*k*k, OH*OW] with row stride ld -> image [C, H, W],
 // ACCUMULATED (+=) by strided row adds, so an input pixel covered by several windows receives the sum of
-// their gradients, added in kernel-offset order. A gather per pixel through a table (one entry per kernel
-// offset, most of them padding at stride 2) made the strided convs' backward 1.1-1.6x slower, down to 4x4
-// maps.
+// their gradients, added in kernel-offset order. Rows, not a gather per pixel through a table, on every
+// geometry: at stride 2 most of such a table's entries are padding.
 template <typename T>
 void col2im(const T* cols, std::int64_t ld, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k,
             std::int64_t s, std::int64_t p, T* image) {
@@ -194,8 +193,8 @@ void col2im(const T* cols, std::int64_t ld, std::int64_t C, std::int64_t H, std:
   }
 }
 
-// Whether im2col_rows beats the gather for output rows this wide: measured in profile_resnet18, it made the
-// ImageNet stem (112 columns) 18% faster and the CIFAR layer4 convs (4 columns) 10-40% slower.
+// Whether im2col_rows beats the gather for output rows this wide: from 16 outputs a row (the ImageNet stem
+// has 112); on rows of 4 to 7 (layer4) its per-row bookkeeping costs more (benchmarks/README.md).
 inline bool im2col_by_rows(std::int64_t OW) {
   return OW >= 16;
 }

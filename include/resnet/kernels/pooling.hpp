@@ -25,11 +25,10 @@ inline constexpr std::int64_t kPoolParallelMinElements = std::int64_t{1} << 14;
 // scan order wins, and a NaN (the last one, if several) beats any number.
 // Both modes read each window row from a copy of the input row between -inf pads, so that every output
 // takes all k columns of its window without bounds, in branch-free selects the compiler vectorises across
-// the outputs of a row (a compare-and-branch per element mispredicts on activations: BM_MaxPool/1024/112
-// went from 15.2 to 2.0 ms without argmax and from 37.6 to 6.0 ms with it). Without argmax (eval) the
-// maximum is taken separably, over the window's rows for every input column and then over its columns; the
-// value is the same (NaN if the window holds one), and among equal maxima only the sign of a zero or the
-// payload of a NaN could come from another element.
+// the outputs of a row (a compare-and-branch per element mispredicts on activations). Without argmax (eval)
+// the maximum is taken separably, over the window's rows for every input column and then over its columns;
+// the value is the same (NaN if the window holds one), and among equal maxima only the sign of a zero or
+// the payload of a NaN could come from another element.
 template <typename T>
 void maxpool2d_forward(const T* x, std::int64_t P, std::int64_t H, std::int64_t W, std::int64_t k,
                        std::int64_t s, std::int64_t p, T* y, std::int64_t* argmax) {

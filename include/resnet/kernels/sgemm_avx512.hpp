@@ -124,9 +124,9 @@ __attribute__((target("avx512f"))) inline void transpose_16x16(__m512 rows[16]) 
 }
 
 // op(A)[i0 .. i0+rows, k0 .. k0+depth] into panels of `panel` rows, each [depth][panel], zero-padded: a panel
-// row is one masked vector per 16 rows. A weight matrix is A, [M, K] row-major, and at batch 1 packing it
-// took a quarter of a layer4 GEMM one element at a time: 16 depths of 16 rows are read as vectors and
-// transposed in registers instead.
+// row is one masked vector per 16 rows. A weight matrix is A, [M, K] row-major, whose panel rows are strided
+// columns: rather than read them one element at a time, 16 depths of 16 rows are read as vectors and
+// transposed in registers (at one image each weight is used only N times, so its packing shows in the GEMM).
 template <int panel = kTileRows>
 __attribute__((target("avx512f"))) void pack_a(bool transpose, const float* A, std::int64_t lda,
                                                std::int64_t i0, std::int64_t rows, std::int64_t k0,
@@ -187,7 +187,8 @@ inline void pack_b(bool transpose, const float* B, std::int64_t ldb, std::int64_
   }
 }
 
-// The packing buffers of the calling thread, 64-byte aligned, grown once and kept.
+// The packing buffers of the calling thread, 64-byte aligned, grown to the largest request and kept until
+// the thread exits (core/buffer_pool.hpp lists such state): [0] B, [1] A, [2] sgemm_narrow's sums.
 inline float* thread_buffer(std::int64_t floats, int which) {
   struct Buffer {
     std::vector<float> storage;
@@ -345,9 +346,9 @@ __attribute__((target("avx512f,fma"))) inline void store_narrow_panel(const floa
 }
 
 // A [M, K] (row stride lda) packed ahead of time for sgemm_narrow, in the order it reads A: for each depth
-// block, each 32-row panel as [depth][32], zero-padded. An eval-mode conv packs its weight once this way: at
-// one image, a layer4 conv's GEMM (512 x 49 x 4608, weight from L3) took 0.92-1.10 ms with A packed ahead
-// against 1.17-1.37 ms packing it as it goes (2 threads, a standalone timing program).
+// block, each 32-row panel as [depth][32], zero-padded. An eval-mode conv packs its weight once this way, so
+// that a GEMM of one image, which uses each weight only N times, does not pack it again at every call
+// (measurements: benchmarks/README.md).
 inline std::int64_t narrow_packed_size(std::int64_t M, std::int64_t K) {
   return (M + kNarrowPanelRows - 1) / kNarrowPanelRows * kNarrowPanelRows * K;
 }
@@ -407,8 +408,8 @@ inline void sgemm_narrow(std::int64_t M, std::int64_t N, std::int64_t K, float a
       const std::int64_t lines = std::exchange(ahead.remaining, 0);
       for (std::int64_t t = 0; t < tiles; ++t) {
         const std::int64_t j0 = t * N / tiles, columns = (t + 1) * N / tiles - j0;
-        ahead.remaining += (t + 1) * lines / tiles - t * lines / tiles;  // spread over the tiles, with
-                                                                         // what earlier ones had no steps for
+        // The lines spread over the tiles, plus what earlier tiles had no steps for.
+        ahead.remaining += (t + 1) * lines / tiles - t * lines / tiles;
         narrow_tile_for_columns()[columns - 1](depth, a, packed_b + j0 * depth, block == 0,
                                                sums + (panel * N + j0) * kNarrowPanelRows, &ahead);
       }

@@ -66,8 +66,8 @@ struct Partition {
 
 // U, V and M hold 16 planes each, one per element xi of the 4x4 tile, that the transforms read or write side
 // by side. Planes of 64 channels x 256 tiles (CIFAR's layer1) are 64 KB apart, a multiple of the 4 KB that
-// maps to one set of L1 cache lines, so 16 streams would share its 12 ways and evict each other (a 1.5x
-// slower weight gradient): planes are padded by one cache line.
+// maps to one set of L1 cache lines, so 16 streams would share its 12 ways and evict each other: planes are
+// padded by one cache line.
 inline std::int64_t plane_stride(std::int64_t plane_size) {
   return plane_size + 16;
 }
@@ -123,9 +123,7 @@ void deinterleave(const T* row, std::int64_t n, T* even, T* odd) {
 
 // The transforms below run each step as one loop over a flat run of tiles or columns, marked `omp simd`.
 // GCC vectorises neither a loop that writes 16 planes through pointers it cannot prove apart nor one with a
-// branch, so the loops index all planes from one base and the epilogue is a pass of its own. On CIFAR's
-// layer1 at batch 128 the input transform is 1.6x, the output and output-gradient transforms 2.8x faster than
-// the loop per tile they replace (a +7% training step).
+// branch, so the loops index all planes from one base and the epilogue is a pass of its own.
 
 // Scratch, in elements, that one call of any transform below needs for a unit of `part`.
 inline std::int64_t transform_scratch(const Partition& part) {
@@ -307,8 +305,8 @@ void pack_winograd_weight(const T* weight, std::int64_t O, std::int64_t C, T* pa
 // `scratch` holds the transformed weight and the per-thread transform buffers; it grows as needed. With
 // packed_u (pack_winograd_weight of this weight) the weight is neither transformed nor packed again. A
 // batch that is one unit of work (one 14x14 image has 49 tiles) spreads the unit's 16 GEMMs over the
-// threads instead (in a parallel region of their own: one nested in the units' region would start threads
-// beside the units' spinning ones, layer3 at batch 1 then took 3x as long).
+// threads instead, in a parallel region of their own: one nested in the units' region would start new
+// threads beside the units' spinning ones.
 template <typename T>
 void conv2d_forward_winograd(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, std::int64_t N,
                              std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t O, std::int64_t p,
