@@ -48,7 +48,7 @@ void train_step(benchmark::State& state, std::int64_t batch, std::int64_t size, 
   for (auto _ : state) {
     sgd.zero_grad();
     benchmark::DoNotOptimize(loss.forward(net.forward(images), labels));
-    net.backward_parameters(loss.backward());
+    net.backward(loss.backward(), resnet::nn::InputGrad::Skip);
     sgd.step();
   }
   resnet::bench::set_counters(state, timer, static_cast<double>(batch),

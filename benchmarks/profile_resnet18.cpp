@@ -1,7 +1,7 @@
 // Per-layer profile of a ResNet18 training step (or eval forward): the network of models/resnet.hpp rebuilt
-// from the same nn/ modules and fused kernels as nn/basic_block.hpp, each call timed on its own, forward and
-// backward separately. Prints one row per
-// layer kind and stage with milliseconds per step and, for convolutions, GFLOP/s and % of the FMA peak.
+// from the same ConvBn units and fused kernels as nn/basic_block.hpp, each conv, BatchNorm and elementwise
+// call timed on its own, forward and backward separately. Prints one row per layer kind and stage with
+// milliseconds per step and, for convolutions, GFLOP/s and % of the FMA peak.
 //
 //   profile_resnet18 [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval]
 // --size 32 builds the CIFAR stem (3x3 conv, no pool), 224 the ImageNet one (7x7/2 conv + max-pool).
@@ -21,6 +21,7 @@
 #include "resnet/nn/adaptive_avgpool2d.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv2d.hpp"
+#include "resnet/nn/conv_bn.hpp"
 #include "resnet/nn/linear.hpp"
 #include "resnet/nn/maxpool2d.hpp"
 #include "resnet/nn/relu.hpp"
@@ -65,28 +66,24 @@ class Profile {
 
 struct Block {
   std::string stage;
-  nn::Conv2d<float> conv1, conv2;
-  nn::BatchNorm2d<float> bn1, bn2;
+  nn::ConvBn<float> branch1, branch2;
   bool down;
-  nn::Conv2d<float> down_conv;
-  nn::BatchNorm2d<float> down_bn;
+  nn::ConvBn<float> shortcut;
   Tensor<float> output;  // the block's ReLU output, which BasicBlock keeps (it recomputes bn1's)
   Block(std::string stage_name, int in, int out, int stride)
       : stage(std::move(stage_name)),
-        conv1(in, out, 3, stride, 1, false),
-        conv2(out, out, 3, 1, 1, false),
-        bn1(out),
-        bn2(out),
+        branch1(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false), nn::Activation::ReLU),
+        branch2(nn::Conv2dOptions(out, out, 3).padding(1).bias(false), nn::Activation::None),
         down(stride != 1 || in != out),
-        down_conv(in, out, 1, stride, 0, false),
-        down_bn(out) {}
+        shortcut(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false), nn::Activation::None) {}
 };
 
 class Network {
  public:
   Network(bool cifar, int num_classes)
       : cifar_(cifar),
-        conv1_(3, 64, cifar ? 3 : 7, cifar ? 1 : 2, cifar ? 1 : 3, false),
+        conv1_(
+            nn::Conv2dOptions(3, 64, cifar ? 3 : 7).stride(cifar ? 1 : 2).padding(cifar ? 1 : 3).bias(false)),
         bn1_(64),
         pool_(3, 2, 1),
         avgpool_(1, 1),
@@ -105,7 +102,8 @@ class Network {
     auto set = [on](auto& m) { m.train(on); };
     set(conv1_), set(bn1_), set(relu_), set(pool_), set(avgpool_), set(fc_);
     for (Block& b : blocks_) {
-      set(b.conv1), set(b.conv2), set(b.bn1), set(b.bn2), set(b.down_conv), set(b.down_bn);
+      for (nn::ConvBn<float>* unit : {&b.branch1, &b.branch2, &b.shortcut})
+        set(unit->conv()), set(unit->bn());
     }
   }
 
@@ -115,14 +113,15 @@ class Network {
     x = p.forward("stem relu", 0, [&] { return relu_.forward(x); });
     if (!cifar_) x = p.forward("stem maxpool", 0, [&] { return pool_.forward(x); });
     for (Block& b : blocks_) {
-      Tensor<float> r = conv(p, b.stage, b.conv1, x);
-      const Tensor<float> hidden = p.forward(b.stage + " bn+relu", 0, [&] { return b.bn1.forward_relu(r); });
-      r = conv(p, b.stage, b.conv2, hidden, /*cache=*/false);
-      r = p.forward(b.stage + " bn", 0, [&] { return b.bn2.forward(r); });
+      Tensor<float> r = conv(p, b.stage, b.branch1.conv(), x);
+      const Tensor<float> hidden =
+          p.forward(b.stage + " bn+relu", 0, [&] { return b.branch1.bn().forward(r, nn::Activation::ReLU); });
+      r = conv(p, b.stage, b.branch2.conv(), hidden, nn::Cache::None);
+      r = p.forward(b.stage + " bn", 0, [&] { return b.branch2.bn().forward(r); });
       Tensor<float> shortcut = x;
       if (b.down) {
-        shortcut = conv(p, b.stage + " 1x1", b.down_conv, x);
-        shortcut = p.forward(b.stage + " bn", 0, [&] { return b.down_bn.forward(shortcut); });
+        shortcut = conv(p, b.stage + " 1x1", b.shortcut.conv(), x);
+        shortcut = p.forward(b.stage + " bn", 0, [&] { return b.shortcut.bn().forward(shortcut); });
       }
       x = p.forward(b.stage + " add+relu", 0, [&] {
         Tensor<float> sum(r.shape());
@@ -144,15 +143,15 @@ class Network {
         "head pool+fc", [&] { return avgpool_.backward(fc_.backward(grad_logits).reshape(pooled_shape_)); });
     for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
       Block& b = *it;
-      Tensor<float> gr = p.backward(b.stage + " bn", [&] { return b.bn2.backward_relu(g, b.output); });
-      const Tensor<float> hidden =
-          p.backward(b.stage + " bn+relu", [&] { return b.bn1.forward_relu_again(); });
-      gr = p.backward(b.stage + " conv", [&] { return b.conv2.backward(gr, hidden); });
-      gr = p.backward(b.stage + " bn+relu", [&] { return b.bn1.backward_relu(gr, hidden); });
-      gr = p.backward(b.stage + " conv", [&] { return b.conv1.backward(gr); });
+      const Tensor<float> hidden = p.backward(b.stage + " bn+relu", [&] { return b.branch1.output_again(); });
+      Tensor<float> gr = p.backward(b.stage + " bn", [&] { return b.branch2.bn().backward(g, b.output); });
+      gr = p.backward(b.stage + " conv",
+                      [&] { return b.branch2.conv().backward(gr, nn::InputGrad::Compute, hidden); });
+      gr = p.backward(b.stage + " bn+relu", [&] { return b.branch1.bn().backward(gr, hidden); });
+      gr = p.backward(b.stage + " conv", [&] { return b.branch1.conv().backward(gr); });
       if (b.down) {
-        Tensor<float> gs = p.backward(b.stage + " bn", [&] { return b.down_bn.backward_relu(g, b.output); });
-        gs = p.backward(b.stage + " 1x1 conv", [&] { return b.down_conv.backward(gs); });
+        Tensor<float> gs = p.backward(b.stage + " bn", [&] { return b.shortcut.bn().backward(g, b.output); });
+        gs = p.backward(b.stage + " 1x1 conv", [&] { return b.shortcut.conv().backward(gs); });
         g = p.backward(b.stage + " add+relu", [&] {
           resnet::kernels::add(gr.data(), gs.data(), gr.data(), gr.numel());
           return gr;
@@ -167,21 +166,19 @@ class Network {
     if (!cifar_) g = p.backward("stem maxpool", [&] { return pool_.backward(g); });
     g = p.backward("stem relu", [&] { return relu_.backward(g); });
     g = p.backward("stem bn", [&] { return bn1_.backward(g); });
-    p.backward("stem conv", [&] {  // as ResNet::backward_parameters: no input gradient
-      conv1_.backward_parameters(g);
-      return Tensor<float>();
-    });
+    // As ResNet's training step: no input gradient.
+    p.backward("stem conv", [&] { return conv1_.backward(g, nn::InputGrad::Skip); });
   }
 
  private:
-  // cache = false: as BasicBlock runs conv2, whose input backward recomputes.
+  // Cache::None: as BasicBlock runs conv2, whose input backward recomputes.
   Tensor<float> conv(Profile& p, const std::string& stage, nn::Conv2d<float>& c, const Tensor<float>& x,
-                     bool cache = true) {
+                     nn::Cache cache = nn::Cache::Input) {
     const std::int64_t o =
         resnet::kernels::window_output_size(x.size(2), c.kernel_size(), c.stride(), c.padding());
     const double flops = 2.0 * static_cast<double>(x.size(0) * c.out_channels() * o * o) * c.in_channels() *
                          c.kernel_size() * c.kernel_size();
-    return p.forward(stage + " conv", flops, [&] { return cache ? c.forward(x) : c.forward_uncached(x); });
+    return p.forward(stage + " conv", flops, [&] { return c.forward(x, {}, cache); });
   }
 
   bool cifar_;

@@ -1,5 +1,6 @@
-// Builds ResNet18 and times training steps (forward, loss, backward, SGD) and an eval forward on random data.
-// Until the CIFAR-10 training example lands, this is the quick start's main job.
+// Builds ResNet18 (CIFAR or ImageNet stem) and times training steps (forward, loss, backward, SGD) and an
+// eval forward on random data: a measure of speed, not of learning. scripts/demo.sh builds and runs it;
+// training on real data is examples/train_cifar10, and one image through trained weights examples/classify.
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
     sgd.zero_grad();
     const float value = loss.forward(net.forward(images), labels);
     const double forward_s = seconds_since(start);
-    net.backward_parameters(loss.backward());
+    net.backward(loss.backward(), resnet::nn::InputGrad::Skip);
     sgd.step();
     const double total_s = seconds_since(start);
     std::printf("train step %d: loss %.4f  forward %.1f ms  backward+step %.1f ms  %.1f images/s\n", step + 1,

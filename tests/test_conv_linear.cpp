@@ -17,6 +17,7 @@
 
 using resnet::Tensor;
 using resnet::nn::Conv2d;
+using resnet::nn::InputGrad;
 using resnet::nn::Linear;
 
 using resnet::testing::expect_error;
@@ -231,6 +232,21 @@ TEST(Conv2d, ParameterNamesAndShapes) {
   EXPECT_TRUE(no_bias.named_buffers().empty());
 }
 
+// Conv2dOptions names the positional constructor's arguments: the same layer, weights included.
+TEST(Conv2d, OptionsBuildTheLayerThePositionalArgumentsDo) {
+  Conv2d<float> positional(3, 8, 5, 2, 2, false, 9);
+  Conv2d<float> named(resnet::nn::Conv2dOptions(3, 8, 5).stride(2).padding(2).bias(false).seed(9));
+  EXPECT_EQ(named.stride(), 2);
+  EXPECT_EQ(named.padding(), 2);
+  EXPECT_FALSE(named.has_bias());
+  EXPECT_EQ(resnet::testing::relative_l2(named.weight(), positional.weight()), 0.0);
+  const resnet::nn::Conv2dOptions defaults(3, 8, 5);
+  EXPECT_EQ(defaults.stride(), 1);
+  EXPECT_EQ(defaults.padding(), 0);
+  EXPECT_TRUE(defaults.bias());
+  EXPECT_EQ(defaults.seed(), 0u);
+}
+
 TEST(Conv2d, InitIsSeededAndBoundedByOneOverSqrtFanIn) {
   Conv2d<float> a(4, 16, 3, 1, 1, true, 5), b(4, 16, 3, 1, 1, true, 5), c(4, 16, 3, 1, 1, true, 6);
   EXPECT_EQ(resnet::testing::relative_l2(a.weight(), b.weight()), 0.0);
@@ -291,11 +307,13 @@ TEST(Conv2d, BadArgumentsThrowNamingTheShapes) {
   EXPECT_EQ(conv.backward(Tensor<float>({2, 4, 6, 6})).shape(), (std::vector<std::int64_t>{2, 3, 8, 8}));
   expect_error(
       [&] {
-        conv.backward_parameters(Tensor<float>({2, 4, 6, 6}));
+        conv.backward(Tensor<float>({2, 4, 6, 6}), InputGrad::Skip);
       },
-      {"Conv2d.backward_parameters"});
+      {"Conv2d.backward", "training-mode"});
 
   expect_error([] { Conv2d<float>(0, 4, 3); }, {"Conv2d", "in_channels 0"});
+  expect_error([] { Conv2d<float>(resnet::nn::Conv2dOptions(3, 4, 3).stride(-2)); },
+               {"Conv2d", "stride", "-2"});
   expect_error([] { Conv2d<float>(3, -1, 3); }, {"Conv2d", "out_channels -1"});
   expect_error([] { Conv2d<float>(3, 4, 0); }, {"Conv2d", "kernel_size", "0"});
   expect_error([] { Conv2d<float>(3, 4, 3, 0); }, {"Conv2d", "stride", "0"});

@@ -146,18 +146,21 @@ TEST(Modules, BackwardReleasesTheForwardCache) {
   expect_error([&] { net.backward(logits); }, {"ResNet.backward", "one backward"});
 }
 
-// backward_parameters is backward without the input gradient: the same parameter gradients, bitwise, on both
-// stems (the ImageNet stem's 7x7 conv has a different input-gradient path from the CIFAR stem's 3x3).
+// backward with InputGrad::Skip (and backward_parameters, its older spelling) is backward without the input
+// gradient: the same parameter gradients, bitwise, on both stems (the ImageNet stem's 7x7 conv has a
+// different input-gradient path from the CIFAR stem's 3x3).
 TEST(ResNet, BackwardParametersGivesBackwardsParameterGradients) {
   for (Stem stem : {Stem::Cifar, Stem::ImageNet}) {
     const Tensor<double> x = random_tensor({2, 3, 16, 16}, 5), grad = random_tensor({2, 5}, 6);
     std::vector<std::vector<double>> runs;
-    for (bool input_gradient : {true, false}) {
+    for (int variant : {0, 1, 2}) {
       ResNet<double> net({1, 1, 1, 1}, 5, stem, 3, 11, 4);
       net.train();
       net.forward(x);
-      if (input_gradient) {
+      if (variant == 0) {
         EXPECT_EQ(net.backward(grad).shape(), x.shape());
+      } else if (variant == 1) {
+        EXPECT_TRUE(net.backward(grad, resnet::nn::InputGrad::Skip).empty());
       } else {
         net.backward_parameters(grad);
       }
@@ -167,6 +170,7 @@ TEST(ResNet, BackwardParametersGivesBackwardsParameterGradients) {
       runs.push_back(grads);
     }
     EXPECT_EQ(runs[0], runs[1]);
+    EXPECT_EQ(runs[0], runs[2]);
   }
 }
 

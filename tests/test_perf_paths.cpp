@@ -18,6 +18,7 @@
 #include "resnet/models/resnet.hpp"
 #include "resnet/nn/basic_block.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
+#include "resnet/nn/conv_bn.hpp"
 #include "resnet/nn/relu.hpp"
 
 namespace {
@@ -77,7 +78,7 @@ Conv fast_conv(const ConvShape& g, const std::vector<float>& x, const std::vecto
                                   r.y.data(), ws);
   resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, r.dx.data(), r.dweight.data(),
                                    b.empty() ? nullptr : r.dbias.data(), ws);
-  // Without dx (a first layer's backward_parameters) the parameter gradients are bitwise the same.
+  // Without dx (a first layer's backward with InputGrad::Skip) the parameter gradients are bitwise the same.
   std::vector<float> dweight = dw0, dbias(r.dbias.size(), 0.0f);
   resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, static_cast<float*>(nullptr),
                                    dweight.data(), b.empty() ? nullptr : dbias.data(), ws);
@@ -203,8 +204,7 @@ TEST(SgemmAvx512, PackedAGivesBitwiseTheResultsOfPackingAsItGoes) {
       std::vector<float> expected = C0, actual = C0;
       kernels::gemm(false, false, c.M, c.N, c.K, 0.5f, A.data(), lda, B.data(), c.N, beta, expected.data(),
                     ldc);
-      kernels::gemm_packed_a(c.M, c.N, c.K, 0.5f, std::as_const(packed).data(), B.data(), c.N, beta,
-                             actual.data(), ldc);
+      kernels::gemm_packed_a(c.M, c.N, c.K, 0.5f, packed.cdata(), B.data(), c.N, beta, actual.data(), ldc);
       EXPECT_EQ(actual, expected) << c.M << "x" << c.N << "x" << c.K << " beta " << beta;
     }
   }
@@ -495,14 +495,15 @@ TEST(BatchNormRelu, FusedPassesEqualBatchNormThenReLU) {
   const auto x = random_tensor({3, 5, 4, 6}, 1), dy = random_tensor({3, 5, 4, 6}, 2);
   resnet::nn::BatchNorm2d<float> fused(5), plain(5);
   resnet::nn::ReLU<float> relu;
-  const auto y_fused = fused.forward_relu(x);
+  const auto y_fused = fused.forward(x, resnet::nn::Activation::ReLU);
   const auto y_plain = relu.forward(plain.forward(x));
   EXPECT_EQ(values(y_fused), values(y_plain));
-  EXPECT_EQ(values(fused.backward_relu(dy, y_fused)), values(plain.backward(relu.backward(dy))));
+  EXPECT_EQ(values(fused.backward(dy, y_fused)), values(plain.backward(relu.backward(dy))));
   EXPECT_EQ(gradients(fused), gradients(plain));
   EXPECT_EQ(values(fused.running_mean()), values(plain.running_mean()));
-  EXPECT_THROW(resnet::nn::BatchNorm2d<float>(5).backward_relu(dy, y_fused), resnet::Error);
-  EXPECT_THROW(fused.backward_relu(dy, random_tensor({3, 5, 4, 5}, 3)), resnet::Error);
+  EXPECT_THROW(resnet::nn::BatchNorm2d<float>(5).backward(dy, y_fused), resnet::Error);
+  fused.forward(x, resnet::nn::Activation::ReLU);
+  EXPECT_THROW(fused.backward(dy, random_tensor({3, 5, 4, 5}, 3)), resnet::Error);
 }
 
 // BasicBlock (fused ReLUs) against the same block composed from the plain modules.
@@ -556,8 +557,8 @@ void randomize_eval_state(resnet::nn::BatchNorm2d<float>& bn, std::uint64_t seed
     bn.running_var()[c] = 0.5f + std::abs(bn.running_var()[c]);
 }
 
-// In eval mode BasicBlock lets each conv apply the BatchNorm after it as it stores its output
-// (Conv2d::forward with an epilogue), on every path of the conv kernels: im2col with one image per unit and
+// In eval mode BasicBlock lets each conv apply the BatchNorm after it as it stores its output (ConvBn), on
+// every path of the conv kernels: im2col with one image per unit and
 // with several, Winograd, the strided conv and the downsampling 1x1.
 TEST(BasicBlockFusion, EvalEqualsThePlainComposition) {
   struct Config {
@@ -595,23 +596,88 @@ TEST(BasicBlockFusion, EvalEqualsThePlainComposition) {
   }
 }
 
-// A conv with a bias: the epilogue's scale applies to the bias too, s * (conv + b) + t. Training refuses an
-// epilogue (backward would not know it), and BatchNorm2d refuses to give one; one of the wrong length is
-// refused.
+// A conv with a bias: the epilogue's scale applies to the bias too, s * (conv + b) + t, then the ReLU.
+// Training refuses an epilogue (backward would not know it); one of the wrong length is refused.
 TEST(ConvEpilogue, ScalesTheBiasAndIsForEvalOnly) {
   resnet::nn::Conv2d<float> conv(3, 5, 3, 1, 1, true, 3);
-  resnet::nn::BatchNorm2d<float> bn(5);
-  randomize_eval_state(bn, 40);
   const auto x = random_tensor({2, 3, 6, 6}, 5);
-  EXPECT_THROW(conv.forward(x, Epilogue{}), resnet::Error);
-  EXPECT_THROW(bn.eval_epilogue(false), resnet::Error);
-  conv.eval(), bn.eval();
-  resnet::nn::ReLU<float> relu;
-  expect_near_values(conv.forward(x, bn.eval_epilogue(true)), relu.forward(bn.forward(conv.forward(x))),
-                     "bias");
-  resnet::nn::BatchNorm2d<float> bn4(4);  // an epilogue for another conv: 4 channels, not 5
-  bn4.eval();
-  EXPECT_THROW(conv.forward(x, bn4.eval_epilogue(false)), resnet::Error);
+  const auto scale = random_tensor({5}, 41), shift = random_tensor({5}, 42);
+  const Epilogue epilogue{scale.cdata(), shift.cdata(), /*relu=*/true, 5};
+  EXPECT_THROW(conv.forward(x, epilogue), resnet::Error);
+  conv.eval();
+  resnet::Tensor<float> expected = conv.forward(x);  // with the bias
+  const std::int64_t plane = 6 * 6;
+  for (std::int64_t i = 0; i < expected.numel(); ++i) {
+    const std::int64_t o = i / plane % 5;
+    expected[i] = std::max(0.0f, scale[o] * expected[i] + shift[o]);
+  }
+  expect_near_values(conv.forward(x, epilogue), expected, "bias");
+  EXPECT_THROW(conv.forward(x, Epilogue{scale.cdata(), shift.cdata(), false, 4}), resnet::Error);
+}
+
+// ConvBn in training mode is conv -> BatchNorm -> ReLU module by module, bitwise, in forward, backward and
+// every gradient: with the conv's input cached or given back (Cache::None), with its output recomputed
+// (output_again) or passed, with or without the input gradient.
+TEST(ConvBn, TrainingEqualsTheModulesOneAfterTheOther) {
+  using resnet::nn::Activation;
+  using resnet::nn::InputGrad;
+  for (Activation activation : {Activation::ReLU, Activation::None}) {
+    for (bool given_input : {false, true}) {
+      for (InputGrad input_grad : {InputGrad::Compute, InputGrad::Skip}) {
+        const auto options = resnet::nn::Conv2dOptions(3, 5, 3).stride(2).padding(1).bias(false).seed(8);
+        resnet::nn::ConvBn<float> unit(options, activation);
+        resnet::nn::Conv2d<float> conv(options);
+        resnet::nn::BatchNorm2d<float> bn(5);
+        resnet::nn::ReLU<float> relu;
+        const auto x = random_tensor({2, 3, 9, 9}, 6);
+        const auto y = unit.forward(x, given_input ? resnet::nn::Cache::None : resnet::nn::Cache::Input);
+        auto y_plain = bn.forward(conv.forward(x));
+        if (activation == Activation::ReLU) {
+          y_plain = relu.forward(y_plain);
+          EXPECT_EQ(values(unit.output_again()), values(y)) << "output_again";
+        } else {
+          EXPECT_THROW(unit.output_again(), resnet::Error);
+        }
+        EXPECT_EQ(values(y), values(y_plain));
+        const auto dy = random_tensor(y.shape(), 7);
+        const resnet::Tensor<float> dx =
+            unit.backward(dy, resnet::Tensor<float>(), input_grad, given_input ? x : resnet::Tensor<float>());
+        const auto dx_plain =
+            conv.backward(bn.backward(activation == Activation::ReLU ? relu.backward(dy) : dy));
+        if (input_grad == InputGrad::Compute) {
+          EXPECT_EQ(values(dx), values(dx_plain));
+        } else {
+          EXPECT_TRUE(dx.empty());
+        }
+        EXPECT_EQ(gradients(unit.conv()), gradients(conv));
+        EXPECT_EQ(gradients(unit.bn()), gradients(bn));
+      }
+    }
+  }
+  // After a forward that cached its input, a given one is refused; after Cache::None, one is required.
+  resnet::nn::ConvBn<float> unit(resnet::nn::Conv2dOptions(3, 5, 3), Activation::None);
+  const auto x = random_tensor({2, 3, 6, 6}, 9), dy = random_tensor({2, 5, 4, 4}, 10);
+  unit.forward(x);
+  EXPECT_THROW(unit.backward(dy, resnet::Tensor<float>(), InputGrad::Compute, x), resnet::Error);
+  unit.forward(x, resnet::nn::Cache::None);
+  EXPECT_THROW(unit.backward(dy), resnet::Error);
+}
+
+// In eval mode ConvBn lets the conv apply the BatchNorm (and the ReLU) as it stores its output, with the
+// conv's own bias folded in: the values of conv -> BatchNorm -> ReLU module by module.
+TEST(ConvBn, EvalEqualsTheModulesOneAfterTheOther) {
+  for (bool bias : {false, true}) {
+    const auto options = resnet::nn::Conv2dOptions(3, 5, 3).padding(1).bias(bias).seed(3);
+    resnet::nn::ConvBn<float> unit(options, resnet::nn::Activation::ReLU);
+    resnet::nn::Conv2d<float> conv(options);
+    resnet::nn::BatchNorm2d<float> bn(5);
+    randomize_eval_state(unit.bn(), 40);
+    randomize_eval_state(bn, 40);
+    unit.conv().eval(), unit.bn().eval(), conv.eval(), bn.eval();
+    resnet::nn::ReLU<float> relu;
+    const auto x = random_tensor({2, 3, 6, 6}, 5);
+    expect_near_values(unit.forward(x), relu.forward(bn.forward(conv.forward(x))), bias ? "bias" : "no bias");
+  }
 }
 
 // An eval-mode Conv2d packs its weight once for the shapes that have a packed form (up to 255 columns a
@@ -643,8 +709,8 @@ TEST(Conv2dPackedWeight, EvalForwardEqualsTheUnpackedKernelAfterEveryChange) {
     const auto expect_unpacked_result = [&](std::int64_t images, std::int64_t size, const char* after) {
       const resnet::Tensor<float> x = input_of(images, size);
       const ConvShape g{images, l.in, x.size(2), x.size(3), l.out, l.k, l.stride, l.padding};
-      const Epilogue epilogue = Epilogue::bias(std::as_const(conv.bias()).data(), g.O);
-      const float* w = std::as_const(conv.weight()).data();
+      const Epilogue epilogue = Epilogue::bias(conv.bias().cdata(), g.O);
+      const float* w = conv.weight().cdata();
       std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW()));
       kernels::ConvWorkspace<float> ws;
       if (kernels::use_winograd(g, kernels::packed_conv_weight_size<float>(g) > 0)) {

@@ -17,6 +17,7 @@
 using resnet::Tensor;
 using resnet::models::ResNet;
 using resnet::models::Stem;
+using resnet::nn::Activation;
 using resnet::nn::AdaptiveAvgPool2d;
 using resnet::nn::BasicBlock;
 using resnet::nn::BatchNorm2d;
@@ -191,10 +192,17 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"BatchNorm2dBackwardRelu",
              [] {
                BatchNorm2d<float> bn(3);
-               const Tensor<float> y = bn.forward_relu(random_tensor({2, 3, 4, 5}, 3));
-               bn.backward_relu(Tensor<float>({2, 3, 5, 4}), y);
+               const Tensor<float> y = bn.forward(random_tensor({2, 3, 4, 5}, 3), Activation::ReLU);
+               bn.backward(Tensor<float>({2, 3, 5, 4}), y);
              },
-             {"BatchNorm2d.backward_relu", "grad_output", "[2, 3, 5, 4]", "[2, 3, 4, 5]"}},
+             {"BatchNorm2d.backward", "grad_output", "[2, 3, 5, 4]", "[2, 3, 4, 5]"}},
+        Case{"BatchNorm2dBackwardReluOutput",
+             [] {
+               BatchNorm2d<float> bn(3);
+               bn.forward(random_tensor({2, 3, 4, 5}, 3), Activation::ReLU);
+               bn.backward(Tensor<float>({2, 3, 4, 5}), Tensor<float>({2, 3, 5, 4}));
+             },
+             {"BatchNorm2d.backward", "relu_output", "[2, 3, 5, 4]", "[2, 3, 4, 5]"}},
         Case{"ReLU",
              [] {
                ReLU<float> relu;
@@ -270,19 +278,19 @@ TEST(Validation, BasicBlockBackwardWithoutTrainingForwardThrows) {
 
 TEST(Validation, BatchNorm2dBackwardReluAfterEvalForwardThrows) {
   BatchNorm2d<float> bn(2);
-  const Tensor<float> y = bn.forward_relu(random_tensor({2, 2, 3, 3}, 12));
+  const Tensor<float> y = bn.forward(random_tensor({2, 2, 3, 3}, 12), Activation::ReLU);
   bn.eval();
-  bn.forward_relu(y);
-  expect_error([&] { bn.backward_relu(y, y); }, {"BatchNorm2d.backward_relu", "training-mode"});
+  bn.forward(y, Activation::ReLU);
+  expect_error([&] { bn.backward(y, y); }, {"BatchNorm2d.backward", "training-mode"});
 }
 
 TEST(Validation, BatchNorm2dForwardReluNamesItself) {
   BatchNorm2d<float> bn(3);
   expect_error(
       [&] {
-        bn.forward_relu(Tensor<float>({2, 4, 3, 3}));
+        bn.forward(Tensor<float>({2, 4, 3, 3}), Activation::ReLU);
       },
-      {"BatchNorm2d.forward_relu", "4 channels", "expected 3", "[2, 4, 3, 3]"});
+      {"BatchNorm2d.forward", "4 channels", "expected 3", "[2, 4, 3, 3]"});
 }
 
 // Parameters and buffers are assignable through the accessors; a wrong shape is refused before the kernels

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "progress.hpp"
-#include "resnet/io/checkpoint.hpp"
 #include "resnet/resnet.hpp"
+#include "resnet/io/checkpoint.hpp"
 
 namespace train {
 
@@ -386,7 +386,7 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
       resnet::check(std::isfinite(loss), "training diverged: loss is ", loss, " at update ", at.updates,
                     " (epoch ", epoch + 1, ", batch ", batch.index + 1, "); the last checkpoint in ",
                     config.checkpoint_dir, " is from before it. Try a lower --lr.");
-      model.backward_parameters(criterion.backward());
+      model.backward(criterion.backward(), resnet::nn::InputGrad::Skip);
       sgd.step();
       ++at.updates;
       ++updates_this_process;

@@ -10,7 +10,8 @@
 // process-wide counter, so a number is never reused, by this storage or any other. Something built from a
 // tensor (Conv2d's packed weight) is still right while the version it was built from is the current one.
 // A write through a pointer taken before it was built (kept across a forward, say) is not seen: take data()
-// again for every pass that writes.
+// again for every pass that writes. Read-only access keeps the version: cdata(), or any const access, so
+// reading a weight through cdata() does not make an eval-mode Conv2d pack it again.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -86,6 +87,7 @@ class Tensor {
     return elements();
   }
   const T* data() const { return elements(); }
+  const T* cdata() const { return elements(); }  // read-only, on a const or non-const tensor alike
 
   // 0 for an empty tensor; see the header comment.
   std::uint64_t version() const { return storage_ ? storage_->version.load() : 0; }

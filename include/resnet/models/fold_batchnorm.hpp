@@ -43,8 +43,9 @@ template <typename T>
 nn::Conv2d<T> fold_conv_batchnorm(const nn::Conv2d<T>& conv, const nn::BatchNorm2d<T>& bn) {
   check(bn.num_features() == conv.out_channels(), "fold_conv_batchnorm: BatchNorm2d has ", bn.num_features(),
         " features, the conv before it ", conv.out_channels(), " output channels");
-  nn::Conv2d<T> folded(conv.in_channels(), conv.out_channels(), conv.kernel_size(), conv.stride(),
-                       conv.padding(), /*bias=*/true);
+  nn::Conv2d<T> folded(nn::Conv2dOptions(conv.in_channels(), conv.out_channels(), conv.kernel_size())
+                           .stride(conv.stride())
+                           .padding(conv.padding()));
   conv.expect_state_shapes("fold_conv_batchnorm");  // the loops below index by the configured sizes
   bn.expect_state_shapes("fold_conv_batchnorm");
   const std::int64_t O = conv.out_channels(), per_output = conv.weight().numel() / O;

@@ -20,6 +20,7 @@
 #include "resnet/nn/basic_block.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv2d.hpp"
+#include "resnet/nn/conv_bn.hpp"
 #include "resnet/nn/init.hpp"
 #include "resnet/nn/linear.hpp"
 #include "resnet/nn/maxpool2d.hpp"
@@ -41,9 +42,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
         base_width_(checked_base_width(base_width)),
         in_channels_(in_channels),
         num_classes_(num_classes),
-        conv1_(checked_in_channels(in_channels), base_width, stem == Stem::ImageNet ? 7 : 3,
-               stem == Stem::ImageNet ? 2 : 1, stem == Stem::ImageNet ? 3 : 1, false),
-        bn1_(base_width),
+        stem_conv_bn_(stem_options(stem, checked_in_channels(in_channels), base_width), nn::Activation::ReLU),
         avgpool_(1, 1),
         fc_(8 * base_width, checked_num_classes(num_classes)) {
     if (stem == Stem::ImageNet) maxpool_.emplace(3, 2, 1);
@@ -81,8 +80,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
 
   template <typename Visitor>
   void visit(Visitor& v) {
-    v.child("conv1", conv1_);
-    v.child("bn1", bn1_);
+    stem_conv_bn_.visit(v, "conv1", "bn1");
     if (maxpool_) v.child("maxpool", *maxpool_);
     for (int s = 0; s < 4; ++s) {
       for (std::size_t b = 0; b < stages_[s].size(); ++b)
@@ -96,10 +94,8 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   Tensor<T> forward(const Tensor<T>& input) {
     nn::expect_input(input, 4, in_channels_, "ResNet.forward", "[N, C, H, W]");
     if (this->is_training()) expect_batch_statistics(input);
-    // BatchNorm and ReLU in one pass, as in BasicBlock; backward needs the ReLU's output for its mask.
-    // In eval mode the stem conv applies bn1 and the ReLU as it stores its output, as BasicBlock does.
-    Tensor<T> x = this->is_training() ? bn1_.forward_relu(conv1_.forward(input))
-                                      : conv1_.forward(input, bn1_.eval_epilogue(true));
+    // The stem's ReLU output is kept for its mask at backward: maxpool or layer1 holds it anyway.
+    Tensor<T> x = stem_conv_bn_.forward(input);
     stem_output_ = this->is_training() ? x : Tensor<T>();
     if (maxpool_) x = maxpool_->forward(x);
     for (auto& stage : stages_) {
@@ -111,23 +107,10 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     return fc_.forward(x.reshape({x.size(0), x.size(1)}));  // flatten [N, C, 1, 1] -> [N, C]
   }
 
-  // d loss / d logits [N, num_classes] -> d loss / d input; parameter gradients accumulate.
-  Tensor<T> backward(const Tensor<T>& grad_logits) { return backward_through(grad_logits, true); }
-
-  // backward without the input gradient, which training never uses (PyTorch skips it for an input that does
-  // not require grad): the stem conv then skips its input-gradient GEMM and col2im, 57 of the 80 ms of its
-  // backward in an ImageNet training step at batch 16 (8% of the step).
-  void backward_parameters(const Tensor<T>& grad_logits) { backward_through(grad_logits, false); }
-
-  Stem stem() const { return stem_; }
-  const std::array<int, 4>& blocks_per_stage() const { return blocks_per_stage_; }
-  int base_width() const { return base_width_; }
-  int in_channels() const { return in_channels_; }
-  int num_classes() const { return num_classes_; }
-
- private:
-  // backward, with the input gradient or (input_gradient = false) an empty tensor in its place.
-  Tensor<T> backward_through(const Tensor<T>& grad_logits, bool input_gradient) {
+  // d loss / d logits [N, num_classes] -> d loss / d input, or an empty tensor with InputGrad::Skip, which
+  // training uses (PyTorch skips it for an input that does not require grad): the stem conv then skips its
+  // input-gradient GEMM and col2im. Parameter gradients accumulate.
+  Tensor<T> backward(const Tensor<T>& grad_logits, nn::InputGrad input_grad = nn::InputGrad::Compute) {
     nn::expect_cached(!pooled_shape_.empty(), "ResNet.backward");
     nn::expect_shape(grad_logits, {pooled_shape_[0], num_classes_}, "ResNet.backward", "grad_logits");
     const std::vector<std::int64_t> pooled_shape =
@@ -138,10 +121,26 @@ class ResNet : public nn::Module<ResNet<T>, T> {
         grad = block->backward(grad);
     }
     if (maxpool_) grad = maxpool_->backward(grad);
-    grad = bn1_.backward_relu(grad, std::exchange(stem_output_, Tensor<T>()));  // frees layer1's gradient
-    if (input_gradient) return conv1_.backward(grad);
-    conv1_.backward_parameters(grad);
-    return Tensor<T>();
+    return stem_conv_bn_.backward(std::move(grad), std::exchange(stem_output_, Tensor<T>()), input_grad);
+  }
+
+  // backward(grad_logits, nn::InputGrad::Skip), the spelling of earlier releases.
+  void backward_parameters(const Tensor<T>& grad_logits) { backward(grad_logits, nn::InputGrad::Skip); }
+
+  Stem stem() const { return stem_; }
+  const std::array<int, 4>& blocks_per_stage() const { return blocks_per_stage_; }
+  int base_width() const { return base_width_; }
+  int in_channels() const { return in_channels_; }
+  int num_classes() const { return num_classes_; }
+
+ private:
+  // torchvision's 7x7 stride-2 stem or the CIFAR 3x3 stride-1 one.
+  static nn::Conv2dOptions stem_options(Stem stem, int in_channels, int width) {
+    const bool imagenet = stem == Stem::ImageNet;
+    return nn::Conv2dOptions(in_channels, width, imagenet ? 7 : 3)
+        .stride(imagenet ? 2 : 1)
+        .padding(imagenet ? 3 : 1)
+        .bias(false);
   }
 
   static int checked_in_channels(int n) {
@@ -178,7 +177,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     const auto through = [](std::int64_t side, const auto& layer) {
       return kernels::window_output_size(side, layer.kernel_size(), layer.stride(), layer.padding());
     };
-    std::int64_t side = through(in, conv1_);
+    std::int64_t side = through(in, stem_conv_bn_.conv());
     if (maxpool_) side = through(side, *maxpool_);
     for (auto& stage : stages_) {
       for (auto& block : stage)
@@ -192,8 +191,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   int base_width_;
   int in_channels_;
   int num_classes_;
-  nn::Conv2d<T> conv1_;
-  nn::BatchNorm2d<T> bn1_;
+  nn::ConvBn<T> stem_conv_bn_;  // conv1, bn1, ReLU
   std::optional<nn::MaxPool2d<T>> maxpool_;
   std::array<std::vector<nn::BasicBlock<T>>, 4> stages_;
   nn::AdaptiveAvgPool2d<T> avgpool_;

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "resnet/kernels/batchnorm.hpp"
-#include "resnet/kernels/conv_epilogue.hpp"
 #include "resnet/nn/module.hpp"
 
 namespace resnet::nn {
@@ -56,57 +55,51 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     v.buffer("num_batches_tracked", num_batches_tracked_);
   }
 
-  // input [N, C, H, W] -> output [N, C, H, W]
-  Tensor<T> forward(const Tensor<T>& input) { return normalize(input, false, "BatchNorm2d.forward"); }
-
-  // Eval mode only: this layer (and a ReLU after it, if relu) as the per-channel scale and shift for the conv
-  // before it to apply as it stores its output (Conv2d::forward with an epilogue), the same scale and shift
-  // eval-mode forward computes. Valid until the next call.
-  kernels::ConvEpilogue<T> eval_epilogue(bool relu) {
-    check(!this->is_training(),
-          "BatchNorm2d.eval_epilogue: eval mode only (training normalises with the batch "
-          "statistics)");
-    expect_state_shapes("BatchNorm2d.eval_epilogue");
-    kernels::batchnorm_invstd(running_var_.data(), eps_, num_features_, invstd_.data());
-    eval_scale_.resize(static_cast<std::size_t>(num_features_));
-    eval_shift_.resize(static_cast<std::size_t>(num_features_));
-    for (int c = 0; c < num_features_; ++c)
-      kernels::batchnorm_scale_shift(running_mean_.data(), invstd_.data(), weight_.data(), bias_.data(), c,
-                                     eval_scale_[c], eval_shift_[c]);
-    return {eval_scale_.data(), eval_shift_.data(), relu, num_features_};
-  }
-
-  // relu(forward(input)) in one pass over the data: ResNet's BatchNorm + ReLU pair. It leaves the module in
-  // the state forward(input) would, so backward_relu follows it.
-  Tensor<T> forward_relu(const Tensor<T>& input) {
-    return normalize(input, true, "BatchNorm2d.forward_relu");
-  }
-
-  // relu(forward(x)) once more for the x of the last training-mode forward, normalised with that forward's
-  // batch statistics and leaving the running statistics alone: bitwise what forward_relu returned, for a
-  // caller that recomputes it at backward time rather than keep it.
-  Tensor<T> forward_relu_again() const {
-    expect_cached(!input_.empty(), "BatchNorm2d.forward_relu_again");
-    expect_state_shapes("BatchNorm2d.forward_relu_again");
-    auto output = Tensor<T>::uninitialized(input_.shape());
-    kernels::batchnorm_forward(input_.data(), mean_.data(), invstd_.data(), weight_.data(), bias_.data(),
-                               input_.size(0), num_features_, input_.size(2) * input_.size(3), output.data(),
-                               true);
+  // input [N, C, H, W] -> output [N, C, H, W]; with Activation::ReLU, relu(output) in the same pass (the
+  // BatchNorm + ReLU pair of ResNets), after which backward takes that ReLU's output.
+  Tensor<T> forward(const Tensor<T>& input, Activation activation = Activation::None) {
+    const char* where = "BatchNorm2d.forward";
+    expect_input(input, 4, num_features_, where, "[N, C, H, W]");
+    expect_state_shapes(where);
+    const std::int64_t N = input.size(0), C = num_features_, HW = input.size(2) * input.size(3);
+    const bool relu = activation == Activation::ReLU;
+    auto output = Tensor<T>::uninitialized(input.shape());
+    if (!this->is_training()) {
+      kernels::batchnorm_invstd(running_var_.cdata(), eps_, C, invstd_.data());
+      kernels::batchnorm_forward(input.data(), running_mean_.cdata(), invstd_.cdata(), weight_.cdata(),
+                                 bias_.cdata(), N, C, HW, output.data(), relu);
+      input_ = Tensor<T>();
+      return output;
+    }
+    // PyTorch refuses too: the biased variance of one value is 0 and its unbiased variance undefined.
+    check(N * HW > 1, where, ": expected more than 1 value per channel when training, got input shape ",
+          shape_string(input.shape()));
+    kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
+    kernels::batchnorm_invstd(var_.cdata(), eps_, C, invstd_.data());
+    kernels::batchnorm_forward(input.data(), mean_.cdata(), invstd_.cdata(), weight_.cdata(), bias_.cdata(),
+                               N, C, HW, output.data(), relu);
+    update_running_stats(N * HW);
+    input_ = input;
     return output;
   }
 
   // grad_output [N, C, H, W] -> grad_input [N, C, H, W]; adds to the weight and bias gradients.
-  Tensor<T> backward(const Tensor<T>& grad_output) {
-    expect_cached(!input_.empty(), "BatchNorm2d.backward");
-    return backward_masked(grad_output, nullptr, "BatchNorm2d.backward");
-  }
-
-  // The backward of relu(bn(x) + r), for any r that does not depend on x, given that ReLU's output: the
-  // ReLU's mask (relu_output > 0) is applied to grad_output on the fly instead of in a pass of its own.
-  Tensor<T> backward_relu(const Tensor<T>& grad_output, const Tensor<T>& relu_output) {
-    expect_cached(!input_.empty(), "BatchNorm2d.backward_relu");
-    expect_shape(relu_output, input_.shape(), "BatchNorm2d.backward_relu", "relu_output");
-    return backward_masked(grad_output, relu_output.data(), "BatchNorm2d.backward_relu");
+  // relu_output: the output of a ReLU after this layer (its own, after forward with Activation::ReLU, or one
+  // after a residual add, relu(bn(x) + r) for an r that does not depend on x): grad_output is masked by
+  // relu_output > 0 on the fly instead of in a pass of its own. Empty: no ReLU.
+  Tensor<T> backward(const Tensor<T>& grad_output, const Tensor<T>& relu_output = Tensor<T>()) {
+    const char* where = "BatchNorm2d.backward";
+    expect_cached(!input_.empty(), where);
+    expect_shape(grad_output, input_.shape(), where, "grad_output");
+    if (!relu_output.empty()) expect_shape(relu_output, input_.shape(), where, "relu_output");
+    expect_state_shapes(where);
+    const Tensor<T> input = std::exchange(input_, Tensor<T>());  // released when backward returns
+    auto grad_input = Tensor<T>::uninitialized(input.shape());
+    kernels::batchnorm_backward(input.data(), grad_output.data(), mean_.cdata(), invstd_.cdata(),
+                                weight_.cdata(), input.size(0), num_features_, input.size(2) * input.size(3),
+                                grad_input.data(), weight_grad_.data(), bias_grad_.data(),
+                                relu_output.empty() ? nullptr : relu_output.data());
+    return grad_input;
   }
 
   Tensor<T>& weight() { return weight_; }
@@ -137,41 +130,20 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   }
 
  private:
-  // forward, followed by a ReLU when relu is set; `where` names the caller in messages.
-  Tensor<T> normalize(const Tensor<T>& input, bool relu, const char* where) {
-    expect_input(input, 4, num_features_, where, "[N, C, H, W]");
-    expect_state_shapes(where);
-    const std::int64_t N = input.size(0), C = num_features_, HW = input.size(2) * input.size(3);
-    auto output = Tensor<T>::uninitialized(input.shape());
-    if (!this->is_training()) {
-      kernels::batchnorm_invstd(running_var_.data(), eps_, C, invstd_.data());
-      kernels::batchnorm_forward(input.data(), running_mean_.data(), invstd_.data(), weight_.data(),
-                                 bias_.data(), N, C, HW, output.data(), relu);
-      input_ = Tensor<T>();
-      return output;
-    }
-    // PyTorch refuses too: the biased variance of one value is 0 and its unbiased variance undefined.
-    check(N * HW > 1, where, ": expected more than 1 value per channel when training, got input shape ",
-          shape_string(input.shape()));
-    kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
-    kernels::batchnorm_invstd(var_.data(), eps_, C, invstd_.data());
-    kernels::batchnorm_forward(input.data(), mean_.data(), invstd_.data(), weight_.data(), bias_.data(), N, C,
-                               HW, output.data(), relu);
-    update_running_stats(N * HW);
-    input_ = input;
-    return output;
-  }
+  template <typename U>
+  friend class ConvBn;
 
-  // backward with grad_output masked by relu_output > 0 when relu_output is not null; `where` as above.
-  Tensor<T> backward_masked(const Tensor<T>& grad_output, const T* relu_output, const char* where) {
-    expect_shape(grad_output, input_.shape(), where, "grad_output");
-    expect_state_shapes(where);
-    const Tensor<T> input = std::exchange(input_, Tensor<T>());  // released when backward returns
-    auto grad_input = Tensor<T>::uninitialized(input.shape());
-    kernels::batchnorm_backward(input.data(), grad_output.data(), mean_.data(), invstd_.data(),
-                                weight_.data(), input.size(0), num_features_, input.size(2) * input.size(3),
-                                grad_input.data(), weight_grad_.data(), bias_grad_.data(), relu_output);
-    return grad_input;
+  // relu(forward(x)) once more for the x of the last training-mode forward, with that forward's batch
+  // statistics and the running statistics left alone: bitwise what forward(x, Activation::ReLU) returned,
+  // for ConvBn, which recomputes its output at backward rather than hold it.
+  Tensor<T> relu_output_again() const {
+    expect_cached(!input_.empty(), "BatchNorm2d.backward");
+    expect_state_shapes("BatchNorm2d.backward");
+    auto output = Tensor<T>::uninitialized(input_.shape());
+    kernels::batchnorm_forward(input_.data(), mean_.cdata(), invstd_.cdata(), weight_.cdata(), bias_.cdata(),
+                               input_.size(0), num_features_, input_.size(2) * input_.size(3), output.data(),
+                               true);
+    return output;
   }
 
   // From mean_ and var_ (biased) of a batch with `count` values per channel.
@@ -187,13 +159,12 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
 
   int num_features_;
   double eps_, momentum_;
-  Tensor<T> weight_, weight_grad_;          // [C]
-  Tensor<T> bias_, bias_grad_;              // [C]
-  Tensor<T> running_mean_, running_var_;    // [C]
-  Tensor<T> num_batches_tracked_;           // shape {}: training-mode forwards so far
-  Tensor<T> mean_, var_, invstd_;           // [C]: the statistics the last forward normalised with
-  Tensor<T> input_;                         // training mode: the forward input, for backward
-  std::vector<T> eval_scale_, eval_shift_;  // eval_epilogue's
+  Tensor<T> weight_, weight_grad_;        // [C]
+  Tensor<T> bias_, bias_grad_;            // [C]
+  Tensor<T> running_mean_, running_var_;  // [C]
+  Tensor<T> num_batches_tracked_;         // shape {}: training-mode forwards so far
+  Tensor<T> mean_, var_, invstd_;         // [C]: the statistics the last forward normalised with
+  Tensor<T> input_;                       // training mode: the forward input, for backward
 };
 
 }  // namespace resnet::nn

@@ -1,10 +1,10 @@
 #pragma once
 // Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
-// and an optional bias. im2col + GEMM over the whole batch (kernels/conv2d.hpp) in a reused workspace.
-// In eval mode the weight is packed for the GEMMs once (kernels::pack_conv_weight, for the shapes that have
-// a packed form) and packed again only when the weight's version (Tensor::version) or the input's size has
-// changed; the next training-mode forward releases it. Like the cached input, this makes a module unsafe to
-// run from two threads at once: give each thread its own copy.
+// and an optional bias. im2col + GEMM or Winograd over the whole batch (kernels/conv2d.hpp), in the shared
+// per-thread workspace (core/buffer_pool.hpp lists it).
+// In eval mode the weight is kept packed in the layout its GEMMs read (kernels::pack_conv_weight, for the
+// shapes that have a packed form) and packed again only when the weight's version (Tensor::version) or the
+// input's size changes; the next training-mode forward releases it.
 
 #include <cstdint>
 #include <utility>
@@ -16,17 +16,54 @@
 
 namespace resnet::nn {
 
+// Conv2d's constructor arguments by name, as libtorch's Conv2dOptions:
+//   nn::Conv2d<float> conv(nn::Conv2dOptions(64, 128, 3).stride(2).padding(1).bias(false));
+struct Conv2dOptions {
+  Conv2dOptions(int in_channels, int out_channels, int kernel_size)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+
+  Conv2dOptions& stride(int s) { return set(stride_, s); }
+  Conv2dOptions& padding(int p) { return set(padding_, p); }
+  Conv2dOptions& bias(bool b) { return set(bias_, b); }
+  Conv2dOptions& seed(std::uint64_t s) { return set(seed_, s); }  // of PyTorch's default init
+
+  int in_channels() const { return in_channels_; }
+  int out_channels() const { return out_channels_; }
+  int kernel_size() const { return kernel_size_; }
+  int stride() const { return stride_; }
+  int padding() const { return padding_; }
+  bool bias() const { return bias_; }
+  std::uint64_t seed() const { return seed_; }
+
+ private:
+  template <typename V>
+  Conv2dOptions& set(V& field, V value) {
+    field = value;
+    return *this;
+  }
+  int in_channels_, out_channels_, kernel_size_;
+  int stride_ = 1, padding_ = 0;
+  bool bias_ = true;
+  std::uint64_t seed_ = 0;
+};
+
 template <typename T>
 class Conv2d : public Module<Conv2d<T>, T> {
  public:
+  explicit Conv2d(const Conv2dOptions& o)
+      : in_channels_(o.in_channels()),
+        out_channels_(o.out_channels()),
+        kernel_size_(o.kernel_size()),
+        stride_(o.stride()),
+        padding_(o.padding()),
+        params_(checked_weight_shape(o), o.bias(), o.seed()) {}
   Conv2d(int in_channels, int out_channels, int kernel_size, int stride = 1, int padding = 0,
          bool bias = true, std::uint64_t seed = 0)
-      : in_channels_(in_channels),
-        out_channels_(out_channels),
-        kernel_size_(kernel_size),
-        stride_(stride),
-        padding_(padding),
-        params_(checked_weight_shape(in_channels, out_channels, kernel_size, stride, padding), bias, seed) {}
+      : Conv2d(Conv2dOptions(in_channels, out_channels, kernel_size)
+                   .stride(stride)
+                   .padding(padding)
+                   .bias(bias)
+                   .seed(seed)) {}
 
   // PyTorch's default (Conv2d.reset_parameters): uniform in +-1/sqrt(in_channels * k * k).
   void reset_parameters(Rng& rng) { params_.reset(rng); }
@@ -36,54 +73,51 @@ class Conv2d : public Module<Conv2d<T>, T> {
     params_.visit(v);
   }
 
-  // input: [N, C, H, W] -> output: [N, O, OH, OW]
-  Tensor<T> forward(const Tensor<T>& input) {
-    Tensor<T> output = forward_uncached(input);
-    input_ = this->is_training() ? input : Tensor<T>();
+  // input: [N, C, H, W] -> output: [N, O, OH, OW].
+  // epilogue (eval mode only): y = s[o] * conv + t[o], then a ReLU if asked, applied as each output is
+  // stored, so that an eval-mode BatchNorm and ReLU after the conv cost no pass of their own (ConvBn). Its
+  // scale and shift, where given, have out_channels entries.
+  // cache (training mode): Cache::None keeps no reference to the input; backward is then given it.
+  Tensor<T> forward(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue = {},
+                    Cache cache = Cache::Input) {
+    expect_state_shapes("Conv2d.forward");
+    const bool fused = epilogue.scale || epilogue.shift || epilogue.relu;
+    check(!fused || !this->is_training(),
+          "Conv2d.forward: an epilogue is for eval mode only (backward would miss it)");
+    check(!fused || (!epilogue.scale && !epilogue.shift) || epilogue.channels == out_channels_,
+          "Conv2d.forward: the epilogue has ", epilogue.channels, " channels, the conv ", out_channels_,
+          " output channels");
+    const T* bias = has_bias() ? params_.bias.cdata() : nullptr;
+    Tensor<T> output;
+    if (!fused) {
+      output = run(input, kernels::ConvEpilogue<T>::bias(bias, out_channels_));
+    } else if (!bias) {
+      output = run(input, epilogue);
+    } else {
+      shift_.resize(static_cast<std::size_t>(out_channels_));  // s * (conv + b) + t = s * conv + (s * b + t)
+      for (int o = 0; o < out_channels_; ++o)
+        shift_[o] = epilogue.scale_of(o) * bias[o] + epilogue.shift_of(o);
+      output =
+          run(input, kernels::ConvEpilogue<T>{epilogue.scale, shift_.data(), epilogue.relu, out_channels_});
+    }
+    input_ = this->is_training() && cache == Cache::Input ? input : Tensor<T>();
     return output;
   }
 
-  // Eval mode only: s[o] * forward(input) + t[o], then a ReLU if asked, applied as the convolution stores
-  // each output, so that an eval-mode BatchNorm (BatchNorm2d::eval_epilogue) and ReLU after this conv cost
-  // no pass of their own. The epilogue's scale and shift, where given, must have out_channels entries.
-  Tensor<T> forward(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue) {
-    check(!this->is_training(), "Conv2d.forward: an epilogue is for eval mode only (backward would miss it)");
-    check((!epilogue.scale && !epilogue.shift) || epilogue.channels == out_channels_, "Conv2d.forward: the ",
-          "epilogue has ", epilogue.channels, " channels, the conv ", out_channels_, " output channels");
-    expect_state_shapes("Conv2d.forward");
-    if (!has_bias()) return run(input, epilogue);
-    shift_.resize(static_cast<std::size_t>(out_channels_));  // s * (conv + b) + t = s * conv + (s * b + t)
-    for (int o = 0; o < out_channels_; ++o)
-      shift_[o] = epilogue.scale_of(o) * std::as_const(params_.bias)[o] + epilogue.shift_of(o);
-    return run(input, kernels::ConvEpilogue<T>{epilogue.scale, shift_.data(), epilogue.relu, out_channels_});
-  }
-
-  // grad_output: [N, O, OH, OW] -> grad_input: [N, C, H, W]; adds to the weight and bias gradients. The cols
-  // matrices are recomputed, not cached, to save memory.
-  Tensor<T> backward(const Tensor<T>& grad_output) {
-    expect_cached(!input_.empty(), "Conv2d.backward");
-    expect_backward_arguments(grad_output, input_);  // before the cache is released, so a bad call keeps it
-    return backward_checked(grad_output, std::exchange(input_, Tensor<T>()), true);
-  }
-
-  // For a caller that can give the input back when backward comes (BasicBlock recomputes it rather than
-  // keep it): forward without caching the input, in either mode, and the backward of such a forward.
-  Tensor<T> forward_uncached(const Tensor<T>& input) {
-    expect_state_shapes("Conv2d.forward");
-    return run(input, kernels::ConvEpilogue<T>::bias(
-                          has_bias() ? std::as_const(params_.bias).data() : nullptr, out_channels_));
-  }
-  Tensor<T> backward(const Tensor<T>& grad_output, const Tensor<T>& input) {
-    expect_backward_arguments(grad_output, input);
-    return backward_checked(grad_output, input, true);
-  }
-
-  // backward without the input gradient, for a first layer whose input needs none (PyTorch skips it for an
-  // input that does not require grad): only the weight and bias gradients are added to.
-  void backward_parameters(const Tensor<T>& grad_output) {
-    expect_cached(!input_.empty(), "Conv2d.backward_parameters");
-    expect_backward_arguments(grad_output, input_);
-    backward_checked(grad_output, std::exchange(input_, Tensor<T>()), false);
+  // grad_output: [N, O, OH, OW] -> grad_input: [N, C, H, W], or an empty tensor with InputGrad::Skip; adds
+  // to the weight and bias gradients. input: the forward's input, after a forward with Cache::None (else
+  // empty: the cached one is used). The cols matrices are recomputed, not cached, to save memory.
+  Tensor<T> backward(const Tensor<T>& grad_output, InputGrad input_grad = InputGrad::Compute,
+                     const Tensor<T>& input = Tensor<T>()) {
+    const bool given = !input.empty();
+    check(!given || input_.empty(),
+          "Conv2d.backward: given an input, but forward cached its own (pass the input only after a forward "
+          "with Cache::None)");
+    if (!given) expect_cached(!input_.empty(), "Conv2d.backward");
+    const Tensor<T>& x = given ? input : input_;
+    expect_backward_arguments(grad_output, x);  // before the cache is released, so a bad call keeps it
+    const Tensor<T> kept = given ? input : std::exchange(input_, Tensor<T>());
+    return backward_checked(grad_output, kept, input_grad == InputGrad::Compute);
   }
 
   Tensor<T>& weight() { return params_.weight; }
@@ -103,24 +137,23 @@ class Conv2d : public Module<Conv2d<T>, T> {
   void expect_state_shapes(const char* where) const { params_.expect_shapes(where); }
 
  private:
-  static std::vector<std::int64_t> checked_weight_shape(int in_channels, int out_channels, int kernel_size,
-                                                        int stride, int padding) {
-    check(in_channels > 0 && out_channels > 0, "Conv2d: channels must be positive, got in_channels ",
-          in_channels, ", out_channels ", out_channels);
-    check(kernel_size > 0, "Conv2d: kernel_size must be positive, got ", kernel_size);
-    check(stride > 0, "Conv2d: stride must be positive, got ", stride);
-    check(padding >= 0, "Conv2d: padding must be non-negative, got ", padding);
-    return {out_channels, in_channels, kernel_size, kernel_size};
+  static std::vector<std::int64_t> checked_weight_shape(const Conv2dOptions& o) {
+    check(o.in_channels() > 0 && o.out_channels() > 0, "Conv2d: channels must be positive, got in_channels ",
+          o.in_channels(), ", out_channels ", o.out_channels());
+    check(o.kernel_size() > 0, "Conv2d: kernel_size must be positive, got ", o.kernel_size());
+    check(o.stride() > 0, "Conv2d: stride must be positive, got ", o.stride());
+    check(o.padding() >= 0, "Conv2d: padding must be non-negative, got ", o.padding());
+    return {o.out_channels(), o.in_channels(), o.kernel_size(), o.kernel_size()};
   }
 
-  // The forward passes, after they have checked the weight and bias shapes.
+  // forward, after it has checked the weight and bias shapes.
   Tensor<T> run(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue) {
     expect_input(input, 4, in_channels_, "Conv2d.forward", "[N, C, H, W]");
     expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
     const kernels::ConvShape g = shape_of(input);
     auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
-    kernels::conv2d_forward(input.data(), std::as_const(params_.weight).data(), epilogue, g, output.data(),
-                            workspace(), packed_weight(g));
+    kernels::conv2d_forward(input.data(), params_.weight.cdata(), epilogue, g, output.data(), workspace(),
+                            packed_weight(g));
     return output;
   }
 
@@ -138,10 +171,10 @@ class Conv2d : public Module<Conv2d<T>, T> {
       packed_weight_ = Tensor<T>();  // released first (and marked unpacked, should packing throw)
       packed_from_ = PackedFrom{};
       packed_weight_ = Tensor<T>::uninitialized({size});
-      kernels::pack_conv_weight(std::as_const(params_.weight).data(), g, packed_weight_.data());
+      kernels::pack_conv_weight(params_.weight.cdata(), g, packed_weight_.data());
       packed_from_ = source;
     }
-    return std::as_const(packed_weight_).data();
+    return packed_weight_.cdata();
   }
 
   void expect_backward_arguments(const Tensor<T>& grad_output, const Tensor<T>& input) const {
@@ -156,10 +189,9 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // if asked for (else an empty tensor is returned).
   Tensor<T> backward_checked(const Tensor<T>& grad_output, const Tensor<T>& input, bool input_gradient) {
     auto grad_input = input_gradient ? Tensor<T>::uninitialized(input.shape()) : Tensor<T>();
-    kernels::conv2d_backward(input.data(), std::as_const(params_.weight).data(), grad_output.data(),
-                             shape_of(input), input_gradient ? grad_input.data() : nullptr,
-                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
-                             workspace());
+    kernels::conv2d_backward(input.data(), params_.weight.cdata(), grad_output.data(), shape_of(input),
+                             input_gradient ? grad_input.data() : nullptr, params_.weight_grad.data(),
+                             has_bias() ? params_.bias_grad.data() : nullptr, workspace());
     return grad_input;
   }
 
@@ -168,8 +200,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
             out_channels_, kernel_size_,  stride_,       padding_};
   }
 
-  // The kernels' scratch, one per calling thread shared by every Conv2d: layers run one after another, so
-  // the peak is the largest layer's need rather than the sum over layers (tens of MB in ResNet18).
+  // The kernels' scratch, one per calling thread, shared by every Conv2d (core/buffer_pool.hpp says why).
   static kernels::ConvWorkspace<T>& workspace() {
     thread_local kernels::ConvWorkspace<T> shared;
     return shared;
@@ -189,7 +220,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   };
   Tensor<T> packed_weight_;
   PackedFrom packed_from_;
-  std::vector<T> shift_;  // forward with an epilogue: the bias folded into its shift
+  std::vector<T> shift_;  // forward with an epilogue and a bias: the bias folded into its shift
 };
 
 }  // namespace resnet::nn

@@ -34,14 +34,15 @@ class Linear : public Module<Linear<T>, T> {
     Tensor<T> output({N, out_features_});
     // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
     if (has_bias()) output.matrix(N, out_features_).rowwise() = params_.bias.vector().transpose();
-    kernels::gemm(false, true, N, out_features_, in_features_, T(1), input.data(),
-                  std::as_const(params_.weight).data(), has_bias() ? T(1) : T(0), output.data());
+    kernels::gemm(false, true, N, out_features_, in_features_, T(1), input.data(), params_.weight.cdata(),
+                  has_bias() ? T(1) : T(0), output.data());
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
   }
 
-  // grad_output: [N, out] -> grad_input: [N, in]; adds to the weight and bias gradients.
-  Tensor<T> backward(const Tensor<T>& grad_output) {
+  // grad_output: [N, out] -> grad_input: [N, in], or an empty tensor with InputGrad::Skip; adds to the
+  // weight and bias gradients.
+  Tensor<T> backward(const Tensor<T>& grad_output, InputGrad input_grad = InputGrad::Compute) {
     expect_cached(!input_.empty(), "Linear.backward");
     const std::int64_t N = input_.size(0);
     expect_shape(grad_output, {N, out_features_}, "Linear.backward", "grad_output");
@@ -52,10 +53,11 @@ class Linear : public Module<Linear<T>, T> {
                   params_.weight_grad.data());
     if (has_bias())
       params_.bias_grad.vector() += grad_output.matrix(N, out_features_).colwise().sum().transpose();
+    if (input_grad == InputGrad::Skip) return Tensor<T>();
     // dX [N, in] = dY [N, out] x W [out, in]
     Tensor<T> grad_input(input.shape());
     kernels::gemm(false, false, N, in_features_, out_features_, T(1), grad_output.data(),
-                  std::as_const(params_.weight).data(), T(0), grad_input.data());
+                  params_.weight.cdata(), T(0), grad_input.data());
     return grad_input;
   }
 

@@ -1,20 +1,37 @@
 #pragma once
 // The module protocol, in the manner of the PyTorch C++ frontend: a module names its parameters, buffers and
-// children once, in `visit`, and Module<Derived, T> derives the rest from that one list: dotted state-dict
-// names
-// ("layer1.0.conv1.weight"), train()/eval() over the whole tree, zero_grad().
+// children once, in `visit`, and Module<Derived, T> derives the rest from that one list (dotted state-dict
+// names such as "layer1.0.conv1.weight", train()/eval() over the whole tree, zero_grad()).
 //
-// A module Derived provides
-//   template <typename Visitor> void visit(Visitor& v);   // v.parameter(name, value, grad); v.buffer(name,
-//   value);
-//                                                         // v.child(name, module) for each sub-module
-//   Tensor<T> forward(const Tensor<T>& input);            // in training mode caches what backward needs
-//   Tensor<T> backward(const Tensor<T>& grad_output);     // returns d/d input; ADDS to parameter gradients
-// backward releases the activations forward cached, as PyTorch frees a graph's saved tensors once backward
-// has run through it: the memory of layers already back-propagated is free for the gradients of the rest,
-// and one training-mode forward allows one backward.
-// A module never writes into its input or into a tensor it returned: copies share storage (see tensor.hpp),
-// so what one module caches for backward may be another module's output.
+// The contract. A module Derived : Module<Derived, T> provides
+//
+//   template <typename Visitor> void visit(Visitor& v);
+//       v.parameter(name, value, grad) and v.buffer(name, value) for its own state, v.child(name, module)
+//       for each sub-module, in torchvision's state_dict() order.
+//   Tensor<T> forward(const Tensor<T>& input);
+//       In training mode caches what backward needs; in eval mode caches nothing.
+//   Tensor<T> backward(const Tensor<T>& grad_output);
+//       Returns d loss / d input and ADDS to the parameter gradients. It releases what forward cached, as
+//       PyTorch frees a graph's saved tensors: one training-mode forward allows one backward.
+//
+// and inherits train(on), eval(), is_training(), named_parameters(), named_buffers(), zero_grad() and
+// parameter_count().
+//
+// Options of forward and backward, as defaulted trailing arguments (never other entry points):
+//   backward(grad_output, InputGrad::Skip)   Conv2d, Linear, ResNet: no input gradient (an empty tensor is
+//                                            returned), for a first layer whose input needs none.
+//   Conv2d::forward(input, epilogue)         eval mode: a BatchNorm's scale and shift and a ReLU applied as
+//                                            each output is stored (kernels/conv_epilogue.hpp).
+//   Conv2d::forward(input, {}, Cache::None)  training mode: keep nothing; the caller gives the input back to
+//                                            backward(grad, InputGrad::Compute, input).
+//   BatchNorm2d::forward(input, Activation::ReLU) and backward(grad, relu_output): a ReLU after the
+//                                            BatchNorm, its mask applied inside BatchNorm's own passes.
+// ConvBn (nn/conv_bn.hpp) combines these into the conv -> BatchNorm -> ReLU unit ResNets are made of.
+//
+// A module never writes into its input or into a tensor it returned: copies share storage (core/tensor.hpp),
+// so what one module caches for backward may be another module's output. A module is used from one thread
+// at a time (it holds its cache and, in eval mode, packed weights); see core/buffer_pool.hpp for the
+// per-thread and pooled scratch every module shares.
 
 #include <algorithm>
 #include <cstdint>
@@ -24,6 +41,17 @@
 #include "resnet/core/tensor.hpp"
 
 namespace resnet::nn {
+
+// backward's input gradient: Skip spares its cost when nothing needs it (a first layer: PyTorch skips it for
+// an input that does not require grad), and backward then returns an empty tensor.
+enum class InputGrad { Compute, Skip };
+
+// What a training-mode forward keeps for backward: its input (the default), or nothing, for a caller that
+// can give the input back to backward more cheaply than the memory of holding it from forward to backward.
+enum class Cache { Input, None };
+
+// An activation fused into the module before it, applied in that module's own passes.
+enum class Activation { None, ReLU };
 
 template <typename T>
 struct Parameter {
