@@ -1,11 +1,11 @@
-// libFuzzer target: a training checkpoint (io/checkpoint.hpp) parsed from memory and restored into a tiny
+// libFuzzer target: a training checkpoint (train/checkpoint.hpp) parsed from memory and restored into a tiny
 // ResNet and its SGD optimizer with momentum.
 
 #include <cstddef>
 #include <cstdint>
 
 #include "fuzz_support.hpp"
-#include "resnet/io/checkpoint.hpp"
+#include "resnet/train/checkpoint.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   namespace io = resnet::io;

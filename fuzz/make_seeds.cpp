@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "fuzz_support.hpp"
-#include "resnet/io/checkpoint.hpp"
 #include "resnet/io/safetensors.hpp"
+#include "resnet/train/checkpoint.hpp"
 
 namespace {
 

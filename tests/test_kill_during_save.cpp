@@ -27,8 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "resnet/io/checkpoint.hpp"
 #include "resnet/resnet.hpp"
+#include "resnet/train/checkpoint.hpp"
 #include "support/data_files.hpp"
 #include "train_cifar10/training.hpp"
 

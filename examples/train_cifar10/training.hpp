@@ -22,7 +22,7 @@
 
 #include "progress.hpp"
 #include "resnet/resnet.hpp"
-#include "resnet/io/checkpoint.hpp"
+#include "resnet/train/checkpoint.hpp"
 
 namespace train {
 

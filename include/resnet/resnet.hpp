@@ -12,7 +12,6 @@
 #include "resnet/data/loader.hpp"
 #include "resnet/data/mnist.hpp"
 #include "resnet/data/transforms.hpp"
-#include "resnet/io/checkpoint.hpp"
 #include "resnet/io/image.hpp"
 #include "resnet/io/safetensors.hpp"
 #include "resnet/models/fold_batchnorm.hpp"
@@ -29,3 +28,4 @@
 #include "resnet/nn/relu.hpp"
 #include "resnet/optim/schedule.hpp"
 #include "resnet/optim/sgd.hpp"
+#include "resnet/train/checkpoint.hpp"

@@ -1,21 +1,23 @@
 #pragma once
-// A module's parameters and buffers to and from safetensors files, under torchvision's state-dict names and
-// in its order ("conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
-// "bn1.num_batches_tracked", "layer1.0.conv1.weight", ...), so torchvision weights exported by
-// tools/export_torchvision.py load unchanged, and our files load in PyTorch:
-//   safetensors.torch.load_file(path) -> torchvision.models.resnet18().load_state_dict(...)
+// Model state as safetensors files: every parameter and buffer of a module (the protocol of nn/module.hpp)
+// under torchvision's state-dict names and in its order ("conv1.weight", "bn1.weight", "bn1.bias",
+// "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked", "layer1.0.conv1.weight", ...), so that
+// weights exported by tools/export_torchvision.py load unchanged and our files load in PyTorch
+// (safetensors.torch.load_file, then load_state_dict). The file format itself is io/safetensors_file.hpp.
 //
-//   io::save_safetensors(net, "net.safetensors");                    // every parameter and buffer,
-//   atomically io::load_safetensors(net, "net.safetensors");                    // strict: names and shapes
-//   must match io::LoadOptions options;                                         // transfer learning: all but
-//   the head options.skip_prefixes = {"fc."}; io::load_safetensors(net, "resnet18_imagenet.safetensors",
-//   options);
+// clang-format off
+//   io::save_safetensors(net, "net.safetensors");  // every parameter and buffer, atomically
+//   io::load_safetensors(net, "net.safetensors");  // strict: names and shapes must match
+//   io::LoadOptions options;                       // transfer learning: all but the head
+//   options.skip_prefixes = {"fc."};
+//   io::load_safetensors(net, "resnet18_imagenet.safetensors", options);
+// clang-format on
 //
 // Element types: the file's F16, BF16, F32, F64 or I64 convert to the model's T on load; save writes T (or
 // F32 with SaveOptions), and num_batches_tracked as I64, torchvision's dtype. A saved file's metadata records
-// the library version and, for a ResNet, the architecture; loading such a file into a model of another
-// architecture is an error (in strict mode). Files without that metadata (PyTorch exports) load by names and
-// shapes alone.
+// the library version and, for a model with an architecture() member (see describe), its architecture;
+// strict loading into a model whose architecture differs is an error. Files without that metadata (PyTorch
+// exports) load by names and shapes alone.
 
 #include <cstdint>
 #include <map>
@@ -23,12 +25,13 @@
 #include <set>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "resnet/core/error.hpp"
 #include "resnet/core/tensor.hpp"
 #include "resnet/io/safetensors_file.hpp"
-#include "resnet/models/resnet.hpp"
+#include "resnet/nn/module.hpp"
 
 namespace resnet::io {
 
@@ -81,11 +84,27 @@ inline std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
-// The metadata keys that must agree between a file and the model it is loaded into (num_classes need not:
-// replacing the head is the usual transfer-learning step, and its shapes are checked anyway).
-inline const std::vector<std::string>& architecture_keys() {
-  static const std::vector<std::string> keys = {"architecture", "stem", "in_channels", "base_width"};
-  return keys;
+// Whether Module records its architecture: a member `std::map<std::string, std::string> architecture() const`
+// (e.g. {"architecture": "resnet18", "stem": "imagenet", ...}).
+template <typename Module, typename = void>
+struct has_architecture : std::false_type {};
+template <typename Module>
+struct has_architecture<Module, std::void_t<decltype(Metadata(std::declval<const Module&>().architecture()))>>
+    : std::true_type {};
+
+// The model's architecture() or, for a model without one, nothing.
+template <typename Module>
+Metadata architecture_of([[maybe_unused]] const Module& module) {
+  if constexpr (has_architecture<Module>::value)
+    return module.architecture();
+  else
+    return {};
+}
+
+// Architecture metadata that need not agree between a file and the model it is loaded into: replacing the
+// head is the usual transfer-learning step, and its shapes are checked anyway.
+inline bool may_differ(const std::string& key) {
+  return key == "num_classes";
 }
 
 }  // namespace detail
@@ -99,26 +118,15 @@ std::vector<StateEntry<typename Module::Scalar>> state_entries(Module& module) {
   return entries;
 }
 
-// What a saved file records about `module`: the library, its version and, for a ResNet, the architecture:
-// "architecture" (resnet18, resnet34, or resnet-<blocks> for other block counts), "stem" (imagenet or cifar),
-// "in_channels", "num_classes", "base_width". "format": "pt" tells safetensors tools the tensors are
-// PyTorch's.
+// What a saved file records about `module`: "format": "pt" (tells safetensors tools the tensors are
+// PyTorch's), "library": "resnet", "library_version", and whatever the model's architecture() returns, if it
+// has one (a ResNet's: architecture, stem, in_channels, num_classes, base_width; models/resnet.hpp).
 template <typename Module>
 Metadata describe(Module& module) {
-  Metadata metadata{{"format", "pt"}, {"library", "resnet"}, {"library_version", kLibraryVersion}};
-  using T = typename Module::Scalar;
-  if constexpr (std::is_base_of_v<models::ResNet<T>, Module>) {
-    const auto& blocks = module.blocks_per_stage();
-    const std::string counts = std::to_string(blocks[0]) + "-" + std::to_string(blocks[1]) + "-" +
-                               std::to_string(blocks[2]) + "-" + std::to_string(blocks[3]);
-    metadata["architecture"] = counts == "2-2-2-2"   ? "resnet18"
-                               : counts == "3-4-6-3" ? "resnet34"
-                                                     : "resnet-" + counts;
-    metadata["stem"] = module.stem() == models::Stem::ImageNet ? "imagenet" : "cifar";
-    metadata["in_channels"] = std::to_string(module.in_channels());
-    metadata["num_classes"] = std::to_string(module.num_classes());
-    metadata["base_width"] = std::to_string(module.base_width());
-  }
+  Metadata metadata = detail::architecture_of(module);
+  metadata["format"] = "pt";
+  metadata["library"] = "resnet";
+  metadata["library_version"] = kLibraryVersion;
   return metadata;
 }
 
@@ -142,13 +150,11 @@ LoadReport load_state(Module& module, const Safetensors& file, const LoadOptions
                       const std::string& source = "safetensors data") {
   const std::string where = "load_safetensors: " + source + ": ";
   if (options.strict) {
-    const Metadata ours = describe(module);
     std::vector<std::string> differences;
-    for (const std::string& key : detail::architecture_keys()) {
+    for (const auto& [key, mine] : detail::architecture_of(module)) {
       const auto theirs = file.metadata.find(key);
-      const auto mine = ours.find(key);
-      if (theirs != file.metadata.end() && mine != ours.end() && theirs->second != mine->second)
-        differences.push_back(key + " " + theirs->second + " (model: " + mine->second + ")");
+      if (!detail::may_differ(key) && theirs != file.metadata.end() && theirs->second != mine)
+        differences.push_back(key + " " + theirs->second + " (model: " + mine + ")");
     }
     check(
         differences.empty(), where,

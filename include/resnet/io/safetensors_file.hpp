@@ -1,17 +1,20 @@
 #pragma once
-// The safetensors file format (github.com/huggingface/safetensors) as named tensors plus a string map, read
-// with every size and offset checked and written atomically:
-//   bytes [0, 8)       N, the header length, unsigned little-endian
-//   bytes [8, 8 + N)   JSON: {"__metadata__": {string: string}, name: {"dtype": "F32", "shape": [2, 3],
-//                      "data_offsets": [begin, end]}, ...}, padded with spaces (ours: to a multiple of 8)
-//   bytes [8 + N, ..)  the data section: each tensor's row-major little-endian elements at [begin, end) of
-//   it;
-//                      together the tensors cover it exactly, without gaps or overlaps
-// Training checkpoints build on this level; module state with torchvision names is io/safetensors.hpp.
+// The safetensors file format (github.com/huggingface/safetensors): named tensors plus a string map, read
+// with every size and offset checked, written atomically. Model state under torchvision's names builds on it
+// (io/safetensors.hpp), and so do training checkpoints (train/checkpoint.hpp).
 //
-//   io::write_safetensors(path, {io::encode("step", steps), io::encode("momentum.fc.weight", m)}, {{"epoch",
-//   "3"}}); io::Safetensors file = io::read_safetensors(path); Tensor<float> m =
-//   io::decode<float>(file.at("momentum.fc.weight"));
+// clang-format off
+//   bytes [0, 8)       N, the header length, unsigned little-endian
+//   bytes [8, 8 + N)   JSON, padded with spaces (ours: to a multiple of 8):
+//                        {"__metadata__": {string: string},
+//                         name: {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...}
+//   bytes [8 + N, ..)  the data section: each tensor's row-major little-endian elements at [begin, end)
+//                      of it; together the tensors cover it exactly, without gaps or overlaps
+//
+//   io::write_safetensors(path, {io::encode("momentum.fc.weight", m)}, {{"epoch", "3"}});
+//   io::Safetensors file = io::read_safetensors(path);
+//   Tensor<float> restored = io::decode<float>(file.at("momentum.fc.weight"));
+// clang-format on
 
 #include <nlohmann/json.hpp>
 

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -132,6 +133,22 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   int base_width() const { return base_width_; }
   int in_channels() const { return in_channels_; }
   int num_classes() const { return num_classes_; }
+
+  // The architecture a saved file's metadata records (io::describe) and a strict load checks against the
+  // file, all but num_classes: "architecture" (resnet18, resnet34, or resnet-<blocks per stage>), "stem"
+  // (imagenet or cifar), "in_channels", "num_classes", "base_width".
+  std::map<std::string, std::string> architecture() const {
+    const std::array<int, 4>& b = blocks_per_stage();
+    const std::string counts = std::to_string(b[0]) + "-" + std::to_string(b[1]) + "-" +
+                               std::to_string(b[2]) + "-" + std::to_string(b[3]);
+    return {{"architecture", counts == "2-2-2-2"   ? "resnet18"
+                             : counts == "3-4-6-3" ? "resnet34"
+                                                   : "resnet-" + counts},
+            {"stem", stem() == Stem::ImageNet ? "imagenet" : "cifar"},
+            {"in_channels", std::to_string(in_channels())},
+            {"num_classes", std::to_string(num_classes())},
+            {"base_width", std::to_string(base_width())}};
+  }
 
  private:
   // torchvision's 7x7 stride-2 stem or the CIFAR 3x3 stride-1 one.

@@ -15,7 +15,10 @@
 //       PyTorch frees a graph's saved tensors: one training-mode forward allows one backward.
 //
 // and inherits train(on), eval(), is_training(), named_parameters(), named_buffers(), zero_grad() and
-// parameter_count().
+// parameter_count(). A model may also provide
+//   std::map<std::string, std::string> architecture() const;
+//       What a saved file records about it and a strict load checks (io/safetensors.hpp), all but the
+//       "num_classes" key, which a new head may change.
 //
 // Options of forward and backward, as defaulted trailing arguments (never other entry points):
 //   backward(grad_output, InputGrad::Skip)   Conv2d, Linear, ResNet: no input gradient (an empty tensor is

@@ -1,14 +1,25 @@
 #pragma once
-// Training checkpoints: a model's state, its SGD momentum buffers and the caller's own string metadata
-// (epoch, loader position, ...) in one safetensors file, written atomically. Tensor names are
-// "model.<state-dict name>" and "momentum.<parameter name>"; a momentum buffer SGD has not created yet
-// (before its first step, as in PyTorch's optimizer state) is simply absent.
+// A resumable checkpoint of a training run: the model's state (io/safetensors.hpp), its SGD momentum buffers
+// and the caller's own string metadata (epoch, loader position, ...) in one safetensors file, written
+// atomically. Tensor names are "model.<state-dict name>" and "momentum.<parameter name>"; a momentum buffer
+// SGD has not created yet (before its first step, as in PyTorch's optimizer state) is absent. The functions
+// live in resnet::io, beside save_safetensors and load_safetensors.
+//
+// clang-format off
+//   io::save_checkpoint(path, model, sgd, {{"epoch", "3"}});
+//   io::Metadata metadata = io::load_checkpoint(path, model, sgd);  // model and sgd built as when saving
+// clang-format on
 
+#include <cstddef>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "resnet/core/error.hpp"
+#include "resnet/core/tensor.hpp"
 #include "resnet/io/safetensors.hpp"
+#include "resnet/io/safetensors_file.hpp"
 #include "resnet/optim/sgd.hpp"
 
 namespace resnet::io {
