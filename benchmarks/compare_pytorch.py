@@ -7,7 +7,10 @@ PyTorch runs under Debian's /usr/bin/python3 with torch.set_num_threads set expl
 these machines). Both sides time the same work: forward, (loss, backward, SGD momentum step) on random data.
 
   benchmarks/compare_pytorch.py --bench build/benchmarks/bench_resnet18 [--threads 2] [--repeats 3]
-                                [--seconds 10] [--cases cifar_train_128,...]
+                                [--seconds 10] [--cases cifar_train_128,...] [--baseline OTHER_BENCH]
+
+--baseline adds another build of ours (say, of the commit before a change) to the same alternation, with its
+column and the ratio of ours to it, so that a change is measured against its base in one run.
 """
 import argparse
 import json
@@ -100,6 +103,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement")
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--baseline", help="another bench_resnet18 (e.g. of the previous commit) to alternate with")
     parser.add_argument("--torch-worker", nargs=4, metavar=("CASE", "FORMAT", "THREADS", "SECONDS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -108,14 +112,15 @@ def main():
         torch_worker(case, fmt, int(threads), float(seconds))
         return
 
-    sides = ["ours", "torch_nchw", "torch_channels_last"]
+    sides = ["ours", "torch_nchw", "torch_channels_last"] + (["baseline"] if args.baseline else [])
     results = {}
     for case in args.cases.split(","):
         samples = {side: [] for side in sides}
         for repeat in range(args.repeats):  # A B C A B C ...
             for side in sides:
-                if side == "ours":
-                    value = ours(args.bench, case, args.threads, args.seconds)
+                if side in ("ours", "baseline"):
+                    bench = args.bench if side == "ours" else args.baseline
+                    value = ours(bench, case, args.threads, args.seconds)
                 else:
                     value = pytorch(case, side[len("torch_"):], args.threads, args.seconds)
                 samples[side].append(value)
@@ -129,9 +134,10 @@ def main():
 
     print(f"\n{args.threads} threads, {args.repeats} runs each, alternating; medians [min-max] in images/s, "
           f"peak RSS medians in MB\n")
+    extra = " baseline | ours / baseline | RSS baseline |" if args.baseline else ""
     print("| case | ours | PyTorch NCHW | PyTorch channels_last | ours / NCHW | ours / best | RSS ours | "
-          "RSS PyTorch NCHW | RSS ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "RSS PyTorch NCHW | RSS ratio |" + extra)
+    print("|---" * (9 + (3 if args.baseline else 0)) + "|")
     for case, samples in results.items():
         med = {side: statistics.median(v[0] for v in samples[side]) for side in sides}
         rss = {side: statistics.median(v[1] for v in samples[side]) for side in sides}
@@ -139,7 +145,9 @@ def main():
         print(f"| {CASES[case][0]} | {cell(samples['ours'])} | {cell(samples['torch_nchw'])} | "
               f"{cell(samples['torch_channels_last'])} | {med['ours'] / med['torch_nchw']:.2f}x | "
               f"{med['ours'] / best:.2f}x | {rss['ours']:.0f} | {rss['torch_nchw']:.0f} | "
-              f"{rss['ours'] / rss['torch_nchw']:.2f}x |")
+              f"{rss['ours'] / rss['torch_nchw']:.2f}x |" +
+              (f" {cell(samples['baseline'])} | {med['ours'] / med['baseline']:.2f}x | {rss['baseline']:.0f} |"
+               if args.baseline else ""))
 
 
 if __name__ == "__main__":
