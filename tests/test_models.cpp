@@ -143,7 +143,8 @@ TEST(Modules, BackwardReleasesTheForwardCache) {
   net.train();
   const Tensor<double> logits = net.forward(x);
   net.backward(logits);
-  expect_error([&] { net.backward(logits); }, {"ResNet.backward", "one backward"});
+  expect_error([&] { net.backward(logits); },
+               {"ResNet.backward", "backward already ran for the last forward", "one backward"});
 }
 
 // backward with InputGrad::Skip (and backward_parameters, its older spelling) is backward without the input

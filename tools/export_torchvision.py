@@ -26,7 +26,12 @@ import struct
 import sys
 import tempfile
 
-import torch
+try:
+    import torch
+except ImportError:
+    sys.exit("%s needs PyTorch, which %s does not have. On Debian: apt-get install python3-torch "
+             "python3-torchvision, then run ./tools/export_torchvision.py (its first line names /usr/bin/python3) "
+             "or /usr/bin/python3 tools/export_torchvision.py" % (os.path.basename(sys.argv[0]), sys.executable))
 
 # torch dtype -> (safetensors dtype, little-endian numpy dtype of the bytes written)
 DTYPES = {
@@ -136,18 +141,23 @@ def main(argv=None):
     parser.add_argument("output", help="the .safetensors file to write")
     args = parser.parse_args(argv)
 
+    # "format": "pt" as the safetensors package writes for PyTorch.
+    metadata = {"format": "pt"}
     if args.model:
         state_dict = torchvision_state_dict(args.model, args.pretrained, args.num_classes, args.seed)
-        source_name = "torchvision.models.%s%s" % (args.model, " IMAGENET1K_V1" if args.pretrained else "")
+        metadata["source"] = "torchvision.models.%s%s" % (args.model, " IMAGENET1K_V1" if args.pretrained else "")
+        # What resnet::models::ResNet::architecture() records, so that a strict load into another
+        # architecture says which one the file holds. A --state-dict file is checked by names and shapes alone.
+        conv1 = state_dict["conv1.weight"]
+        metadata.update({"architecture": args.model, "stem": "imagenet", "in_channels": str(conv1.shape[1]),
+                         "num_classes": str(state_dict["fc.weight"].shape[0]), "base_width": str(conv1.shape[0])})
     else:
         state_dict = load_state_dict(args.state_dict)
-        source_name = os.path.basename(args.state_dict)
+        metadata["source"] = os.path.basename(args.state_dict)
     tensors = convert(state_dict, DTYPE_NAMES[args.dtype])
-    # "format": "pt" as the safetensors package writes for PyTorch; no architecture entry, so the C++ loader
-    # checks names and shapes alone.
-    write_safetensors(args.output, tensors, {"format": "pt", "source": source_name})
+    write_safetensors(args.output, tensors, metadata)
     print("%s: %d tensors, %d bytes, from %s" %
-          (args.output, len(tensors), os.path.getsize(args.output), source_name), file=sys.stderr)
+          (args.output, len(tensors), os.path.getsize(args.output), metadata["source"]), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -330,9 +330,7 @@ inline Header parse_header(const std::string& text, std::uint64_t data_start, st
       fail(tensor, "data_offsets ", offsets.dump(), " is not a pair of non-negative integers");
     e.begin = offsets[0].get<std::uint64_t>();
     e.end = offsets[1].get<std::uint64_t>();
-    check(e.begin <= e.end && e.end <= data_size, tensor, "data_offsets [", e.begin, ", ", e.end,
-          "] fall outside the data section of ", data_size, " bytes (file bytes ", data_start, " to ",
-          data_start + data_size, ")");
+    check(e.begin <= e.end, tensor, "data_offsets [", e.begin, ", ", e.end, "] end before they begin");
     const std::uint64_t bytes = e.end - e.begin, size = dtype_size(e.dtype);
     check(bytes % size == 0 && bytes / size == numel, tensor, "data_offsets [", e.begin, ", ", e.end,
           "] (file byte ", data_start + e.begin, ") hold ", bytes, " bytes, but shape ",
@@ -340,6 +338,16 @@ inline Header parse_header(const std::string& text, std::uint64_t data_start, st
           " bytes");
     header.entries.push_back(std::move(e));
   }
+
+  // A file cut short (an interrupted copy or download) has a whole header whose tensors reach past its end.
+  std::uint64_t described = 0;  // bytes of tensor data the header describes, up to the end of last_name
+  std::string last_name;
+  for (const HeaderEntry& e : header.entries) {
+    if (e.end > described) described = e.end, last_name = e.name;
+  }
+  check(described <= data_size, where, "the file is truncated: it has ", data_start + data_size,
+        " bytes, but its header describes ", data_start + described, " (tensor '", last_name,
+        "' ends at file byte ", data_start + described, ")");
 
   // The tensors must tile the data section: no overlaps (two names for the same bytes), no gaps, no tail.
   std::stable_sort(header.entries.begin(), header.entries.end(),

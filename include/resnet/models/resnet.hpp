@@ -105,6 +105,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     }
     x = avgpool_.forward(x);
     pooled_shape_ = this->is_training() ? x.shape() : std::vector<std::int64_t>{};
+    backward_ran_ = false;
     return fc_.forward(x.reshape({x.size(0), x.size(1)}));  // flatten [N, C, 1, 1] -> [N, C]
   }
 
@@ -112,7 +113,11 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   // training uses (PyTorch skips it for an input that does not require grad): the stem conv then skips its
   // input-gradient GEMM and col2im. Parameter gradients accumulate.
   Tensor<T> backward(const Tensor<T>& grad_logits, nn::InputGrad input_grad = nn::InputGrad::Compute) {
+    check(!backward_ran_ || !pooled_shape_.empty(),
+          "ResNet.backward: backward already ran for the last forward (each training-mode forward allows one "
+          "backward: run forward again first)");
     nn::expect_cached(!pooled_shape_.empty(), "ResNet.backward");
+    backward_ran_ = true;
     nn::expect_shape(grad_logits, {pooled_shape_[0], num_classes_}, "ResNet.backward", "grad_logits");
     const std::vector<std::int64_t> pooled_shape =
         std::exchange(pooled_shape_, {});  // released: one backward
@@ -215,6 +220,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   nn::Linear<T> fc_;
   Tensor<T> stem_output_;                   // training mode: relu(bn1(conv1(x)))
   std::vector<std::int64_t> pooled_shape_;  // shape before flatten, from the last training-mode forward
+  bool backward_ran_ = false;               // for the last forward: a second backward is refused by name
 };
 
 // torchvision.models.resnet18 / resnet34 (BasicBlock, [2,2,2,2] / [3,4,6,3]).

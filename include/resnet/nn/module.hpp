@@ -161,9 +161,11 @@ void expect_window_fits(const Tensor<T>& input, std::int64_t kernel_size, std::i
 
 // backward needs what a training-mode forward cached, and releases it.
 inline void expect_cached(bool cached, const char* where) {
-  check(cached, where,
-        ": backward called without a training-mode forward before it (call train() and forward first; each "
-        "forward allows one backward)");
+  check(
+      cached, where,
+      ": backward called without a training-mode forward to go back through: backward already ran for the "
+      "last one, or none ran in training mode (each training-mode forward allows one backward; call train() "
+      "and forward first)");
 }
 
 template <typename Derived, typename T>
