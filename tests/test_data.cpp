@@ -78,6 +78,25 @@ void expect_same_batches(const std::vector<Batch<float>>& a, const std::vector<B
 
 // ---------------------------------------------------------------------------------------------- CIFAR-10
 
+// Grayscale images for an RGB model: each image's channel three times, as torchvision's Grayscale(3), with
+// the normalisation repeated; labels and names unchanged.
+TEST(Dataset, RepeatChannelCopiesTheGrayChannelOfEveryImage) {
+  Dataset gray{"gray", resnet::Tensor<std::uint8_t>({2, 1, 2, 3}), {1, 0}, {"a", "b"}, {{0.25f}, {0.5f}}};
+  for (std::int64_t i = 0; i < gray.images.numel(); ++i)
+    gray.images[i] = static_cast<std::uint8_t>(10 + i);
+  const Dataset rgb = gray.repeat_channel(3);
+  ASSERT_EQ(rgb.images.shape(), (std::vector<std::int64_t>{2, 3, 2, 3}));
+  for (std::int64_t n = 0; n < 2; ++n)
+    for (std::int64_t c = 0; c < 3; ++c)
+      for (std::int64_t p = 0; p < 6; ++p)
+        ASSERT_EQ(rgb.images[(n * 3 + c) * 6 + p], gray.images[n * 6 + p]) << n << " " << c << " " << p;
+  EXPECT_EQ(rgb.labels, gray.labels);
+  EXPECT_EQ(rgb.normalization.mean, (std::vector<float>{0.25f, 0.25f, 0.25f}));
+  EXPECT_EQ(rgb.normalization.std, (std::vector<float>{0.5f, 0.5f, 0.5f}));
+  rgb.validate();
+  EXPECT_THROW(rgb.repeat_channel(3), resnet::Error);  // already 3 channels
+}
+
 TEST(Cifar10, ReadsRecordsAsLabelAndChwPixels) {
   TempDir dir;
   write_bytes(dir.file("batch.bin"), resnet::testing::cifar_records(0, 3));

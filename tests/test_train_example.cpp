@@ -201,6 +201,73 @@ TEST_F(TrainExample, CheckpointRefusesOtherSettings) {
   }
 }
 
+// A fresh run in a directory that holds another run's checkpoints is refused (a later --resume would pick
+// whichever is newest); the message names both ways on.
+TEST_F(TrainExample, FreshRunRefusesADirectoryWithCheckpoints) {
+  train::Config c = config("taken");
+  c.max_steps = 1;
+  train::run(c, no_stop_);
+  try {
+    train::run(c, no_stop_);
+    FAIL() << "a fresh run beside another run's checkpoints must throw";
+  } catch (const resnet::Error& e) {
+    const std::string message = e.what();
+    for (const char* part :
+         {"already holds checkpoints", "checkpoint-0000000001", "--resume", "new --checkpoint-dir"})
+      EXPECT_NE(message.find(part), std::string::npos) << message;
+  }
+  c.resume = true;
+  EXPECT_EQ(train::run(c, no_stop_).updates, 2);
+}
+
+// A run too short for one-cycle's two phases says which options make it long enough.
+TEST_F(TrainExample, TooShortOneCycleRunNamesTheOptionsToChange) {
+  train::Config c = config("short");
+  c.epochs = 1;
+  c.batch_size = 40;  // 80 images: 2 updates, and one-cycle at pct_start 0.3 needs 4
+  try {
+    train::run(c, no_stop_);
+    FAIL() << "2 updates cannot hold one-cycle's warm-up and annealing";
+  } catch (const resnet::Error& e) {
+    const std::string message = e.what();
+    for (const char* part : {"needs at least 4 updates", "has 2", "--train-subset", "--schedule constant"})
+      EXPECT_NE(message.find(part), std::string::npos) << message;
+  }
+  c.batch_size = 20;  // 4 updates
+  EXPECT_EQ(train::run(c, no_stop_).updates, 4);
+}
+
+// After a resume, the ETA comes from the steps this process has timed, not from the whole epoch's count.
+TEST(ProgressBar, EtaCountsOnlyTheStepsItTimed) {
+  // Resumed at step 20 of 79, 1 step done in 3 s: 58 steps left at 3 s each.
+  EXPECT_DOUBLE_EQ(train::ProgressBar::eta_seconds(3.0, 21, 79, 20), 58 * 3.0);
+  EXPECT_DOUBLE_EQ(train::ProgressBar::eta_seconds(10.0, 10, 20, 0), 10.0);
+  EXPECT_DOUBLE_EQ(train::ProgressBar::eta_seconds(0.0, 20, 79, 20), 0.0);
+}
+
+// With --init-weights the run builds the model the weights describe: here the ImageNet stem (7x7/2 conv and
+// max-pool) at width 8, as a torchvision export has it at 64; --stem overrides it (and then cannot load).
+TEST_F(TrainExample, BuildsTheModelItsInitWeightsDescribe) {
+  resnet::models::ResNet<float> pretrained({2, 2, 2, 2}, 5, resnet::models::Stem::ImageNet, 3, 77, 8);
+  const std::string weights = (root_ / "imagenet_stem.safetensors").string();
+  resnet::io::save_safetensors(pretrained, weights);
+  train::Config c = config("imagenet_stem");
+  c.epochs = 1;
+  c.schedule = "constant";
+  c.lr = 0;
+  c.width = 4;  // the weights' width (8) wins
+  c.init_weights = weights;
+  c.skip_prefixes = {"fc."};
+  train::run(c, no_stop_);
+  const auto saved =
+      resnet::io::read_safetensors(train::checkpoints_newest_first(c.checkpoint_dir).front().string());
+  EXPECT_EQ(saved.metadata.at("stem"), "imagenet");
+  EXPECT_EQ(saved.metadata.at("base_width"), "8");
+  c.stem = "cifar";
+  c.checkpoint_dir = (root_ / "cifar_stem").string();
+  EXPECT_THROW(train::run(c, no_stop_), resnet::Error);  // conv1 is 7x7 in the file, 3x3 in the model
+}
+
 TEST_F(TrainExample, SmallResNetLearnsAGeneratedDatasetWellAboveChance) {
   fs::remove_all(root_ / "data");
   write_learnable_cifar((root_ / "data").string(), 100,

@@ -45,6 +45,8 @@ void plot(const std::string& checkpoint_dir) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Train ResNet18 on CIFAR-10, Fashion-MNIST or MNIST"};
+  // An option given twice takes its last value, so that scripts/train.sh's defaults can be overridden.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   train::Config config;
   app.add_option("--dataset", config.dataset, "cifar10, fashion-mnist or mnist")
       ->check(CLI::IsMember({"cifar10", "fashion-mnist", "mnist"}))
@@ -91,11 +93,20 @@ int main(int argc, char** argv) {
   app.add_option("--init-weights", config.init_weights,
                  "start from these weights (safetensors, torchvision names; tools/export_torchvision.py)");
   app.add_option(
-      "--skip", config.skip_prefixes,
-      "with --init-weights: leave out keys starting with this prefix (repeatable), e.g. --skip fc.");
+         "--skip", config.skip_prefixes,
+         "with --init-weights: leave out keys starting with this prefix (repeatable), e.g. --skip fc.")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--width", config.width,
-                 "channels of ResNet18's first stage (64: torchvision's; less: faster)")
+                 "channels of ResNet18's first stage (64: torchvision's; less: faster; with --init-weights: "
+                 "the weights' width)")
       ->capture_default_str();
+  app.add_option("--stem", config.stem,
+                 "imagenet (7x7/2 conv and max-pool, torchvision's) or cifar (3x3/1 conv); default: what "
+                 "--init-weights describes, else cifar")
+      ->check(CLI::IsMember({"imagenet", "cifar"}));
+  app.add_option("--in-channels", config.in_channels,
+                 "channels of the first conv; default: what --init-weights describes, else the dataset's "
+                 "(grayscale images are repeated to 3 channels for RGB weights)");
   app.add_option("--checkpoint-dir", config.checkpoint_dir, "checkpoints, metrics.csv and curves.png go here")
       ->capture_default_str();
   app.add_flag("--resume", config.resume, "continue from the newest checkpoint in --checkpoint-dir");

@@ -15,8 +15,12 @@ namespace train {
 
 class ProgressBar {
  public:
-  ProgressBar(std::string label, std::int64_t total_steps)
-      : label_(std::move(label)), total_(total_steps), interactive_(isatty(fileno(stdout)) != 0) {}
+  // already_done: steps of the epoch done before this bar started (a resumed run), which the ETA leaves out.
+  ProgressBar(std::string label, std::int64_t total_steps, std::int64_t already_done = 0)
+      : label_(std::move(label)),
+        total_(total_steps),
+        already_done_(already_done),
+        interactive_(isatty(fileno(stdout)) != 0) {}
 
   // After step `done` (1-based) of the epoch, with the running loss and accuracy over the images seen so far.
   void update(std::int64_t done, double loss, double accuracy, double images_per_sec) {
@@ -36,6 +40,15 @@ class ProgressBar {
     last_draw_ = now;
   }
 
+  // Seconds left after step `done` of `total`, `elapsed` seconds after the bar started at step
+  // `already_done`: at the rate of the steps this bar has timed, not of the epoch's, since a resumed run did
+  // the others earlier.
+  static double eta_seconds(double elapsed, std::int64_t done, std::int64_t total,
+                            std::int64_t already_done) {
+    const std::int64_t timed = done - already_done;
+    return timed > 0 ? elapsed * static_cast<double>(total - done) / static_cast<double>(timed) : 0;
+  }
+
  private:
   std::string line(std::int64_t done, double loss, double accuracy, double images_per_sec) const {
     constexpr int kWidth = 24;
@@ -43,8 +56,7 @@ class ProgressBar {
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar.resize(kWidth, '.');
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double eta =
-        done > 0 ? elapsed * static_cast<double>(total_ - done) / static_cast<double>(done) : 0;
+    const double eta = eta_seconds(elapsed, done, total_, already_done_);
     char text[256];
     std::snprintf(text, sizeof text, "%s [%s] %lld/%lld loss %.4f acc %5.1f%% %6.1f img/s ETA %s",
                   label_.c_str(), bar.c_str(), static_cast<long long>(done), static_cast<long long>(total_),
@@ -65,6 +77,7 @@ class ProgressBar {
 
   std::string label_;
   std::int64_t total_;
+  std::int64_t already_done_;
   bool interactive_;
   std::int64_t last_decile_ = -1;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();

@@ -9,6 +9,7 @@
 // count (the schedule is a function of it), the running sums of the current epoch, and the metrics history.
 // So a run stopped at any step and resumed gives bitwise the same weights as one that never stopped.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -55,7 +56,9 @@ struct Config {
   std::int64_t test_subset = 0;
   std::string init_weights;                // safetensors file to start from (e.g. exported from torchvision)
   std::vector<std::string> skip_prefixes;  // keys of init_weights to leave out, e.g. {"fc."} for a new head
-  int width = 64;  // channels of the first stage; 64 is torchvision's ResNet18, smaller is faster
+  int width = 64;       // channels of the first stage; 64 is torchvision's ResNet18, smaller is faster
+  std::string stem;     // "imagenet" or "cifar"; "": what init_weights describes, else cifar
+  int in_channels = 0;  // 0: what init_weights describes, else the dataset's
   std::string checkpoint_dir = "runs/latest";
   bool resume = false;
   std::int64_t max_steps = 0;  // > 0: stop with a checkpoint after this many updates in this process
@@ -126,11 +129,56 @@ inline resnet::optim::Schedule make_schedule(const Config& config, std::int64_t 
       return Schedule::cosine(
           config.lr, total,
           static_cast<std::int64_t>(config.warmup_epochs * static_cast<double>(steps_per_epoch)));
-    case Schedule::Kind::OneCycle:
-      return Schedule::one_cycle(config.lr, std::max<std::int64_t>(total, 2), config.pct_start,
-                                 config.div_factor, 1e4, config.cycle_momentum);
+    case Schedule::Kind::OneCycle: {
+      // PyTorch's OneCycleLR ends its warm-up at pct_start * total - 1: both phases need an update.
+      const auto least = static_cast<std::int64_t>(std::floor(1 / config.pct_start)) + 1;
+      resnet::check(
+          config.pct_start <= 0 || config.pct_start >= 1 || total >= least, "--schedule onecycle with ",
+          "--pct-start ", config.pct_start, " needs at least ", least, " updates, and this run has ", total,
+          " (--epochs ", config.epochs, " x ", steps_per_epoch,
+          " batches): train on more images (--train-subset) or epochs, use a smaller --batch-size, or ",
+          "--schedule constant");
+      return Schedule::one_cycle(config.lr, total, config.pct_start, config.div_factor, 1e4,
+                                 config.cycle_momentum);
+    }
   }
   return Schedule::constant(config.lr);
+}
+
+// The ResNet18 a run trains: the stem, input channels and first-stage width.
+struct ModelShape {
+  resnet::models::Stem stem = resnet::models::Stem::Cifar;
+  int in_channels = 3;
+  int width = 64;
+};
+
+// Without weights: the CIFAR stem on the dataset's channels, --width wide. With weights (init_weights, read
+// into `weights`): what they describe, from their metadata ("stem") or conv1.weight [width, channels, k, k]
+// (k 7: torchvision's ImageNet stem), so that a torchvision export loads as it is. --stem and --in-channels
+// override either.
+inline ModelShape model_shape(const Config& config, const resnet::io::Safetensors* weights,
+                              std::int64_t data_channels) {
+  ModelShape shape{resnet::models::Stem::Cifar, static_cast<int>(data_channels), config.width};
+  if (weights) {
+    const auto conv1 =
+        std::find_if(weights->tensors.begin(), weights->tensors.end(),
+                     [](const resnet::io::NamedTensor& t) { return t.name == "conv1.weight"; });
+    resnet::check(conv1 != weights->tensors.end() && conv1->shape.size() == 4, config.init_weights,
+                  ": no 4-d conv1.weight to build the model from (is it a ResNet's state dict?)");
+    shape.width = static_cast<int>(conv1->shape[0]);
+    shape.in_channels = static_cast<int>(conv1->shape[1]);
+    const auto stem = weights->metadata.find("stem");
+    const bool imagenet = stem != weights->metadata.end() ? stem->second == "imagenet" : conv1->shape[2] == 7;
+    shape.stem = imagenet ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
+  }
+  if (!config.stem.empty()) {
+    resnet::check(config.stem == "imagenet" || config.stem == "cifar",
+                  "--stem must be imagenet or cifar, got '", config.stem, "'");
+    shape.stem = config.stem == "imagenet" ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
+  }
+  resnet::check(config.in_channels >= 0, "--in-channels must be positive, got ", config.in_channels);
+  if (config.in_channels > 0) shape.in_channels = config.in_channels;
+  return shape;
 }
 
 // Loss (without label smoothing, as a test loss is usually reported) and accuracy over a whole split, in eval
@@ -319,7 +367,22 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
   resnet::check(config.batch_size >= 1, "--batch-size must be >= 1, got ", config.batch_size);
   if (config.threads > 0) resnet::set_num_threads(config.threads);
 
-  const Splits splits = load_splits(config);
+  Splits splits = load_splits(config);
+  const resnet::io::Safetensors weights = config.init_weights.empty()
+                                              ? resnet::io::Safetensors{}
+                                              : resnet::io::read_safetensors(config.init_weights);
+  const ModelShape shape =
+      model_shape(config, config.init_weights.empty() ? nullptr : &weights, splits.train.channels());
+  if (shape.in_channels != splits.train.channels()) {
+    // Grayscale images for RGB weights: each image's channel repeated, as torchvision's Grayscale(3).
+    resnet::check(splits.train.channels() == 1, "the model takes ", shape.in_channels, " channels and ",
+                  splits.train.name, " has ", splits.train.channels(), ": give --in-channels ",
+                  splits.train.channels(), " or weights for such images");
+    std::printf("Repeating the %s images' one channel %d times for the model's first conv.\n",
+                config.dataset.c_str(), shape.in_channels);
+    splits.train = splits.train.repeat_channel(shape.in_channels);
+    splits.test = splits.test.repeat_channel(shape.in_channels);
+  }
   data::LoaderOptions options;
   options.batch_size = config.batch_size;
   options.seed = config.seed;
@@ -328,13 +391,13 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
   data::BatchLoader<float> loader(splits.train, options);
   const std::int64_t steps_per_epoch = loader.batches_per_epoch();
 
-  resnet::models::ResNet<float> model({2, 2, 2, 2}, splits.train.num_classes(), resnet::models::Stem::Cifar,
-                                      static_cast<int>(splits.train.channels()), config.seed, config.width);
+  resnet::models::ResNet<float> model({2, 2, 2, 2}, splits.train.num_classes(), shape.stem, shape.in_channels,
+                                      config.seed, shape.width);
   if (config.zero_init_residual) model.zero_init_residual();
   if (!config.init_weights.empty()) {
     resnet::io::LoadOptions load;
     load.skip_prefixes = config.skip_prefixes;
-    const auto report = resnet::io::load_safetensors(model, config.init_weights, load);
+    const auto report = resnet::io::load_state(model, weights, load, config.init_weights);
     std::printf("Initialised %zu tensors from %s (%zu skipped).\n", report.loaded.size(),
                 config.init_weights.c_str(), report.skipped.size());
   }
@@ -350,8 +413,12 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
   at.loader = {config.seed, 0, 0};
   Outcome outcome;
   outcome.class_names = splits.train.class_names;
+  const auto found = checkpoints_newest_first(config.checkpoint_dir);
+  // A fresh run beside another run's checkpoints would be mixed up with it by a later --resume.
+  resnet::check(config.resume || found.empty(), config.checkpoint_dir, " already holds checkpoints (",
+                found.empty() ? "" : found.front().filename().string(),
+                "): continue that run with --resume, or start this one in a new --checkpoint-dir");
   if (config.resume) {
-    const auto found = checkpoints_newest_first(config.checkpoint_dir);
     if (found.empty()) {
       std::printf("No checkpoint in %s: starting a fresh run.\n", config.checkpoint_dir.c_str());
     } else {
@@ -374,7 +441,7 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
       at.epoch_seconds = 0;
     }
     ProgressBar progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs),
-                         steps_per_epoch);
+                         steps_per_epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
     data::Batch<float> batch;
     auto last = std::chrono::steady_clock::now();
     while (loader.next(batch)) {

@@ -60,6 +60,27 @@ struct Dataset {
     return subset;
   }
 
+  // The images with their one channel repeated `channels` times, as torchvision's
+  // Grayscale(num_output_channels=3): for a model whose first conv expects RGB (weights from ImageNet).
+  Dataset repeat_channel(std::int64_t channels) const {
+    check(this->channels() == 1 && channels >= 1, "Dataset '", name,
+          "'.repeat_channel: needs a 1-channel set ", "and a positive count, got ", this->channels(),
+          " channels and count ", channels);
+    const std::int64_t pixels = height() * width();
+    Dataset repeated{name,
+                     Tensor<std::uint8_t>({size(), channels, height(), width()}),
+                     labels,
+                     class_names,
+                     {std::vector<float>(static_cast<std::size_t>(channels), normalization.mean.at(0)),
+                      std::vector<float>(static_cast<std::size_t>(channels), normalization.std.at(0))}};
+    const std::uint8_t* src = images.cdata();
+    std::uint8_t* dst = repeated.images.data();
+    for (std::int64_t i = 0; i < size(); ++i)
+      for (std::int64_t c = 0; c < channels; ++c)
+        std::copy(src + i * pixels, src + (i + 1) * pixels, dst + (i * channels + c) * pixels);
+    return repeated;
+  }
+
   // Images per class, index = label.
   std::vector<std::int64_t> class_counts() const {
     std::vector<std::int64_t> counts(class_names.size(), 0);
