@@ -5,7 +5,7 @@
 // GEMMs run on their calling thread (kernels/gemm.hpp): the Eigen thread count it also sets only matters to
 // Eigen products of the caller's own.
 
-#include <Eigen/Core>
+#include "resnet/core/eigen.hpp"
 
 #include "resnet/core/error.hpp"
 

@@ -13,7 +13,7 @@
 // again for every pass that writes. Read-only access keeps the version: cdata(), or any const access, so
 // reading a weight through cdata() does not make an eval-mode Conv2d pack it again.
 
-#include <Eigen/Core>
+#include "resnet/core/eigen.hpp"
 #include <algorithm>
 #include <atomic>
 #include <cstdint>

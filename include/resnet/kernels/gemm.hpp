@@ -7,7 +7,7 @@
 // independent of the thread count. Eigen's own threading would not: its K blocking depends on the number of
 // threads, and so does the rounding.
 
-#include <Eigen/Core>
+#include "resnet/core/eigen.hpp"
 #include <cstdint>
 #include <type_traits>
 
