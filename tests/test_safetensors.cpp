@@ -585,6 +585,26 @@ TEST(SafetensorsState, AnotherArchitectureIsAClearError) {
   EXPECT_NE(stem.find("stem cifar (model: imagenet)"), std::string::npos) << stem;
 }
 
+// A file of another architecture without metadata (a state dict exported from PyTorch) has many keys the
+// model lacks: the message names the first 12 and counts the rest, instead of listing hundreds.
+TEST(SafetensorsState, ManyUnexpectedKeysAreCountedNotAllListed) {
+  TempDir dir;
+  const std::string path = dir.file("deeper.safetensors");
+  ResNet<float> deeper = narrow_resnet<float>(11, 10, Stem::Cifar, {3, 1, 1, 1});
+  io::SaveOptions no_architecture;
+  io::save_safetensors(deeper, path, no_architecture);
+  io::Safetensors file = io::read_safetensors(path);
+  file.metadata.clear();  // as export_torchvision.py --state-dict writes it: names and shapes only
+  ResNet<float> model = narrow_resnet<float>(12);
+  const std::string message = error_of([&] { io::load_state(model, file, {}, path); });
+  // layer1.1 and layer1.2: 24 keys, 12 named and 12 counted.
+  EXPECT_NE(message.find("unexpected (in the file, not in the model): layer1.1.conv1.weight, "),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find(" and 12 more"), std::string::npos) << message;
+  EXPECT_EQ(message.find("layer1.2.bn2.num_batches_tracked"), std::string::npos) << message;
+}
+
 TEST(SafetensorsState, TorchvisionBasicBlockInBF16LoadsConverted) {
   // A torchvision BasicBlock exported with export_torchvision.py --dtype bf16: names, BF16 -> T, I64 -> T.
   const std::string path =
