@@ -6,10 +6,12 @@
 // Weights: any torchvision resnet18/resnet34 state dict (tools/export_torchvision.py --model resnet18
 // --pretrained writes ImageNet's), or a file our save_safetensors wrote. The architecture is read from the
 // tensor shapes: the stem from conv1.weight, the class count from fc.weight.
-// Image: PNG or JPEG (stb_image), to RGB; then torchvision's evaluation transform (io/image.hpp): shorter
-// side to 256 with antialiased bilinear resizing (--no-antialias: plain bilinear, as Resize(antialias=False)
-// on a tensor), centre crop 224, ImageNet mean and std. The model runs with BatchNorm folded into the
-// convolutions (same logits, less work); --no-fold keeps it.
+// Image: PNG or JPEG (stb_image), as RGB or grayscale (alpha dropped), converted to the channels of the
+// weights' conv1 (io::convert_channels: PIL's convert("L") for a grayscale model, the channel repeated for an
+// RGB one); then torchvision's evaluation transform (io/image.hpp): shorter side to 256 with antialiased
+// bilinear resizing (--no-antialias: plain bilinear, as Resize(antialias=False) on a tensor), centre crop
+// 224, ImageNet mean and std (for a grayscale model, their luma: the same weights of the three channels). The
+// model runs with BatchNorm folded into the convolutions (same logits, less work); --no-fold keeps it.
 // --benchmark N times N forward passes at batch 1 (after one warm-up) and reports median, mean and minimum.
 
 #define STB_IMAGE_IMPLEMENTATION
@@ -22,7 +24,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -45,14 +47,18 @@ namespace {
 using resnet::Tensor;
 
 struct Image {
-  int width = 0, height = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels{nullptr, stbi_image_free};  // [height, width, 3]
+  int width = 0, height = 0, channels = 0;  // channels: 1 (grayscale) or 3 (RGB)
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels{nullptr, stbi_image_free};  // [height, width, channels]
 };
 
+// A grayscale file (with or without alpha) as one channel, any other as RGB.
 Image load_image(const std::string& path) {
   Image image;
   int channels_in_file = 0;
-  image.pixels.reset(stbi_load(path.c_str(), &image.width, &image.height, &channels_in_file, 3));
+  resnet::check(stbi_info(path.c_str(), &image.width, &image.height, &channels_in_file) == 1,
+                "classify: cannot read image ", path, ": ", stbi_failure_reason());
+  image.channels = channels_in_file <= 2 ? 1 : 3;
+  image.pixels.reset(stbi_load(path.c_str(), &image.width, &image.height, &channels_in_file, image.channels));
   resnet::check(image.pixels != nullptr, "classify: cannot read image ", path, ": ", stbi_failure_reason());
   return image;
 }
@@ -80,14 +86,14 @@ resnet::models::ResNet<float> model_for(const resnet::io::Safetensors& weights, 
   const resnet::io::NamedTensor* conv1 = weights.find("conv1.weight");
   const resnet::io::NamedTensor* fc = weights.find("fc.weight");
   resnet::check(conv1 && conv1->shape.size() == 4 && fc && fc->shape.size() == 2, "classify: ", path,
-                " has no conv1.weight [64, 3, k, k] and fc.weight [classes, 512]: not a ResNet state dict");
-  resnet::check(conv1->shape[1] == 3, "classify: ", path, " is for ", conv1->shape[1],
-                "-channel images; classify reads RGB");
+                " has no conv1.weight [64, C, k, k] and fc.weight [classes, 512]: not a ResNet state dict");
+  resnet::check(conv1->shape[1] == 3 || conv1->shape[1] == 1, "classify: ", path, " is for ", conv1->shape[1],
+                "-channel images; classify gives a model RGB or grayscale ones");
   const auto stem = conv1->shape[2] == 7 ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
   const bool resnet34 = weights.find("layer1.2.conv1.weight") != nullptr;
   return resnet::models::ResNet<float>(
       resnet34 ? std::array<int, 4>{3, 4, 6, 3} : std::array<int, 4>{2, 2, 2, 2},
-      static_cast<int>(fc->shape[0]), stem);
+      static_cast<int>(fc->shape[0]), stem, static_cast<int>(conv1->shape[1]));
 }
 
 }  // namespace
@@ -113,6 +119,7 @@ int main(int argc, char** argv) {
 
   try {
     if (threads > 0) resnet::set_num_threads(threads);
+    std::printf("%s\n", resnet::runtime_info().c_str());
     const resnet::io::Safetensors weights = resnet::io::read_safetensors(weights_path);
     resnet::models::ResNet<float> model = model_for(weights, weights_path);
     resnet::io::load_state(model, weights, {}, weights_path);
@@ -124,37 +131,45 @@ int main(int argc, char** argv) {
     };
 
     const Image image = load_image(image_path);
+    const int channels = model.in_channels();
+    const std::vector<std::uint8_t> pixels =
+        resnet::io::convert_channels(image.pixels.get(), image.height, image.width, image.channels, channels);
     resnet::io::ImagePreprocessing preprocessing;
     preprocessing.antialias = !no_antialias;
-    const Tensor<float> input =
-        resnet::io::preprocess_image<float>(image.pixels.get(), image.height, image.width, 3, preprocessing);
+    if (channels == 1) {
+      const auto luma = [](const std::vector<float>& rgb) {
+        return std::vector<float>{0.299f * rgb[0] + 0.587f * rgb[1] + 0.114f * rgb[2]};
+      };
+      preprocessing.mean = luma(preprocessing.mean);
+      preprocessing.std = luma(preprocessing.std);
+    }
+    const Tensor<float> input = resnet::io::preprocess_image<float>(pixels.data(), image.height, image.width,
+                                                                    channels, preprocessing);
     const auto [h, w] = resnet::io::resized_shape(image.height, image.width, preprocessing.resize);
-    std::printf("%s: %dx%d pixels, resized to %dx%d, centre crop %dx%d\n", image_path.c_str(), image.width,
-                image.height, w, h, preprocessing.crop, preprocessing.crop);
-    std::printf("%s (%s stem, %d classes, BatchNorm %s) from %s\n",
+    const char* conversion = image.channels == channels ? ""
+                             : channels == 1            ? ", RGB to grayscale (ITU-R 601-2 luma)"
+                                                        : ", grayscale repeated to RGB";
+    std::printf("%s: %dx%d pixels%s, resized to %dx%d, centre crop %dx%d\n", image_path.c_str(), image.width,
+                image.height, conversion, w, h, preprocessing.crop, preprocessing.crop);
+    std::printf("%s (%s stem, %s%d classes, BatchNorm %s) from %s\n",
                 weights.find("layer1.2.conv1.weight") ? "ResNet34" : "ResNet18",
-                model.stem() == resnet::models::Stem::ImageNet ? "imagenet" : "cifar", model.num_classes(),
-                folded ? "folded" : "separate", weights_path.c_str());
+                model.stem() == resnet::models::Stem::ImageNet ? "imagenet" : "cifar",
+                channels == 1 ? "grayscale, " : "", model.num_classes(), folded ? "folded" : "separate",
+                weights_path.c_str());
 
-    // Softmax in double, largest logit subtracted first; ties keep class order.
-    const Tensor<float> logits = forward(input);
+    // Classes by probability; ties keep class order.
+    const Tensor<float> probability = resnet::nn::softmax(forward(input));
     const int classes = model.num_classes();
-    const double largest = *std::max_element(logits.data(), logits.data() + classes);
-    std::vector<double> probability(static_cast<std::size_t>(classes));
-    double total = 0;
-    for (int c = 0; c < classes; ++c)
-      total += probability[static_cast<std::size_t>(c)] = std::exp(static_cast<double>(logits[c]) - largest);
     std::vector<int> order(static_cast<std::size_t>(classes));
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-      return probability[static_cast<std::size_t>(a)] > probability[static_cast<std::size_t>(b)];
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return probability[a] > probability[b]; });
     const std::vector<std::string> labels = load_labels(labels_path, classes, app.count("--labels") > 0);
     top = std::min(top, classes);
     std::printf("top %d:\n", top);
     for (int k = 0; k < top; ++k) {
       const int c = order[static_cast<std::size_t>(k)];
-      std::printf("%4d %7.2f%%  %s (%d)\n", k + 1, 100 * probability[static_cast<std::size_t>(c)] / total,
+      std::printf("%4d %7.2f%%  %s (%d)\n", k + 1, 100.0 * probability[c],
                   labels[static_cast<std::size_t>(c)].c_str(), c);
     }
 

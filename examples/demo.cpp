@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   resnet::set_num_threads(threads);
+  std::printf("%s\n", resnet::runtime_info().c_str());
   const bool cifar = stem_name == "cifar";
   const int classes = cifar ? 10 : 1000, size = cifar ? 32 : 224;
   resnet::models::ResNet18<float> net(classes,

@@ -60,4 +60,20 @@ TEST(ImagePreprocessing, ShapesAndErrors) {
   EXPECT_THROW(resnet::io::preprocess_image<float>(gray.data(), 12, 10, 1, too_big), resnet::Error);
 }
 
+TEST(ImagePreprocessing, ConvertChannelsAsPil) {
+  // PIL's convert("L"): (19595 R + 38470 G + 7471 B + 2^15) >> 16, the rounded R*299/1000 + G*587/1000 +
+  // B*114/1000: 76.245 -> 76, 149.685 -> 150, 29.07 -> 29, 140.75 -> 141, 255.
+  const std::vector<std::uint8_t> rgb = {255, 0,   0,   0,   255, 0,   0, 0, 255,
+                                         100, 150, 200, 255, 255, 255, 0, 0, 0};
+  EXPECT_EQ(resnet::io::convert_channels(rgb.data(), 2, 3, 3, 1),
+            (std::vector<std::uint8_t>{76, 150, 29, 141, 255, 0}));
+  // One channel repeated to three; the same channels copied.
+  const std::vector<std::uint8_t> gray = {9, 200};
+  EXPECT_EQ(resnet::io::convert_channels(gray.data(), 1, 2, 1, 3),
+            (std::vector<std::uint8_t>{9, 9, 9, 200, 200, 200}));
+  EXPECT_EQ(resnet::io::convert_channels(rgb.data(), 3, 2, 3, 3), rgb);
+  EXPECT_THROW(resnet::io::convert_channels(rgb.data(), 2, 3, 3, 2), resnet::Error);
+  EXPECT_THROW(resnet::io::convert_channels(rgb.data(), 0, 3, 3, 1), resnet::Error);
+}
+
 }  // namespace

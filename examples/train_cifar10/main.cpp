@@ -118,6 +118,9 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
   try {
+    // run() sets the thread count too; set here, so that runtime_info reports it.
+    if (config.threads > 0) resnet::set_num_threads(config.threads);
+    std::printf("%s\n", resnet::runtime_info().c_str());
     const train::Outcome outcome = train::run(config, stop_requested);
     if (outcome.interrupted) {
       std::printf(

@@ -70,10 +70,11 @@ struct EpochMetrics {
   double train_loss = 0, train_acc = 0, test_loss = 0, test_acc = 0, images_per_sec = 0, seconds = 0;
 };
 
-struct Evaluation {
-  double loss = 0, accuracy = 0;
-  std::vector<std::int64_t> correct, total;  // per class
-};
+// A test evaluation: loss (without label smoothing, as a test loss is usually reported), accuracy and the
+// per-class counts, by the library's evaluate() (train/evaluate.hpp), which runs in eval mode and then puts
+// the model back in the mode it was in.
+using resnet::train::evaluate;
+using resnet::train::Evaluation;
 
 struct Outcome {
   std::vector<EpochMetrics> history;
@@ -179,40 +180,6 @@ inline ModelShape model_shape(const Config& config, const resnet::io::Safetensor
   resnet::check(config.in_channels >= 0, "--in-channels must be positive, got ", config.in_channels);
   if (config.in_channels > 0) shape.in_channels = config.in_channels;
   return shape;
-}
-
-// Loss (without label smoothing, as a test loss is usually reported) and accuracy over a whole split, in eval
-// mode; the model is put back in training mode afterwards.
-inline Evaluation evaluate(resnet::models::ResNet<float>& model, const data::Dataset& split, int batch_size) {
-  model.eval();
-  data::BatchLoader<float> loader(split, {batch_size, false, false, {}, 0});
-  resnet::nn::CrossEntropyLoss<float> loss;
-  Evaluation result;
-  result.correct.assign(split.class_names.size(), 0);
-  result.total.assign(split.class_names.size(), 0);
-  double loss_sum = 0;
-  std::int64_t correct = 0;
-  data::Batch<float> batch;
-  loader.start_epoch(0);
-  while (loader.next(batch)) {
-    const Tensor<float> logits = model.forward(batch.images);
-    loss_sum += static_cast<double>(loss.forward(logits, batch.labels)) * static_cast<double>(batch.size());
-    const std::int64_t classes = logits.size(1);
-    for (std::int64_t n = 0; n < batch.size(); ++n) {
-      const float* row = logits.data() + n * classes;
-      const auto predicted = static_cast<int>(std::max_element(row, row + classes) - row);
-      const int label = batch.labels[static_cast<std::size_t>(n)];
-      ++result.total[static_cast<std::size_t>(label)];
-      if (predicted == label) {
-        ++result.correct[static_cast<std::size_t>(label)];
-        ++correct;
-      }
-    }
-  }
-  model.train();
-  result.loss = loss_sum / static_cast<double>(split.size());
-  result.accuracy = static_cast<double>(correct) / static_cast<double>(split.size());
-  return result;
 }
 
 // ---- checkpoints
@@ -458,12 +425,9 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
       ++at.updates;
       ++updates_this_process;
 
-      const std::int64_t classes = logits.size(1);
-      for (std::int64_t n = 0; n < batch.size(); ++n) {
-        const float* row = logits.data() + n * classes;
-        at.epoch_correct +=
-            (std::max_element(row, row + classes) - row) == batch.labels[static_cast<std::size_t>(n)];
-      }
+      const std::vector<int> predicted = resnet::nn::argmax(logits);
+      for (std::size_t n = 0; n < predicted.size(); ++n)
+        at.epoch_correct += predicted[n] == batch.labels[n];
       at.epoch_loss_sum += static_cast<double>(loss) * static_cast<double>(batch.size());
       at.epoch_seen += batch.size();
       const auto now = std::chrono::steady_clock::now();

@@ -18,8 +18,8 @@
 //   in eval mode, each Conv2d's packed weight (52 MB for ResNet18 at batch 1), kept until its next forward
 //   in training mode (or of a shape with no packed form) or its end. What they release goes to the pool.
 // - Settings and counters, holding no memory: the thread count (set_num_threads, core/parallel.hpp), the
-//   tensor version counter (core/tensor.hpp, atomic), the AVX-512 check (avx512::cpu_supported), the
-//   temporary-name counter of io::AtomicFile (atomic).
+//   tensor version counter (core/tensor.hpp, atomic), the CPU features read once (cpu_features,
+//   core/cpu_features.hpp), the temporary-name counter of io::AtomicFile (atomic).
 // For a user: a model (any module) runs on one thread at a time; threads that run at once each need their
 // own model, and then each uses its own scratch. Call set_num_threads before starting such threads, not
 // while they run. After a run, release_cached_buffers() returns the pool's blocks; the per-thread scratch

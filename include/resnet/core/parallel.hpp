@@ -6,7 +6,6 @@
 // Eigen products of the caller's own.
 
 #include "resnet/core/eigen.hpp"
-
 #include "resnet/core/error.hpp"
 
 #ifdef _OPENMP

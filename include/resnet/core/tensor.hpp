@@ -13,7 +13,6 @@
 // again for every pass that writes. Read-only access keeps the version: cdata(), or any const access, so
 // reading a weight through cdata() does not make an eval-mode Conv2d pack it again.
 
-#include "resnet/core/eigen.hpp"
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -25,6 +24,7 @@
 #include <vector>
 
 #include "resnet/core/buffer_pool.hpp"
+#include "resnet/core/eigen.hpp"
 #include "resnet/core/error.hpp"
 #include "resnet/core/rng.hpp"
 

@@ -8,6 +8,9 @@
 // skips pixels. tests/test_classify_preprocess.cpp checks both against torchvision.
 //
 //   Tensor<float> x = io::preprocess_image<float>(pixels, height, width, 3);   // [1, 3, 224, 224]
+//
+// convert_channels comes first when the image's channels are not the model's: PIL's convert("L") of an RGB
+// image for a grayscale model, a grayscale image's channel repeated for an RGB one.
 
 #include <algorithm>
 #include <array>
@@ -41,6 +44,36 @@ Tensor<T> pixels_to_tensor(const std::uint8_t* pixels, int height, int width, in
     for (int c = 0; c < channels; ++c)
       out[c * plane + p] = static_cast<T>(pixels[p * channels + c]) / T(255);
   return image;
+}
+
+// [height, width, channels] uint8 -> [height, width, to_channels] uint8, for a model whose first conv takes
+// to_channels:
+//   3 -> 1  ITU-R 601-2 luma, L = R * 299/1000 + G * 587/1000 + B * 114/1000 rounded, in PIL's fixed point
+//           (19595 R + 38470 G + 7471 B + 2^15) >> 16: PIL's convert("L"), which torchvision's Grayscale
+//           runs on a PIL image
+//   1 -> 3  the one channel repeated: PIL's convert("RGB") of a grayscale image
+//   n -> n  a copy
+inline std::vector<std::uint8_t> convert_channels(const std::uint8_t* pixels, int height, int width,
+                                                  int channels, int to_channels) {
+  check(height > 0 && width > 0, "convert_channels: image of ", height, "x", width, " pixels");
+  check(channels == to_channels || (channels == 3 && to_channels == 1) || (channels == 1 && to_channels == 3),
+        "convert_channels: from ", channels, " to ", to_channels,
+        " channels; converts RGB to grayscale (3 to 1), grayscale to RGB (1 to 3) or nothing");
+  const std::size_t n = static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
+  std::vector<std::uint8_t> out(n * static_cast<std::size_t>(to_channels));
+  if (channels == to_channels) {
+    std::copy(pixels, pixels + out.size(), out.begin());
+  } else if (to_channels == 1) {
+    for (std::size_t p = 0; p < n; ++p) {
+      const std::uint8_t* rgb = pixels + 3 * p;
+      out[p] =
+          static_cast<std::uint8_t>((19595u * rgb[0] + 38470u * rgb[1] + 7471u * rgb[2] + 0x8000u) >> 16);
+    }
+  } else {
+    for (std::size_t p = 0; p < n; ++p)
+      std::fill_n(out.begin() + static_cast<std::ptrdiff_t>(3 * p), 3, pixels[p]);
+  }
+  return out;
 }
 
 // torchvision's Resize(size) output for an image of height x width: the shorter side becomes `size`, the

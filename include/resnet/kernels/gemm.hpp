@@ -7,10 +7,11 @@
 // independent of the thread count. Eigen's own threading would not: its K blocking depends on the number of
 // threads, and so does the rounding.
 
-#include "resnet/core/eigen.hpp"
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
+#include "resnet/core/eigen.hpp"
 #include "resnet/core/error.hpp"
 #include "resnet/kernels/sgemm_avx512.hpp"
 
@@ -147,6 +148,23 @@ template <typename T>
 void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
           const T* A, const T* B, T beta, T* C) {
   gemm(transpose_a, transpose_b, M, N, K, alpha, A, transpose_a ? M : K, B, transpose_b ? K : N, beta, C, N);
+}
+
+// What gemm runs for T on this build and CPU, in words (runtime_info prints it): the choice gemm makes above.
+template <typename T>
+std::string gemm_path() {
+  const std::string eigen = std::string("Eigen (") + Eigen::SimdInstructionSetsInUse() + ")";
+#if defined(RESNET_HAVE_SGEMM_AVX512)
+  if (std::is_same_v<T, float> && avx512::cpu_supported()) {
+#if defined(__AVX512F__)
+    return "our AVX-512 SGEMM below " + std::to_string(avx512::kNarrowMaxColumns + 1) + " columns, " + eigen +
+           " from there";
+#else
+    return "our AVX-512 SGEMM";
+#endif
+  }
+#endif
+  return eigen;
 }
 
 }  // namespace resnet::kernels

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "resnet/core/cpu_features.hpp"
 #include "resnet/core/error.hpp"
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -36,9 +37,9 @@ constexpr std::int64_t kDepthBlock = 256;    // KC: a 256 x 32 B panel (32 KB) s
 constexpr std::int64_t kRowBlock = 144;      // MC: a 144 x 256 A block (144 KB) stays in L2
 constexpr std::int64_t kColumnBlock = 1536;  // NC: a 256 x 1536 B block (1.5 MB) stays in L2 / L3
 
+// Whether the CPU runs these kernels (core/cpu_features.hpp).
 inline bool cpu_supported() {
-  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-  return supported;
+  return cpu_features().avx512f && cpu_features().fma;
 }
 
 // The first n of a vector's 16 lanes: none for n <= 0, all for n >= 16.

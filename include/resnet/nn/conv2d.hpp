@@ -136,6 +136,17 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // have the shapes this layer was built with; forward and backward check it before indexing into them.
   void expect_state_shapes(const char* where) const { params_.expect_shapes(where); }
 
+  // The algorithm forward runs, in the current mode, on an input [N, in_channels, H, W]: "winograd"
+  // (kernels/winograd.hpp) or "im2col" (+ GEMM; a 1x1 stride-1 conv skips the im2col).
+  const char* algorithm(const std::vector<std::int64_t>& input_shape) const {
+    check(input_shape.size() == 4 && input_shape[1] == in_channels_, "Conv2d.algorithm: input shape ",
+          shape_string(input_shape), ", expected [N, ", in_channels_, ", H, W]");
+    const kernels::ConvShape g = shape_of(input_shape);
+    check(g.N >= 1 && g.OH() >= 1 && g.OW() >= 1, "Conv2d.algorithm: input shape ", shape_string(input_shape),
+          " gives no output with kernel_size ", kernel_size_, " and padding ", padding_);
+    return kernels::use_winograd(g, packed_size(g) > 0) ? "winograd" : "im2col";
+  }
+
  private:
   static std::vector<std::int64_t> checked_weight_shape(const Conv2dOptions& o) {
     check(o.in_channels() > 0 && o.out_channels() > 0, "Conv2d: channels must be positive, got in_channels ",
@@ -150,17 +161,23 @@ class Conv2d : public Module<Conv2d<T>, T> {
   Tensor<T> run(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue) {
     expect_input(input, 4, in_channels_, "Conv2d.forward", "[N, C, H, W]");
     expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
-    const kernels::ConvShape g = shape_of(input);
+    const kernels::ConvShape g = shape_of(input.shape());
     auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
     kernels::conv2d_forward(input.data(), params_.weight.cdata(), epilogue, g, output.data(), workspace(),
                             packed_weight(g));
     return output;
   }
 
+  // The size of the packed weight forward keeps for shape g: 0 in training mode or without a packed form,
+  // and then conv2d_forward transforms or packs the weight as it goes.
+  std::int64_t packed_size(const kernels::ConvShape& g) const {
+    return this->is_training() ? 0 : kernels::packed_conv_weight_size<T>(g);
+  }
+
   // Eval mode: the weight packed for the GEMMs of shape g, if they have a packed form (else null). Training
   // mode: null, and what was packed is released.
   const T* packed_weight(const kernels::ConvShape& g) {
-    const std::int64_t size = this->is_training() ? 0 : kernels::packed_conv_weight_size<T>(g);
+    const std::int64_t size = packed_size(g);
     if (size == 0) {
       packed_weight_ = Tensor<T>();
       packed_from_ = PackedFrom{};
@@ -180,7 +197,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
   void expect_backward_arguments(const Tensor<T>& grad_output, const Tensor<T>& input) const {
     expect_input(input, 4, in_channels_, "Conv2d.backward", "[N, C, H, W]");
     expect_window_fits(input, kernel_size_, padding_, "Conv2d.backward");
-    const kernels::ConvShape g = shape_of(input);
+    const kernels::ConvShape g = shape_of(input.shape());
     expect_shape(grad_output, {g.N, g.O, g.OH(), g.OW()}, "Conv2d.backward", "grad_output");
     expect_state_shapes("Conv2d.backward");
   }
@@ -189,15 +206,16 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // if asked for (else an empty tensor is returned).
   Tensor<T> backward_checked(const Tensor<T>& grad_output, const Tensor<T>& input, bool input_gradient) {
     auto grad_input = input_gradient ? Tensor<T>::uninitialized(input.shape()) : Tensor<T>();
-    kernels::conv2d_backward(input.data(), params_.weight.cdata(), grad_output.data(), shape_of(input),
-                             input_gradient ? grad_input.data() : nullptr, params_.weight_grad.data(),
-                             has_bias() ? params_.bias_grad.data() : nullptr, workspace());
+    kernels::conv2d_backward(input.data(), params_.weight.cdata(), grad_output.data(),
+                             shape_of(input.shape()), input_gradient ? grad_input.data() : nullptr,
+                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
+                             workspace());
     return grad_input;
   }
 
-  kernels::ConvShape shape_of(const Tensor<T>& input) const {
-    return {input.size(0), input.size(1), input.size(2), input.size(3),
-            out_channels_, kernel_size_,  stride_,       padding_};
+  // An input [N, C, H, W] of this conv.
+  kernels::ConvShape shape_of(const std::vector<std::int64_t>& input) const {
+    return {input[0], input[1], input[2], input[3], out_channels_, kernel_size_, stride_, padding_};
   }
 
   // The kernels' scratch, one per calling thread, shared by every Conv2d (core/buffer_pool.hpp says why).

@@ -38,6 +38,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -214,6 +215,41 @@ class Module {
  private:
   Derived& self() { return static_cast<Derived&>(*this); }
   bool training_ = true;
+};
+
+// Puts a module in eval mode for the life of the guard, and every module of its tree back in the mode it was
+// in when the guard ends (by return or exception): for code that runs a model it was handed, such as
+// train::evaluate and summary. Modes are put back parents first, since train(on) sets a module's children
+// too.
+template <typename Module>
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(Module& module) {
+    Recorder recorder{&restore_};
+    recorder.child("", module);
+    module.eval();
+  }
+  ~EvalModeGuard() {
+    for (const auto& restore : restore_)
+      restore();
+  }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  struct Recorder {
+    std::vector<std::function<void()>>* restore;
+    template <typename T>
+    void parameter(const std::string&, Tensor<T>&, Tensor<T>&) {}
+    template <typename T>
+    void buffer(const std::string&, Tensor<T>&) {}
+    template <typename Child>
+    void child(const std::string&, Child& module) {
+      restore->push_back([&module, on = module.is_training()] { module.train(on); });
+      module.visit(*this);
+    }
+  };
+  std::vector<std::function<void()>> restore_;
 };
 
 }  // namespace resnet::nn
