@@ -73,6 +73,16 @@ class TrainExample : public ::testing::Test {
     return c;
   }
 
+  // One epoch from `weights` at lr 0, so that the final checkpoint holds the weights as they were loaded.
+  train::Config frozen_from(const std::string& run, const std::string& weights) const {
+    train::Config c = config(run);
+    c.epochs = 1;
+    c.schedule = "constant";
+    c.lr = 0;
+    c.init_weights = weights;
+    return c;
+  }
+
   fs::path root_;
   std::atomic<bool> no_stop_{false};
 };
@@ -251,12 +261,8 @@ TEST_F(TrainExample, BuildsTheModelItsInitWeightsDescribe) {
   resnet::models::ResNet<float> pretrained({2, 2, 2, 2}, 5, resnet::models::Stem::ImageNet, 3, 77, 8);
   const std::string weights = (root_ / "imagenet_stem.safetensors").string();
   resnet::io::save_safetensors(pretrained, weights);
-  train::Config c = config("imagenet_stem");
-  c.epochs = 1;
-  c.schedule = "constant";
-  c.lr = 0;
+  train::Config c = frozen_from("imagenet_stem", weights);
   c.width = 4;  // the weights' width (8) wins
-  c.init_weights = weights;
   c.skip_prefixes = {"fc."};
   train::run(c, no_stop_);
   const auto saved =
@@ -289,11 +295,7 @@ TEST_F(TrainExample, FineTunesFromSavedWeightsSkippingTheHead) {
   resnet::models::ResNet<float> pretrained({2, 2, 2, 2}, 5, resnet::models::Stem::Cifar, 3, 77, 4);
   const std::string weights = (root_ / "pretrained.safetensors").string();
   resnet::io::save_safetensors(pretrained, weights);
-  train::Config c = config("finetune");
-  c.epochs = 1;
-  c.schedule = "constant";
-  c.lr = 0;
-  c.init_weights = weights;
+  train::Config c = frozen_from("finetune", weights);
   EXPECT_THROW(train::run(c, no_stop_), resnet::Error);  // fc is [5, 32] in the file, [10, 32] in the model
   c.skip_prefixes = {"fc."};
   train::run(c, no_stop_);
