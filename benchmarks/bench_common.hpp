@@ -1,19 +1,23 @@
 #pragma once
 // What every benchmark binary shares: a main() that takes --threads=N (our thread count, not a Google
-// Benchmark flag) before handing the rest of the command line to Google Benchmark, the FMA peak of that many
-// threads measured once at startup, and the counters images/s, GFLOP/s and % of that peak.
+// Benchmark flag) and --precision=fp32|bf16|auto (the models' arithmetic; default auto, as the examples)
+// before handing the rest of the command line to Google Benchmark, the peak of that many threads measured
+// once at startup (FP32 FMA, or VDPBF16PS in bf16), and the counters images/s, GFLOP/s and % of that peak.
 
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "bf16_peak.hpp"
 #include "fma_peak.hpp"
 #include "resnet/core/parallel.hpp"
+#include "resnet/core/precision.hpp"
 #include "resnet/core/rng.hpp"
 #include "resnet/core/tensor.hpp"
 
@@ -22,6 +26,12 @@ namespace resnet::bench {
 inline double& peak_gflops() {
   static double peak = 0;
   return peak;
+}
+
+// --precision: what the model benchmarks run in.
+inline Precision& precision() {
+  static Precision chosen = native_precision();
+  return chosen;
 }
 
 inline Tensor<float> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed = 1) {
@@ -76,14 +86,26 @@ inline int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) {
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
       threads = std::atoi(argv[i] + 10);
+    } else if (std::strncmp(argv[i], "--precision=", 12) == 0) {
+      try {
+        precision() = parse_precision(argv[i] + 12);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 1;
+      }
     } else {
       rest.push_back(argv[i]);
     }
   }
   resnet::set_num_threads(threads);
-  peak_gflops() = fma_peak_gflops(threads);
+  // bf16 counts against the VDPBF16PS peak where the kernels use it.
+  const double bf16_peak = precision() == Precision::BF16 ? bf16_peak_gflops(threads) : 0;
+  peak_gflops() = bf16_peak > 0 ? bf16_peak : fma_peak_gflops(threads);
+  benchmark::AddCustomContext("peak", bf16_peak > 0 ? "VDPBF16PS" : "FP32 FMA");
   benchmark::AddCustomContext("threads", std::to_string(threads));
-  benchmark::AddCustomContext("fma_peak_gflops", std::to_string(peak_gflops()));
+  benchmark::AddCustomContext("precision", precision_name(precision()));
+  benchmark::AddCustomContext("isa", isa_name(active_isa()));
+  benchmark::AddCustomContext("peak_gflops", std::to_string(peak_gflops()));
   int rest_count = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_count, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rest_count, rest.data())) return 1;

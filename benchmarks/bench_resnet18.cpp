@@ -2,7 +2,7 @@
 // loss, backward, SGD with momentum) at batch 2 (CI's smoke size), 32 and 128, CIFAR eval forward, ImageNet
 // eval forward at batch 1 and 16, ImageNet training step at batch 16. Counters: images/s, GFLOP/s (the
 // convolutions and the classifier; a training step counts three forward passes) and % of the FMA peak.
-//   bench_resnet18 [--threads=N] [Google Benchmark flags]
+//   bench_resnet18 [--threads=N] [--precision=fp32|bf16|auto] [Google Benchmark flags]
 
 #include <vector>
 
@@ -38,6 +38,7 @@ double resnet18_flops(std::int64_t size, bool cifar) {
 void train_step(benchmark::State& state, std::int64_t batch, std::int64_t size, bool cifar) {
   const int classes = cifar ? 10 : 1000;
   ResNet18<float> net(classes, cifar ? Stem::Cifar : Stem::ImageNet);
+  net.set_precision(resnet::bench::precision());
   const auto images = resnet::bench::random_tensor({batch, 3, size, size});
   std::vector<int> labels(static_cast<std::size_t>(batch));
   for (std::size_t i = 0; i < labels.size(); ++i)
@@ -57,6 +58,7 @@ void train_step(benchmark::State& state, std::int64_t batch, std::int64_t size, 
 
 void eval_forward(benchmark::State& state, std::int64_t batch, std::int64_t size, bool cifar) {
   ResNet18<float> net(cifar ? 10 : 1000, cifar ? Stem::Cifar : Stem::ImageNet);
+  net.set_precision(resnet::bench::precision());
   net.eval();
   const auto images = resnet::bench::random_tensor({batch, 3, size, size});
   const resnet::bench::LoopTimer timer;

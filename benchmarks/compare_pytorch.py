@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Runs the performance table's cases in our bench_resnet18 and in PyTorch (NCHW and channels_last), alternating
-A B C A B C ... in one run, and prints one table: median images/s [min-max], ratios, peak RSS.
+"""Runs the performance table's cases in our bench_resnet18 (fp32 and bf16) and in PyTorch (fp32 and bf16
+autocast, each NCHW and channels_last), alternating A B C A B C ... in one run, and prints one table: median
+images/s [min-max], ratios, peak RSS.
 
 Every measurement is a fresh process, so peak RSS (ru_maxrss of that process) is the case's own footprint.
 PyTorch runs under Debian's /usr/bin/python3 with torch.set_num_threads set explicitly (its default is 1 on
 these machines). Both sides time the same work: forward, (loss, backward, SGD momentum step) on random data.
+PyTorch's bf16 is torch.autocast("cpu", dtype=torch.bfloat16) around forward and loss, as a user would run it;
+ours is bench_resnet18 --precision=bf16 (set_precision(Precision::BF16)).
 
   benchmarks/compare_pytorch.py --bench build/benchmarks/bench_resnet18 [--threads 2] [--repeats 3]
-                                [--seconds 10] [--cases cifar_train_128,...] [--baseline OTHER_BENCH]
+                                [--seconds 10] [--cases cifar_train_128,...] [--precisions fp32,bf16]
+                                [--baseline OTHER_BENCH]
 
---baseline adds another build of ours (say, of the commit before a change) to the same alternation, with its
-column and the ratio of ours to it, so that a change is measured against its base in one run.
+--baseline adds another build of ours (say, of the commit before a change) to the same alternation, in fp32,
+with its column and the ratio of ours to it, so that a change is measured against its base in one run.
 """
 import argparse
 import json
@@ -33,8 +37,9 @@ CASES = {
 TORCH_PYTHON = "/usr/bin/python3"
 
 
-def torch_worker(case, memory_format, threads, seconds):
+def torch_worker(case, memory_format, precision, threads, seconds):
     """Runs in Debian's Python: times one case in PyTorch and prints images/s."""
+    import contextlib
     import torch
     import torchvision
 
@@ -53,13 +58,20 @@ def torch_worker(case, memory_format, threads, seconds):
     sgd = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     net.train(training)
 
+    def autocast():
+        if precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def step():
         if training:
             sgd.zero_grad()
-            loss_fn(net(images), labels).backward()
+            with autocast():
+                loss = loss_fn(net(images), labels)
+            loss.backward()
             sgd.step()
         else:
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 net(images)
 
     step()  # warm-up: oneDNN primitive creation, allocator
@@ -83,16 +95,18 @@ def run_process(command):
         return out.read(), usage.ru_maxrss / 1024.0
 
 
-def ours(bench, case, threads, seconds):
-    out, rss = run_process([bench, f"--threads={threads}", f"--benchmark_filter=^{CASES[case][4]}",
+def ours(bench, case, precision, threads, seconds):
+    # A baseline built before --precision existed runs fp32 and takes no such flag.
+    flags = [f"--precision={precision}"] if precision else []
+    out, rss = run_process([bench, f"--threads={threads}", *flags, f"--benchmark_filter=^{CASES[case][4]}",
                             f"--benchmark_min_time={seconds}", "--benchmark_format=json"])
     runs = [b for b in json.loads(out)["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
     return runs[0]["images/s"], rss
 
 
-def pytorch(case, memory_format, threads, seconds):
+def pytorch(case, memory_format, precision, threads, seconds):
     out, rss = run_process([TORCH_PYTHON, os.path.abspath(__file__), "--torch-worker", case, memory_format,
-                            str(threads), str(seconds)])
+                            precision, str(threads), str(seconds)])
     return float(out.strip().splitlines()[-1]), rss
 
 
@@ -103,26 +117,36 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement")
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16 or both, on both sides")
     parser.add_argument("--baseline", help="another bench_resnet18 (e.g. of the previous commit) to alternate with")
-    parser.add_argument("--torch-worker", nargs=4, metavar=("CASE", "FORMAT", "THREADS", "SECONDS"),
+    parser.add_argument("--baseline-precision-flag", action="store_true",
+                        help="the baseline takes --precision (built at or after the commit that added it)")
+    parser.add_argument("--torch-worker", nargs=5, metavar=("CASE", "FORMAT", "PRECISION", "THREADS", "SECONDS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
-        case, fmt, threads, seconds = args.torch_worker
-        torch_worker(case, fmt, int(threads), float(seconds))
+        case, fmt, precision, threads, seconds = args.torch_worker
+        torch_worker(case, fmt, precision, int(threads), float(seconds))
         return
 
-    sides = ["ours", "torch_nchw", "torch_channels_last"] + (["baseline"] if args.baseline else [])
+    precisions = args.precisions.split(",")
+    assert set(precisions) <= {"fp32", "bf16"}, "--precisions takes fp32 and bf16"
+    # (side name, runner): ours and PyTorch's two formats in each precision, then the baseline.
+    sides = []
+    for p in precisions:
+        sides.append((f"ours_{p}", lambda case, p=p: ours(args.bench, case, p, args.threads, args.seconds)))
+        for fmt in ("nchw", "channels_last"):
+            sides.append((f"torch_{p}_{fmt}", lambda case, p=p, fmt=fmt: pytorch(case, fmt, p, args.threads,
+                                                                                 args.seconds)))
+    if args.baseline:
+        flag = "fp32" if args.baseline_precision_flag else None
+        sides.append(("baseline", lambda case: ours(args.baseline, case, flag, args.threads, args.seconds)))
     results = {}
     for case in args.cases.split(","):
-        samples = {side: [] for side in sides}
+        samples = {side: [] for side, _ in sides}
         for repeat in range(args.repeats):  # A B C A B C ...
-            for side in sides:
-                if side in ("ours", "baseline"):
-                    bench = args.bench if side == "ours" else args.baseline
-                    value = ours(bench, case, args.threads, args.seconds)
-                else:
-                    value = pytorch(case, side[len("torch_"):], args.threads, args.seconds)
+            for side, run in sides:
+                value = run(case)
                 samples[side].append(value)
                 print(f"  {case} #{repeat + 1} {side}: {value[0]:.1f} images/s, peak RSS {value[1]:.0f} MB",
                       file=sys.stderr, flush=True)
@@ -133,21 +157,30 @@ def main():
         return f"{statistics.median(rates):.1f} [{min(rates):.1f}-{max(rates):.1f}]"
 
     print(f"\n{args.threads} threads, {args.repeats} runs each, alternating; medians [min-max] in images/s, "
-          f"peak RSS medians in MB\n")
-    extra = " baseline | ours / baseline | RSS baseline |" if args.baseline else ""
-    print("| case | ours | PyTorch NCHW | PyTorch channels_last | ours / NCHW | ours / best | RSS ours | "
-          "RSS PyTorch NCHW | RSS ratio |" + extra)
-    print("|---" * (9 + (3 if args.baseline else 0)) + "|")
+          f"peak RSS medians in MB. 'best' is PyTorch's faster format in that precision.\n")
+    names = [side for side, _ in sides]
+    header = ["case"] + names
+    for p in precisions:
+        header += [f"ours {p} / best {p}", f"RSS ours {p} / best {p}"]
+    if "bf16" in precisions:
+        header.append("ours bf16 / best PyTorch")
+    if args.baseline:
+        header.append("ours fp32 / baseline")
+    print("| " + " | ".join(header) + " |")
+    print("|---" * len(header) + "|")
     for case, samples in results.items():
-        med = {side: statistics.median(v[0] for v in samples[side]) for side in sides}
-        rss = {side: statistics.median(v[1] for v in samples[side]) for side in sides}
-        best = max(med["torch_nchw"], med["torch_channels_last"])
-        print(f"| {CASES[case][0]} | {cell(samples['ours'])} | {cell(samples['torch_nchw'])} | "
-              f"{cell(samples['torch_channels_last'])} | {med['ours'] / med['torch_nchw']:.2f}x | "
-              f"{med['ours'] / best:.2f}x | {rss['ours']:.0f} | {rss['torch_nchw']:.0f} | "
-              f"{rss['ours'] / rss['torch_nchw']:.2f}x |" +
-              (f" {cell(samples['baseline'])} | {med['ours'] / med['baseline']:.2f}x | {rss['baseline']:.0f} |"
-               if args.baseline else ""))
+        med = {side: statistics.median(v[0] for v in samples[side]) for side in names}
+        rss = {side: statistics.median(v[1] for v in samples[side]) for side in names}
+        row = [CASES[case][0]] + [cell(samples[side]) for side in names]
+        for p in precisions:
+            best = max((f"torch_{p}_nchw", f"torch_{p}_channels_last"), key=lambda side: med[side])
+            row += [f"{med[f'ours_{p}'] / med[best]:.2f}x", f"{rss[f'ours_{p}'] / rss[best]:.2f}x"]
+        if "bf16" in precisions:
+            fastest = max(med[side] for side in names if side.startswith("torch_"))
+            row.append(f"{med['ours_bf16'] / fastest:.2f}x")
+        if args.baseline:
+            row.append(f"{med['ours_fp32'] / med['baseline']:.2f}x" if "ours_fp32" in med else "-")
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

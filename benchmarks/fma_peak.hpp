@@ -39,20 +39,26 @@ inline float fma_chains(long iterations) {
 }
 }  // namespace detail
 
-// GFLOP/s of `threads` threads each running the chains (2 flops per lane per multiply-add), best of three.
-inline double fma_peak_gflops(int threads) {
-  constexpr long kIterations = 20'000'000;
+// GFLOP/s of `threads` threads each calling chains() once, which runs `flops` operations: best of three.
+template <typename Chains>
+double best_gflops(int threads, double flops, Chains chains) {
   double best = 0;
   for (int attempt = 0; attempt < 3; ++attempt) {
     volatile double sink = 0;
     const auto start = std::chrono::steady_clock::now();
     RESNET_OMP(parallel num_threads(threads))
-    { sink = sink + detail::fma_chains(kIterations); }
+    { sink = sink + chains(); }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double flops = 2.0 * detail::kLanes * 10 * static_cast<double>(kIterations) * threads;
-    best = std::max(best, flops / seconds / 1e9);
+    best = std::max(best, flops * threads / seconds / 1e9);
   }
   return best;
+}
+
+// GFLOP/s of `threads` threads each running the chains (2 flops per lane per multiply-add), best of three.
+inline double fma_peak_gflops(int threads) {
+  constexpr long kIterations = 20'000'000;
+  return best_gflops(threads, 2.0 * detail::kLanes * 10 * static_cast<double>(kIterations),
+                     [] { return detail::fma_chains(kIterations); });
 }
 
 }  // namespace resnet::bench

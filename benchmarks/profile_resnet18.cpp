@@ -1,9 +1,11 @@
 // Per-layer profile of a ResNet18 training step (or eval forward): the network of models/resnet.hpp rebuilt
 // from the same ConvBn units and fused kernels as nn/basic_block.hpp, each conv, BatchNorm and elementwise
 // call timed on its own, forward and backward separately. Prints one row per layer kind and stage with
-// milliseconds per step and, for convolutions, GFLOP/s and % of the FMA peak.
+// milliseconds per step and, for convolutions, GFLOP/s, % of the peak (FP32 FMA, or VDPBF16PS in bf16) and
+// the forward's GB/s (input and output in float, the weight in the operand type: the least a conv moves).
 //
-//   profile_resnet18 [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval]
+//   profile_resnet18 [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval] [--precision P]
+// --precision fp32|bf16|auto (default auto, as the examples).
 // --size 32 builds the CIFAR stem (3x3 conv, no pool), 224 the ImageNet one (7x7/2 conv + max-pool).
 
 #include <algorithm>
@@ -16,7 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "bf16_peak.hpp"
 #include "fma_peak.hpp"
+#include "resnet/core/precision.hpp"
 #include "resnet/kernels/elementwise.hpp"
 #include "resnet/nn/adaptive_avgpool2d.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
@@ -33,18 +37,19 @@ using resnet::Tensor;
 namespace nn = resnet::nn;
 
 struct Row {
-  double forward_ms = 0, backward_ms = 0, forward_flops = 0;
+  double forward_ms = 0, backward_ms = 0, forward_flops = 0, forward_bytes = 0;
 };
 
 // Times every call under a row name ("layer3 conv", ...); flops are per forward.
 class Profile {
  public:
   template <typename F>
-  Tensor<float> forward(const std::string& row, double flops, F&& f) {
+  Tensor<float> forward(const std::string& row, double flops, F&& f, double bytes = 0) {
     const auto start = Clock::now();
     Tensor<float> y = f();
     rows_[row].forward_ms += ms_since(start);
     rows_[row].forward_flops += flops;
+    rows_[row].forward_bytes += bytes;
     return y;
   }
   template <typename F>
@@ -99,12 +104,10 @@ class Network {
   }
 
   void train(bool on) {
-    auto set = [on](auto& m) { m.train(on); };
-    set(conv1_), set(bn1_), set(relu_), set(pool_), set(avgpool_), set(fc_);
-    for (Block& b : blocks_) {
-      for (nn::ConvBn<float>* unit : {&b.branch1, &b.branch2, &b.shortcut})
-        set(unit->conv()), set(unit->bn());
-    }
+    each_module([on](auto& m) { m.train(on); });
+  }
+  void set_precision(resnet::Precision precision) {
+    each_module([precision](auto& m) { m.set_precision(precision); });
   }
 
   Tensor<float> forward(Profile& p, const Tensor<float>& input) {
@@ -178,7 +181,20 @@ class Network {
         resnet::kernels::window_output_size(x.size(2), c.kernel_size(), c.stride(), c.padding());
     const double flops = 2.0 * static_cast<double>(x.size(0) * c.out_channels() * o * o) * c.in_channels() *
                          c.kernel_size() * c.kernel_size();
-    return p.forward(stage + " conv", flops, [&] { return c.forward(x, {}, cache); });
+    const double operand = c.precision() == resnet::Precision::BF16 ? 2 : 4;
+    const double bytes = 4.0 * static_cast<double>(x.numel() + x.size(0) * c.out_channels() * o * o) +
+                         operand * static_cast<double>(c.weight().numel());
+    return p.forward(
+        stage + " conv", flops, [&] { return c.forward(x, {}, cache); }, bytes);
+  }
+
+  template <typename F>
+  void each_module(F&& f) {
+    f(conv1_), f(bn1_), f(relu_), f(pool_), f(avgpool_), f(fc_);
+    for (Block& b : blocks_) {
+      for (nn::ConvBn<float>* unit : {&b.branch1, &b.branch2, &b.shortcut})
+        f(unit->conv()), f(unit->bn());
+    }
   }
 
   bool cifar_;
@@ -197,6 +213,7 @@ class Network {
 int main(int argc, char** argv) {
   int batch = 128, size = 32, threads = 2, steps = 3;
   bool eval = false;
+  std::string precision_name = "auto";
   for (int i = 1; i < argc; ++i) {
     auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
     if (!std::strcmp(argv[i], "--batch"))
@@ -209,16 +226,30 @@ int main(int argc, char** argv) {
       steps = next();
     else if (!std::strcmp(argv[i], "--eval"))
       eval = true;
+    else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
+      precision_name = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval] "
+                   "[--precision fp32|bf16|auto]\n",
                    argv[0]);
       return 2;
     }
   }
+  resnet::Precision precision;
+  try {
+    precision = resnet::parse_precision(precision_name);
+  } catch (const resnet::Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
   resnet::set_num_threads(threads);
-  const double peak = resnet::bench::fma_peak_gflops(threads);
+  const bool bf16 = precision == resnet::Precision::BF16;
+  const double bf16_peak = bf16 ? resnet::bench::bf16_peak_gflops(threads) : 0;
+  const double peak = bf16_peak > 0 ? bf16_peak : resnet::bench::fma_peak_gflops(threads);
   Network net(size == 32, size == 32 ? 10 : 1000);
   net.train(!eval);
+  net.set_precision(precision);
   resnet::Rng rng(1);
   Tensor<float> images({batch, 3, size, size});
   images.fill_normal(rng);
@@ -233,10 +264,12 @@ int main(int argc, char** argv) {
     if (!eval) net.backward(prof, grad_logits);
     if (step > 0) total_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   }
-  std::printf("ResNet18 %s batch %d, %dx%d, %d threads, %d steps; FMA peak %.0f GFLOP/s\n",
-              eval ? "eval forward" : "training step (no loss/SGD)", batch, size, size, threads, steps, peak);
-  std::printf("%-20s %10s %10s %8s %8s %8s %8s\n", "layer", "fwd ms", "bwd ms", "fwd GF/s", "bwd GF/s",
-              "fwd %pk", "bwd %pk");
+  std::printf("ResNet18 %s batch %d, %dx%d, %d threads, %d steps, %s on %s; %s peak %.0f GFLOP/s\n",
+              eval ? "eval forward" : "training step (no loss/SGD)", batch, size, size, threads, steps,
+              resnet::precision_name(precision), resnet::isa_name(resnet::active_isa()),
+              bf16_peak > 0 ? "VDPBF16PS" : "FMA", peak);
+  std::printf("%-20s %10s %10s %8s %8s %8s %8s %8s\n", "layer", "fwd ms", "bwd ms", "fwd GF/s", "bwd GF/s",
+              "fwd %pk", "bwd %pk", "fwd GB/s");
   double sum_ms = 0, conv_ms = 0, conv_flops = 0;
   for (const auto& [name, row] : prof.rows()) {
     const double f = row.forward_ms / steps, b = row.backward_ms / steps, fl = row.forward_flops / steps;
@@ -245,8 +278,8 @@ int main(int argc, char** argv) {
       const double fg = fl / f / 1e6, bg = eval ? 0 : 2 * fl / b / 1e6;
       conv_ms += f + b;
       conv_flops += fl * (eval ? 1 : 3);
-      std::printf("%-20s %10.1f %10.1f %8.1f %8.1f %7.0f%% %7.0f%%\n", name.c_str(), f, b, fg, bg,
-                  100 * fg / peak, 100 * bg / peak);
+      std::printf("%-20s %10.1f %10.1f %8.1f %8.1f %7.0f%% %7.0f%% %8.1f\n", name.c_str(), f, b, fg, bg,
+                  100 * fg / peak, 100 * bg / peak, row.forward_bytes / steps / f / 1e6);
     } else {
       std::printf("%-20s %10.1f %10.1f\n", name.c_str(), f, b);
     }

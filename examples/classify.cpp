@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
   std::string weights_path, image_path;
   std::string labels_path = RESNET_IMAGENET_CLASSES;
   int top = 5, benchmark = 0, threads = 0;
+  std::string precision = "auto";
   bool no_fold = false, no_antialias = false;
   app.add_option("--weights", weights_path, "safetensors file with torchvision resnet18 names")
       ->required()
@@ -112,6 +113,9 @@ int main(int argc, char** argv) {
   app.add_option("--benchmark", benchmark, "time N forward passes at batch 1")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "threads (default: OMP_NUM_THREADS or all cores)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--precision", precision, "fp32, bf16 or auto (bf16 where the CPU has AVX512-BF16 or AMX)")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+      ->capture_default_str();
   app.add_option("--labels", labels_path, "class names, one a line")->capture_default_str();
   app.add_flag("--no-fold", no_fold, "run with separate BatchNorm layers");
   app.add_flag("--no-antialias", no_antialias, "resize with plain bilinear interpolation");
@@ -126,6 +130,10 @@ int main(int argc, char** argv) {
     model.eval();
     std::unique_ptr<resnet::models::FoldedResNet<float>> folded;
     if (!no_fold) folded = std::make_unique<resnet::models::FoldedResNet<float>>(model);
+    const resnet::Precision chosen = resnet::parse_precision(precision);
+    model.set_precision(chosen);
+    if (folded) folded->set_precision(chosen);
+    std::printf("Precision: %s%s\n", resnet::precision_name(chosen), precision == "auto" ? " (auto)" : "");
     const auto forward = [&](const Tensor<float>& x) {
       return folded ? folded->forward(x) : model.forward(x);
     };

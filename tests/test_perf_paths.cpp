@@ -74,13 +74,14 @@ Conv fast_conv(const ConvShape& g, const std::vector<float>& x, const std::vecto
   Conv r{std::vector<float>(dy.size()), std::vector<float>(x.size()), dw0,
          std::vector<float>(b.empty() ? 0 : g.O, 0.0f)};
   resnet::kernels::ConvWorkspace<float> ws;
-  resnet::kernels::conv2d_forward(x.data(), w.data(), Epilogue::bias(b.empty() ? nullptr : b.data(), g.O), g,
-                                  r.y.data(), ws);
-  resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, r.dx.data(), r.dweight.data(),
+  const resnet::kernels::ConvPlan plan = resnet::kernels::conv_plan<float>(g);
+  resnet::kernels::conv2d_forward(plan, x.data(), w.data(),
+                                  Epilogue::bias(b.empty() ? nullptr : b.data(), g.O), r.y.data(), ws);
+  resnet::kernels::conv2d_backward(plan, x.data(), w.data(), dy.data(), r.dx.data(), r.dweight.data(),
                                    b.empty() ? nullptr : r.dbias.data(), ws);
   // Without dx (a first layer's backward with InputGrad::Skip) the parameter gradients are bitwise the same.
   std::vector<float> dweight = dw0, dbias(r.dbias.size(), 0.0f);
-  resnet::kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, static_cast<float*>(nullptr),
+  resnet::kernels::conv2d_backward(plan, x.data(), w.data(), dy.data(), static_cast<float*>(nullptr),
                                    dweight.data(), b.empty() ? nullptr : dbias.data(), ws);
   EXPECT_EQ(dweight, r.dweight) << "dweight without dx";
   EXPECT_EQ(dbias, r.dbias) << "dbias without dx";
@@ -713,7 +714,8 @@ TEST(Conv2dPackedWeight, EvalForwardEqualsTheUnpackedKernelAfterEveryChange) {
       const float* w = conv.weight().cdata();
       std::vector<float> expected(static_cast<std::size_t>(g.N * g.O * g.OHW()));
       kernels::ConvWorkspace<float> ws;
-      if (kernels::use_winograd(g, kernels::packed_conv_weight_size<float>(g) > 0)) {
+      if (kernels::conv_plan<float>(g, resnet::Precision::FP32, true).forward ==
+          kernels::ConvAlgorithm::Winograd) {
         kernels::conv2d_forward_winograd(x.data(), w, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, expected.data(),
                                          ws.scratch);
       } else {
@@ -730,11 +732,12 @@ TEST(Conv2dPackedWeight, EvalForwardEqualsTheUnpackedKernelAfterEveryChange) {
       }
       resnet::set_num_threads(threads_before);
     };
-    if (kernels::gemm_is_narrow<float>(1, 1, 1)) {  // a CPU with the packed forms
+    if (kernels::gemm_packs_a<float>(1, 1, 1)) {  // a CPU with the packed forms
       const resnet::Tensor<float> x = input_of(1, l.size);
       const ConvShape g{1, l.in, x.size(2), x.size(3), l.out, l.k, l.stride, l.padding};
-      ASSERT_GT(kernels::packed_conv_weight_size<float>(g), 0) << "the shape must take the packed path";
-      ASSERT_EQ(kernels::use_winograd(g, true), l.winograd);
+      const kernels::ConvPlan plan = kernels::conv_plan<float>(g, resnet::Precision::FP32, true);
+      ASSERT_GT(plan.packed_size, 0) << "the shape must take the packed path";
+      ASSERT_EQ(plan.forward == kernels::ConvAlgorithm::Winograd, l.winograd);
     }
     expect_unpacked_result(1, l.size, "the first call");
     expect_unpacked_result(1, l.size, "a second call with nothing changed");

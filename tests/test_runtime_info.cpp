@@ -1,6 +1,6 @@
 // models/runtime_info.hpp: the thread count set, the CPU features and GEMM path, and per conv the algorithm
-// kernels::use_winograd picks for it (with the weight packed, as an eval-mode Conv2d keeps it, where
-// kernels::packed_conv_weight_size has a packed form).
+// its kernels::conv_plan picks (with the weight packed, as an eval-mode Conv2d keeps it, where the plan has a
+// packed form).
 
 #include <gtest/gtest.h>
 
@@ -37,7 +37,11 @@ TEST(RuntimeInfo, NamesThreadsCpuAndGemm) {
   }
   const std::string info = resnet::runtime_info();
   EXPECT_EQ(info.rfind("CPU: " + resnet::cpu_features().to_string() + ";", 0), 0u) << info;
-  EXPECT_NE(info.find("\nGEMM: float on " + resnet::kernels::gemm_path<float>() + ", double on Eigen ("),
+  EXPECT_NE(info.find("; kernels: " + std::string(resnet::isa_name(resnet::active_isa())) + "; threads: "),
+            std::string::npos)
+      << info;
+  EXPECT_NE(info.find("\nGEMM: float on " + resnet::kernels::gemm_path<float>() + ", bf16 on " +
+                      resnet::kernels::gemm_path<resnet::bfloat16>() + ", double on Eigen ("),
             std::string::npos)
       << info;
   const bool ours = resnet::kernels::avx512::cpu_supported();
@@ -102,8 +106,8 @@ TEST(RuntimeInfo, WinogradPerConvAsTheKernelsChoose) {
     EXPECT_NE(std::find(lines.begin(), lines.end(), "layer4.1.conv2 [1, 512, 7, 7]: im2col"), lines.end());
     // layer3 at batch 1: 196 outputs, Winograd only with the weight packed (eval mode, where it packs).
     const ConvShape layer3{1, 256, 14, 14, 256, 3, 1, 1};
-    const bool packed = !training && resnet::kernels::packed_conv_weight_size<float>(layer3) > 0;
-    const std::string expected = resnet::kernels::use_winograd(layer3, packed) ? "winograd" : "im2col";
+    const std::string expected = resnet::kernels::algorithm_name(
+        resnet::kernels::conv_plan<float>(layer3, resnet::Precision::FP32, !training).forward);
     EXPECT_NE(std::find(lines.begin(), lines.end(), "layer3.1.conv1 [1, 256, 14, 14]: " + expected),
               lines.end())
         << info;

@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
   app.add_flag("--zero-init-residual", config.zero_init_residual,
                "start each residual block's last BatchNorm at weight 0 (torchvision's zero_init_residual)");
   app.add_option("--threads", config.threads, "OpenMP threads (default: all cores)");
+  app.add_option("--precision", config.precision,
+                 "fp32, bf16 (operands of convs and Linear rounded to bfloat16, as torch.autocast) or auto "
+                 "(bf16 where the CPU has AVX512-BF16 or AMX)")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+      ->capture_default_str();
   app.add_option("--seed", config.seed, "seed for the weights, the shuffling and the augmentation")
       ->capture_default_str();
   app.add_option("--train-subset", config.train_subset, "train on the first N images only (0: all)");

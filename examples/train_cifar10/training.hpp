@@ -51,6 +51,7 @@ struct Config {
   bool cycle_momentum = true;       // onecycle: momentum 0.95 -> 0.85 -> 0.95; false: --momentum throughout
   bool zero_init_residual = false;  // torchvision's zero_init_residual: each block starts as the identity
   int threads = 0;                  // 0: OpenMP's default
+  std::string precision = "auto";   // fp32 | bf16 | auto (resnet::parse_precision)
   std::uint64_t seed = 0;
   std::int64_t train_subset = 0;  // 0: the whole split
   std::int64_t test_subset = 0;
@@ -361,6 +362,9 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
   resnet::models::ResNet<float> model({2, 2, 2, 2}, splits.train.num_classes(), shape.stem, shape.in_channels,
                                       config.seed, shape.width);
   if (config.zero_init_residual) model.zero_init_residual();
+  model.set_precision(resnet::parse_precision(config.precision));
+  std::printf("Precision: %s%s\n", resnet::precision_name(model.precision()),
+              config.precision == "auto" ? " (auto: bf16 where the CPU multiplies bf16 natively)" : "");
   if (!config.init_weights.empty()) {
     resnet::io::LoadOptions load;
     load.skip_prefixes = config.skip_prefixes;

@@ -1,10 +1,12 @@
 #pragma once
 // The umbrella header: everything a user needs.
 
+#include "resnet/core/bfloat16.hpp"
 #include "resnet/core/buffer_pool.hpp"
 #include "resnet/core/cpu_features.hpp"
 #include "resnet/core/error.hpp"
 #include "resnet/core/parallel.hpp"
+#include "resnet/core/precision.hpp"
 #include "resnet/core/rng.hpp"
 #include "resnet/core/tensor.hpp"
 #include "resnet/core/tensor_print.hpp"

@@ -8,15 +8,22 @@
 // - nn::Conv2d<T>::workspace() (nn/conv2d.hpp): one kernels::ConvWorkspace<T> per calling thread and element
 //   type, shared by every Conv2d<T> that thread runs, with room for the OpenMP threads of its loops: im2col's
 //   cols, products and weight-gradient partials or Winograd's tiles and transformed weight, the im2col table,
-//   the flipped weight of an input gradient. Layers run one after another, so one workspace sized for the
-//   largest conv serves them all (tens of MB in ResNet18). It grows, never shrinks, and is freed only when
-//   its thread exits: for the main thread, at the end of the process.
+//   the flipped weight of an input gradient, and in bf16 the input, output gradient, cols and flipped weight
+//   rounded to bfloat16. Layers run one after another, so one workspace sized for the largest conv serves
+//   them all (tens of MB in ResNet18). It grows, never shrinks, and is freed only when its thread exits: for
+//   the main thread, at the end of the process.
 // - kernels::avx512::thread_buffer() (kernels/sgemm_avx512.hpp): our AVX-512 GEMMs' packing buffers, three
 //   per thread that runs one (each OpenMP thread): B at most 256 x 1536 floats, A 256 x 144, the narrow
-//   GEMM's sums about M x N. They grow, never shrink, and are freed when the thread exits.
+//   GEMM's sums about M x N. They grow, never shrink, and are freed when the thread exits. The bf16 GEMM
+//   (kernels/bgemm_avx512.hpp) keeps its own set, and its portable path (kernels/gemm.hpp) two per thread
+//   for op(A) and op(B) widened to float, on CPUs without AVX512-BF16.
+// - The cap on the kernels' instruction sets (max_isa, core/cpu_features.hpp): RESNET_MAX_ISA or
+//   set_max_isa, atomic; a setting, holding no memory.
 // - Per module, not shared: what a training-mode forward caches for backward, released by that backward;
 //   in eval mode, each Conv2d's packed weight (52 MB for ResNet18 at batch 1), kept until its next forward
-//   in training mode (or of a shape with no packed form) or its end. What they release goes to the pool.
+//   in training mode (or of a shape with no packed form) or its end; in bf16, each Conv2d's and Linear's
+//   weight rounded to bfloat16 (half the weight's size), kept until the module runs in fp32, and Linear's
+//   rounded input and output gradient. What they release goes to the pool.
 // - Settings and counters, holding no memory: the thread count (set_num_threads, core/parallel.hpp), the
 //   tensor version counter (core/tensor.hpp, atomic), the CPU features read once (cpu_features,
 //   core/cpu_features.hpp), the temporary-name counter of io::AtomicFile (atomic).

@@ -5,8 +5,17 @@
 // CPUID bits themselves (leaf 7): the CPU has them. AMX tiles also need the OS's permission per process
 // (Linux's arch_prctl(ARCH_REQ_XCOMP_PERM)), which nothing asks for while no kernel uses them. Off x86-64,
 // or with a compiler without these builtins, every feature reads false.
+//
+// The kernels ask isa_enabled(Isa), which is what the CPU has, capped by max_isa(): the environment variable
+// RESNET_MAX_ISA (generic, avx512, avx512_bf16 or amx_bf16, read at first use, as oneDNN's
+// ONEDNN_MAX_CPU_ISA) or set_max_isa, so that tests and benchmarks can run every path on one machine.
 
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <string>
+
+#include "resnet/core/error.hpp"
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <cpuid.h>
@@ -56,6 +65,75 @@ inline const CpuFeatures& cpu_features() {
     return f;
   }();
   return features;
+}
+
+// The instruction sets the kernels choose between, each including those before it.
+enum class Isa {
+  Generic,     // portable C++ and Eigen
+  Avx512,      // AVX-512F and FMA: our float GEMMs
+  Avx512Bf16,  // + AVX512-BF16: bf16 GEMMs by vdpbf16ps
+  AmxBf16,     // + AMX-BF16 tiles
+};
+
+inline const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Generic:
+      return "generic";
+    case Isa::Avx512:
+      return "avx512";
+    case Isa::Avx512Bf16:
+      return "avx512_bf16";
+    case Isa::AmxBf16:
+      return "amx_bf16";
+  }
+  return "?";
+}
+
+inline Isa parse_isa(const std::string& name) {
+  for (const Isa isa : {Isa::Generic, Isa::Avx512, Isa::Avx512Bf16, Isa::AmxBf16}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  throw Error("unknown instruction set '" + name + "': expected generic, avx512, avx512_bf16 or amx_bf16");
+}
+
+namespace detail {
+inline std::atomic<Isa>& isa_cap() {
+  static std::atomic<Isa> cap{[] {
+    const char* env = std::getenv("RESNET_MAX_ISA");
+    if (!env || !*env) return Isa::AmxBf16;
+    try {
+      return parse_isa(env);
+    } catch (const Error& e) {
+      throw Error(std::string("RESNET_MAX_ISA: ") + e.what());
+    }
+  }()};
+  return cap;
+}
+}  // namespace detail
+
+// The cap on the instruction sets the kernels use: RESNET_MAX_ISA, else every one the CPU has. Set it before
+// running a model: an eval-mode layer repacks its weight for the new path on its next forward.
+inline Isa max_isa() {
+  return detail::isa_cap().load(std::memory_order_relaxed);
+}
+inline void set_max_isa(Isa isa) {
+  detail::isa_cap().store(isa, std::memory_order_relaxed);
+}
+
+// The best instruction set the CPU has, ignoring the cap.
+inline Isa cpu_isa() {
+  const CpuFeatures& f = cpu_features();
+  if (!(f.avx512f && f.fma)) return Isa::Generic;
+  if (!f.avx512_bf16) return Isa::Avx512;
+  return f.amx_bf16 ? Isa::AmxBf16 : Isa::Avx512Bf16;
+}
+
+// The instruction set the kernels use: the CPU's, capped by max_isa().
+inline Isa active_isa() {
+  return std::min(cpu_isa(), max_isa());
+}
+inline bool isa_enabled(Isa isa) {
+  return isa <= active_isa();
 }
 
 }  // namespace resnet

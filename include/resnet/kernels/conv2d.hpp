@@ -10,12 +10,20 @@
 // units over the threads (after another that fills the cols the channel blocks of one group share). Every
 // output element is thus computed by the same arithmetic on any thread count, and the weight gradient is
 // reduced in a fixed order, so results are bitwise independent of the threads.
+//
+// How a conv of one shape runs is decided once, by conv_plan (below): the algorithm of each pass, the
+// partition, whether and how the weight is packed ahead, and the operand type (float, or bfloat16 for
+// Precision::BF16: the input, weight and output gradient rounded to bf16, products accumulated in float).
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "resnet/core/bfloat16.hpp"
 #include "resnet/core/parallel.hpp"
+#include "resnet/core/precision.hpp"
 #include "resnet/kernels/conv_epilogue.hpp"
 #include "resnet/kernels/gemm.hpp"
 #include "resnet/kernels/im2col.hpp"
@@ -76,8 +84,8 @@ struct ConvPartition {
 
 // Scratch memory of the convolution kernels, owned by the caller and reused from call to call, so that it is
 // allocated once: per-thread cols and product buffers, cols shared by channel blocks, weight-gradient
-// partials, the im2col table. nn::Conv2d keeps one per calling thread for all its instances (the list of such
-// state: core/buffer_pool.hpp).
+// partials, the im2col table, and in bf16 the operands rounded to bfloat16. nn::Conv2d keeps one per calling
+// thread for all its instances (the list of such state: core/buffer_pool.hpp).
 template <typename T>
 struct ConvWorkspace {
   // im2col's cols, products and weight-gradient partials, or Winograd's transformed weight (or its gradient
@@ -85,11 +93,41 @@ struct ConvWorkspace {
   std::vector<T> scratch;
   std::vector<std::int32_t> indices;
   std::vector<T> flipped;  // conv2d_backward: the flipped, transposed weight of a stride-1 conv
-  // Grows (never shrinks) to at least the given sizes; returns the scratch.
-  T* reserve(std::int64_t scratch_size, std::int64_t index_size) {
-    if (static_cast<std::int64_t>(scratch.size()) < scratch_size) scratch.resize(scratch_size);
+  // bf16: the cols, the input and output gradient, and the flipped weight, rounded to bfloat16.
+  std::vector<bfloat16> bf16_cols, bf16_inputs[2], bf16_flipped;
+
+  // Op elements for operands (cols), then T elements for values (products, partials): one buffer when Op is
+  // T. Grows (never shrinks) to at least the given sizes.
+  template <typename Op>
+  std::pair<Op*, T*> reserve(std::int64_t operands, std::int64_t values, std::int64_t index_size) {
     if (static_cast<std::int64_t>(indices.size()) < index_size) indices.resize(index_size);
-    return scratch.data();
+    if constexpr (std::is_same_v<Op, T>) {
+      T* base = grow(scratch, operands + values);
+      return {base, base + operands};
+    } else {
+      return {grow(bf16_cols, operands), grow(scratch, values)};
+    }
+  }
+  // An input of a pass (x, or dy: which = 0 or 1) in its operand type: itself, or rounded to bfloat16.
+  template <typename Op>
+  const Op* operands_of(const T* x, std::int64_t n, int which = 0) {
+    if constexpr (std::is_same_v<Op, T>) {
+      return x;
+    } else {
+      Op* rounded = grow(bf16_inputs[which], n);
+      RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (n >= (std::int64_t{1} << 16)))
+      for (std::int64_t i = 0; i < n; i += kConvertChunk)
+        convert(x + i, std::min(kConvertChunk, n - i), rounded + i);
+      return rounded;
+    }
+  }
+
+ private:
+  static constexpr std::int64_t kConvertChunk = 1 << 14;
+  template <typename U>
+  static U* grow(std::vector<U>& buffer, std::int64_t size) {
+    if (static_cast<std::int64_t>(buffer.size()) < size) buffer.resize(static_cast<std::size_t>(size));
+    return buffer.data();
   }
 };
 
@@ -120,11 +158,13 @@ void im2col_images(const T* x, const ConvShape& g, std::int64_t images, std::int
   }
 }
 
-// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM;
-// with the weight's GEMM operands from packed_weight where pack_conv_weight (below) packed them.
-template <typename T>
-void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g,
-                           T* y, ConvWorkspace<T>& ws, const T* packed_weight = nullptr) {
+// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM
+// on operands of type Op (x rounded to it first, if it is not T); with the weight's GEMM operands from
+// packed_weight where pack_conv_weight (below) packed them.
+template <typename T, typename Op>
+void conv2d_forward_im2col(const T* input, const Op* weight, const ConvEpilogue<T>& epilogue,
+                           const ConvShape& g, T* y, ConvWorkspace<T>& ws,
+                           const Op* packed_weight = nullptr) {
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
   const bool gather = im2col_gathers(g);
@@ -133,11 +173,16 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
   const std::int64_t column_units = part.groups * part.pieces, cols_size = CKK * part.max_columns();
   const bool in_place = g.pointwise() && part.images == 1;  // a pointwise conv reads one image as it is
   const bool shared = part.row_blocks > 1 && !in_place;
-  const std::int64_t per_thread = part.max_columns() * ((shared || in_place ? 0 : CKK) + part.block_rows);
-  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (shared ? column_units * cols_size : 0),
-                            gather ? KK * OHW : 0);
-  T* shared_cols = workspace + resnet::num_threads() * per_thread;
-  const std::int64_t packed_block = packed_weight ? packed_gemm_a_size<T>(part.block_rows, CKK) : 0;
+  const std::int64_t cols_per_thread = shared || in_place ? 0 : part.max_columns() * CKK;
+  const std::int64_t product_per_thread = part.max_columns() * part.block_rows;
+  const Op* x = ws.template operands_of<Op>(input, g.N * CHW);
+  const auto areas = ws.template reserve<Op>(
+      resnet::num_threads() * cols_per_thread + (shared ? column_units * cols_size : 0),
+      resnet::num_threads() * product_per_thread, gather ? KK * OHW : 0);
+  Op* cols_area = areas.first;
+  T* products = areas.second;
+  Op* shared_cols = cols_area + resnet::num_threads() * cols_per_thread;
+  const std::int64_t packed_block = packed_weight ? packed_gemm_a_size<Op>(part.block_rows, CKK) : 0;
   const std::int32_t* offsets = ws.indices.data();
   if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
 
@@ -169,12 +214,12 @@ void conv2d_forward_im2col(const T* x, const T* weight, const ConvEpilogue<T>& e
     const Columns u = columns_of(column_unit);
     const std::int64_t o0 = block * part.block_rows, rows = std::min(part.block_rows, g.O - o0);
     const std::int64_t width = u.width(), columns = u.count();
-    T* scratch = workspace + resnet::thread_index() * per_thread;
-    T* product = scratch + (shared || in_place ? 0 : CKK * columns);  // [rows, columns] for several images
-    const T* b = x + u.n0 * CHW + u.q0;
+    T* product = products + resnet::thread_index() * product_per_thread;  // [rows, columns], several images
+    const Op* b = x + u.n0 * CHW + u.q0;
     std::int64_t ldb = OHW;
     if (!in_place) {
-      T* cols = shared ? shared_cols + column_unit * cols_size : scratch;
+      Op* cols = shared ? shared_cols + column_unit * cols_size
+                        : cols_area + resnet::thread_index() * cols_per_thread;
       if (!shared) im2col_images(x + u.n0 * CHW, g, u.images, u.q0, u.q1, 0, g.C, offsets, cols);
       b = cols;
       ldb = columns;
@@ -217,28 +262,81 @@ inline bool use_winograd(const ConvShape& g, bool weight_packed = false) {
          g.N * g.OHW() >= (weight_packed ? 196 : 4 * 128);
 }
 
-// A conv's weight packed once for the forward GEMMs of shape g, for a caller that runs the same weight again
-// and again (an eval-mode Conv2d), where those GEMMs run narrow (gemm_is_narrow: fewer than 256 columns a
-// work unit): for Winograd, U transformed and packed (pack_winograd_weight); for im2col, each output-channel
-// block of ConvPartition packed by pack_gemm_a. packed_conv_weight_size is 0 where there is no such form (the
-// GEMMs pack as they go); the layout depends on the weight and, through the algorithm and partition, on the
-// batch and image size.
+enum class ConvAlgorithm { Im2col, Winograd };
+
+inline const char* algorithm_name(ConvAlgorithm a) {
+  return a == ConvAlgorithm::Winograd ? "winograd" : "im2col";
+}
+
+// Everything decided about how a conv of one shape runs, once, from the shape, the precision, whether the
+// weight is kept packed (an eval-mode Conv2d) and the instruction sets enabled: pack_conv_weight, forward and
+// backward all read it. A pure function of its arguments, so results never depend on timing or threads.
+//   forward      Winograd where use_winograd says (fp32 only: a bf16 operand is the bf16-rounded input and
+//                weight, which Winograd's transforms would not keep), else im2col + GEMM.
+//   packed_size  the forward GEMMs' weight packed once ahead, in Op elements: for Winograd U transformed and
+//                packed (pack_winograd_weight), for im2col each output-channel block of ConvPartition packed
+//                by pack_gemm_a; 0 where the GEMMs have no packed form (they pack as they go). Its layout
+//                depends, through the algorithm and partition, on the batch and image size.
+//   weight_grad  Winograd where the forward of a training step would be, else im2col.
+//   input_grad_as_conv  dX as the stride-1 conv of dY with the flipped weight where that conv runs Winograd,
+//                or where its GEMM has rows (C) and columns (OH*OW) enough to beat col2im: not on the
+//                3-channel stem nor on 4x4 maps (measurements: benchmarks/README.md).
+struct ConvPlan {
+  ConvShape shape;
+  Precision precision;
+  Isa isa;
+  ConvAlgorithm forward, weight_grad;
+  std::int64_t packed_size;
+  bool input_grad_as_conv;
+  bool operator==(const ConvPlan& o) const {
+    const ConvShape &a = shape, &b = o.shape;
+    return a.N == b.N && a.C == b.C && a.H == b.H && a.W == b.W && a.O == b.O && a.k == b.k && a.s == b.s &&
+           a.p == b.p && precision == o.precision && isa == o.isa && forward == o.forward &&
+           weight_grad == o.weight_grad && packed_size == o.packed_size &&
+           input_grad_as_conv == o.input_grad_as_conv;
+  }
+};
+
+// The plan for a T conv of shape g; pack_weight: the caller keeps the weight packed (eval mode).
 template <typename T>
-std::int64_t packed_conv_weight_size(const ConvShape& g) {
-  if (use_winograd(g, true)) {
+ConvPlan conv_plan(const ConvShape& g, Precision precision = Precision::FP32, bool pack_weight = false) {
+  check(precision == Precision::FP32 || std::is_same_v<T, float>, "conv_plan: bf16 needs float tensors");
+  const bool bf16 = precision == Precision::BF16;
+  ConvPlan plan{g, precision, active_isa(), ConvAlgorithm::Im2col, ConvAlgorithm::Im2col, 0, false};
+  if (pack_weight && !bf16 && use_winograd(g, true)) {
     const winograd::Partition part = winograd::Partition::of(g.N, g.OH(), g.OW());
-    return gemm_is_narrow<T>(g.O, part.max_tiles(), g.C) ? packed_winograd_weight_size<T>(g.O, g.C) : 0;
+    if (gemm_packs_a<T>(g.O, part.max_tiles(), g.C)) {
+      plan.forward = ConvAlgorithm::Winograd;
+      plan.packed_size = packed_winograd_weight_size<T>(g.O, g.C);
+    }
+  } else if (pack_weight) {
+    const ConvPartition part = ConvPartition::of(g, true);
+    const auto packs = [&](auto op) {
+      using Op = decltype(op);
+      return gemm_packs_a<Op>(part.block_rows, part.max_columns(), g.CKK())
+                 ? part.row_blocks * packed_gemm_a_size<Op>(part.block_rows, g.CKK())
+                 : 0;
+    };
+    plan.packed_size = bf16 ? packs(bfloat16{}) : packs(T{});
+  }
+  if (!bf16 && plan.packed_size == 0 && use_winograd(g)) plan.forward = ConvAlgorithm::Winograd;
+  const bool winograd = !bf16 && use_winograd(g);
+  plan.weight_grad = winograd ? ConvAlgorithm::Winograd : ConvAlgorithm::Im2col;
+  plan.input_grad_as_conv =
+      winograd || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64);
+  return plan;
+}
+
+// The weight [O, C*k*k] packed as the plan says (plan.packed_size > 0), into plan.packed_size elements.
+template <typename Op>
+void pack_conv_weight(const Op* weight, const ConvPlan& plan, Op* packed) {
+  check(plan.packed_size > 0, "pack_conv_weight: the plan has no packed weight");
+  const ConvShape& g = plan.shape;
+  if constexpr (!std::is_same_v<Op, bfloat16>) {
+    if (plan.forward == ConvAlgorithm::Winograd) return pack_winograd_weight(weight, g.O, g.C, packed);
   }
   const ConvPartition part = ConvPartition::of(g, true);
-  if (!gemm_is_narrow<T>(part.block_rows, part.max_columns(), g.CKK())) return 0;
-  return part.row_blocks * packed_gemm_a_size<T>(part.block_rows, g.CKK());
-}
-template <typename T>
-void pack_conv_weight(const T* weight, const ConvShape& g, T* packed) {
-  check(packed_conv_weight_size<T>(g) > 0, "pack_conv_weight: no packed form for this shape");
-  if (use_winograd(g, true)) return pack_winograd_weight(weight, g.O, g.C, packed);
-  const ConvPartition part = ConvPartition::of(g, true);
-  const std::int64_t CKK = g.CKK(), block_size = packed_gemm_a_size<T>(part.block_rows, CKK);
+  const std::int64_t CKK = g.CKK(), block_size = packed_gemm_a_size<Op>(part.block_rows, CKK);
   RESNET_OMP(parallel for num_threads(resnet::num_threads()))
   for (std::int64_t block = 0; block < part.row_blocks; ++block) {
     const std::int64_t o0 = block * part.block_rows;
@@ -247,54 +345,76 @@ void pack_conv_weight(const T* weight, const ConvShape& g, T* packed) {
   }
 }
 
-// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue: a bias, or an
-// eval-mode BatchNorm and ReLU). packed_weight, if not null, is what pack_conv_weight made of this weight for
-// this shape: the weight is then not packed (or transformed) at every call.
-template <typename T>
-void conv2d_forward(const T* x, const T* weight, const ConvEpilogue<T>& epilogue, const ConvShape& g, T* y,
-                    ConvWorkspace<T>& ws, const T* packed_weight = nullptr) {
-  if (use_winograd(g, packed_weight != nullptr)) {
-    conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.scratch, packed_weight);
-  } else {
-    conv2d_forward_im2col(x, weight, epilogue, g, y, ws, packed_weight);
+// The operand type of a plan's GEMMs, for T tensors: bfloat16 in bf16, else T.
+template <typename T, typename Op>
+void expect_operands(const ConvPlan& plan, const char* where) {
+  constexpr bool bf16 = std::is_same_v<Op, bfloat16>;
+  check(bf16 == (plan.precision == Precision::BF16) && (bf16 || std::is_same_v<Op, T>), where,
+        ": the weight's element type does not match the plan's precision ", precision_name(plan.precision));
+}
+
+// x [N, C, H, W], weight [O, C*k*k] (Op: T, or bfloat16 in bf16) -> y [N, O, OH, OW] (assigned, through
+// the epilogue: a bias, or an eval-mode BatchNorm and ReLU), as the plan says. packed_weight, where the plan
+// packs the weight, is what pack_conv_weight made of this weight: it is then not packed (or transformed) at
+// every call.
+template <typename T, typename Op>
+void conv2d_forward(const ConvPlan& plan, const T* x, const Op* weight, const ConvEpilogue<T>& epilogue, T* y,
+                    ConvWorkspace<T>& ws, const Op* packed_weight = nullptr) {
+  expect_operands<T, Op>(plan, "conv2d_forward");
+  check((packed_weight != nullptr) == (plan.packed_size > 0),
+        "conv2d_forward: the plan and the packed weight disagree");
+  const ConvShape& g = plan.shape;
+  if constexpr (std::is_same_v<Op, T>) {
+    if (plan.forward == ConvAlgorithm::Winograd)
+      return conv2d_forward_winograd(x, weight, epilogue, g.N, g.C, g.H, g.W, g.O, g.p, y, ws.scratch,
+                                     packed_weight);
   }
+  conv2d_forward_im2col(x, weight, epilogue, g, y, ws, packed_weight);
 }
 
 // The im2col + GEMM backward: weight [O, C*k*k], dy [N, O, OH, OW] -> dweight [O, C*k*k] (ADDED to) and,
 // unless dx is null, dx [N, C, H, W] (assigned) through col2im. Group u of images adds its dY_u x cols_u^T to
 // weight-gradient slot u % slots, each slot owned by one thread at a time; slot 0 is dweight itself and the
 // others are added to it in slot order at the end.
-template <typename T>
-void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
-                            ConvWorkspace<T>& ws) {
+template <typename T, typename Op>
+void conv2d_backward_im2col(const T* input, const Op* weight, const T* grad_output, const ConvShape& g, T* dx,
+                            T* dweight, ConvWorkspace<T>& ws) {
+  constexpr bool same = std::is_same_v<Op, T>;  // else W^T dY goes to a T area of its own
   const ConvPartition part = ConvPartition::of(g, false);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
   const std::int64_t OCKK = g.O * CKK;
   const std::int64_t slots = std::min(part.groups, ConvPartition::kWeightGradSlots);
-  const std::int64_t per_thread = part.max_columns() * (CKK + g.O);
+  const std::int64_t per_thread = part.max_columns() * (CKK + g.O);                    // Op: cols, then dY
+  const std::int64_t product_per_thread = same || !dx ? 0 : part.max_columns() * CKK;  // T: W^T dY
   const bool gather = im2col_gathers(g);
-  T* workspace = ws.reserve(resnet::num_threads() * per_thread + (slots - 1) * OCKK, gather ? KK * OHW : 0);
-  T* partials = workspace + resnet::num_threads() * per_thread;  // slots 1.. : [slots - 1, O, C*k*k]
+  const Op* x = ws.template operands_of<Op>(input, g.N * CHW, 0);
+  const Op* dy = ws.template operands_of<Op>(grad_output, g.N * g.O * OHW, 1);
+  const auto areas = ws.template reserve<Op>(resnet::num_threads() * per_thread,
+                                             (slots - 1) * OCKK + resnet::num_threads() * product_per_thread,
+                                             gather ? KK * OHW : 0);
+  Op* workspace = areas.first;
+  T* partials = areas.second;  // slots 1.. : [slots - 1, O, C*k*k]
+  T* products = partials + (slots - 1) * OCKK;
   const std::int32_t* offsets = ws.indices.data();
   if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
-    T* cols = workspace + resnet::thread_index() * per_thread;
+    Op* cols = workspace + resnet::thread_index() * per_thread;
     T* dweight_slot = slot == 0 ? dweight : partials + (slot - 1) * OCKK;
     for (std::int64_t group = slot; group < part.groups; group += slots) {
       const std::int64_t n0 = group * part.images, images = std::min(part.images, g.N - n0);
       const std::int64_t columns = images * OHW;
       // dY of the group as [O, images * OH*OW]: in place for one image, gathered for several.
-      const T* dy_group = dy + n0 * g.O * OHW;
+      const Op* dy_group = dy + n0 * g.O * OHW;
       if (images > 1) {
-        T* gathered = cols + CKK * columns;
+        Op* gathered = cols + CKK * columns;
         for (std::int64_t i = 0; i < images; ++i) {
           for (std::int64_t o = 0; o < g.O; ++o)
             std::copy_n(dy + ((n0 + i) * g.O + o) * OHW, OHW, gathered + o * columns + i * OHW);
         }
         dy_group = gathered;
       }
-      const T* b = x + n0 * CHW;
+      const Op* b = x + n0 * CHW;
       if (!(g.pointwise() && images == 1)) {
         im2col_images(x + n0 * CHW, g, images, 0, OHW, 0, g.C, offsets, cols);
         b = cols;
@@ -309,10 +429,17 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
         gemm(true, false, CKK, OHW, g.O, T(1), weight, CKK, dy_group, columns, T(0), dx + n0 * CHW, OHW);
         continue;
       }
-      gemm(true, false, CKK, columns, g.O, T(1), weight, CKK, dy_group, columns, T(0), cols, columns);
+      T* product = [&] {  // W^T dY [C*k*k, columns], over the cols (which dW has used) when Op is T
+        if constexpr (same) {
+          return cols;
+        } else {
+          return products + resnet::thread_index() * product_per_thread;
+        }
+      }();
+      gemm(true, false, CKK, columns, g.O, T(1), weight, CKK, dy_group, columns, T(0), product, columns);
       std::fill(dx + n0 * CHW, dx + (n0 + images) * CHW, T(0));
       for (std::int64_t i = 0; i < images; ++i)
-        col2im(cols + i * OHW, columns, g.C, g.H, g.W, g.k, g.s, g.p, dx + (n0 + i) * CHW);
+        col2im(product + i * OHW, columns, g.C, g.H, g.W, g.k, g.s, g.p, dx + (n0 + i) * CHW);
     }
   }
   if (slots > 1) {
@@ -330,36 +457,48 @@ void conv2d_backward_im2col(const T* x, const T* weight, const T* dy, const Conv
 // dY[o, h + p - ki, w + p - kj] convolves dY [N, O, OH, OW] with W'[c, o, ki, kj] = W[o, c, k-1-ki, k-1-kj]
 // at padding k-1-p. Its GEMM has K = O*k*k rather than O, it writes dX directly instead of through col2im,
 // and it takes the Winograd path where the forward would.
-template <typename T>
-void conv2d_input_grad_as_conv(const T* weight, const T* dy, const ConvShape& g, T* dx,
+template <typename T, typename Op>
+void conv2d_input_grad_as_conv(const ConvPlan& plan, const Op* weight, const T* dy, T* dx,
                                ConvWorkspace<T>& ws) {
+  const ConvShape& g = plan.shape;
   const std::int64_t KK = g.k * g.k;
-  ws.flipped.resize(static_cast<std::size_t>(g.O * g.CKK()));
+  std::vector<Op>& flipped = [&]() -> std::vector<Op>& {
+    if constexpr (std::is_same_v<Op, T>) {
+      return ws.flipped;
+    } else {
+      return ws.bf16_flipped;
+    }
+  }();
+  flipped.resize(static_cast<std::size_t>(g.O * g.CKK()));
   for (std::int64_t c = 0; c < g.C; ++c) {
     for (std::int64_t o = 0; o < g.O; ++o) {
       for (std::int64_t kk = 0; kk < KK; ++kk)
-        ws.flipped[(c * g.O + o) * KK + kk] = weight[(o * g.C + c) * KK + KK - 1 - kk];
+        flipped[(c * g.O + o) * KK + kk] = weight[(o * g.C + c) * KK + KK - 1 - kk];
     }
   }
-  conv2d_forward(dy, ws.flipped.data(), ConvEpilogue<T>{},
-                 ConvShape{g.N, g.O, g.OH(), g.OW(), g.C, g.k, 1, g.k - 1 - g.p}, dx, ws);
+  const ConvShape transposed{g.N, g.O, g.OH(), g.OW(), g.C, g.k, 1, g.k - 1 - g.p};
+  conv2d_forward(conv_plan<T>(transposed, plan.precision), dy, flipped.data(), ConvEpilogue<T>{}, dx, ws);
 }
 
-// x [N, C, H, W], weight [O, C*k*k], dy [N, O, OH, OW] -> dx [N, C, H, W] (assigned, unless dx is null),
-// dweight [O, C*k*k] and dbias [O] (ADDED to; dbias may be null).
-template <typename T>
-void conv2d_backward(const T* x, const T* weight, const T* dy, const ConvShape& g, T* dx, T* dweight,
+// x [N, C, H, W], weight [O, C*k*k] (Op: T, or bfloat16 in bf16), dy [N, O, OH, OW] -> dx [N, C, H, W]
+// (assigned, unless dx is null), dweight [O, C*k*k] and dbias [O] (ADDED to; dbias may be null), as the
+// plan says.
+template <typename T, typename Op>
+void conv2d_backward(const ConvPlan& plan, const T* x, const Op* weight, const T* dy, T* dx, T* dweight,
                      T* dbias, ConvWorkspace<T>& ws) {
-  // dX as a conv where that conv runs Winograd, or where its GEMM has rows (C) and columns (OH*OW) enough to
-  // beat col2im: not on the 3-channel stem nor on 4x4 maps (measurements: benchmarks/README.md).
-  const bool dx_as_conv =
-      dx && (use_winograd(g) || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64));
-  if (use_winograd(g)) {
-    conv2d_weight_grad_winograd(x, dy, g.N, g.C, g.H, g.W, g.O, g.p, dweight, ws.scratch);
-  } else {
-    conv2d_backward_im2col(x, weight, dy, g, dx_as_conv ? static_cast<T*>(nullptr) : dx, dweight, ws);
+  expect_operands<T, Op>(plan, "conv2d_backward");
+  const ConvShape& g = plan.shape;
+  const bool dx_as_conv = dx && plan.input_grad_as_conv;
+  bool weight_grad_done = false;
+  if constexpr (std::is_same_v<Op, T>) {
+    if (plan.weight_grad == ConvAlgorithm::Winograd) {
+      conv2d_weight_grad_winograd(x, dy, g.N, g.C, g.H, g.W, g.O, g.p, dweight, ws.scratch);
+      weight_grad_done = true;
+    }
   }
-  if (dx_as_conv) conv2d_input_grad_as_conv(weight, dy, g, dx, ws);
+  if (!weight_grad_done)
+    conv2d_backward_im2col(x, weight, dy, g, dx_as_conv ? static_cast<T*>(nullptr) : dx, dweight, ws);
+  if (dx_as_conv) conv2d_input_grad_as_conv(plan, weight, dy, dx, ws);
   if (dbias) {
     const std::int64_t OHW = g.OHW();
     for (std::int64_t n = 0; n < g.N; ++n) {

@@ -286,7 +286,7 @@ inline bool winograd_applies(std::int64_t k, std::int64_t s, std::int64_t p) {
 }
 
 // A weight transformed once ahead, for a caller that runs it again and again (an eval-mode Conv2d): U_xi
-// [O, C] of every plane packed by pack_gemm_a, for Winograd GEMMs that run narrow (gemm_is_narrow).
+// [O, C] of every plane packed by pack_gemm_a, for Winograd GEMMs that run narrow (gemm_packs_a).
 template <typename T>
 std::int64_t packed_winograd_weight_size(std::int64_t O, std::int64_t C) {
   return 16 * packed_gemm_a_size<T>(O, C);

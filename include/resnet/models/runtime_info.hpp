@@ -1,9 +1,10 @@
 #pragma once
 // runtime_info(): what the library runs on, in two lines, for the start of a program's output:
-//   CPU: AVX2, FMA, AVX-512F, AVX512-BF16, no AMX-BF16; threads: 2 (OpenMP on)
-//   GEMM: float on our AVX-512 SGEMM, double on Eigen (SSE, SSE2)
-// the CPU's vector units (core/cpu_features.hpp), the thread count (num_threads) and whether OpenMP is on,
-// and which GEMM each element type runs (kernels::gemm_path). runtime_info(model, input_shape) adds a line
+//   CPU: AVX2, FMA, AVX-512F, AVX512-BF16, no AMX-BF16; kernels: avx512_bf16; threads: 2 (OpenMP on)
+//   GEMM: float on our AVX-512 SGEMM, bf16 on our AVX512-BF16 GEMM, double on Eigen (SSE, SSE2)
+// the CPU's vector units (core/cpu_features.hpp), the instruction set the kernels use (the CPU's, capped by
+// RESNET_MAX_ISA), the thread count (num_threads) and whether OpenMP is on, and which GEMM each operand type
+// runs (kernels::gemm_path). runtime_info(model, input_shape) adds a line
 // per Conv2d with the algorithm its forward runs for that input in the model's current mode:
 //   layer3.0.conv2 [1, 256, 14, 14]: winograd
 
@@ -25,8 +26,9 @@ inline std::string runtime_info() {
 #else
   const char* openmp = "off";
 #endif
-  return "CPU: " + cpu_features().to_string() + "; threads: " + std::to_string(num_threads()) + " (OpenMP " +
-         openmp + ")\nGEMM: float on " + kernels::gemm_path<float>() + ", double on " +
+  return "CPU: " + cpu_features().to_string() + "; kernels: " + isa_name(active_isa()) +
+         "; threads: " + std::to_string(num_threads()) + " (OpenMP " + openmp + ")\nGEMM: float on " +
+         kernels::gemm_path<float>() + ", bf16 on " + kernels::gemm_path<bfloat16>() + ", double on " +
          kernels::gemm_path<double>();
 }
 

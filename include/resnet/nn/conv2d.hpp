@@ -2,11 +2,14 @@
 // Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
 // and an optional bias. im2col + GEMM or Winograd over the whole batch (kernels/conv2d.hpp), in the shared
 // per-thread workspace (core/buffer_pool.hpp lists it).
-// In eval mode the weight is kept packed in the layout its GEMMs read (kernels::pack_conv_weight, for the
-// shapes that have a packed form) and packed again only when the weight's version (Tensor::version) or the
-// input's size changes; the next training-mode forward releases it.
+// How each input shape runs is its kernels::ConvPlan. In eval mode the weight is kept packed in the layout
+// its GEMMs read (kernels::pack_conv_weight, for the plans that have a packed form) and packed again only
+// when the weight's version (Tensor::version) or the plan (input size, precision, instruction set) changes;
+// the next training-mode forward releases it. In bf16 (set_precision) the weight is rounded to a bfloat16
+// copy once per weight version (nn/weight_and_bias.hpp), so once per training step.
 
 #include <cstdint>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -144,7 +147,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
     const kernels::ConvShape g = shape_of(input_shape);
     check(g.N >= 1 && g.OH() >= 1 && g.OW() >= 1, "Conv2d.algorithm: input shape ", shape_string(input_shape),
           " gives no output with kernel_size ", kernel_size_, " and padding ", padding_);
-    return kernels::use_winograd(g, packed_size(g) > 0) ? "winograd" : "im2col";
+    return kernels::algorithm_name(plan_of(g).forward);
   }
 
  private:
@@ -161,37 +164,38 @@ class Conv2d : public Module<Conv2d<T>, T> {
   Tensor<T> run(const Tensor<T>& input, const kernels::ConvEpilogue<T>& epilogue) {
     expect_input(input, 4, in_channels_, "Conv2d.forward", "[N, C, H, W]");
     expect_window_fits(input, kernel_size_, padding_, "Conv2d.forward");
-    const kernels::ConvShape g = shape_of(input.shape());
+    const kernels::ConvPlan plan = plan_of(shape_of(input.shape()));
+    const kernels::ConvShape& g = plan.shape;
     auto output = Tensor<T>::uninitialized({g.N, g.O, g.OH(), g.OW()});
-    kernels::conv2d_forward(input.data(), params_.weight.cdata(), epilogue, g, output.data(), workspace(),
-                            packed_weight(g));
+    params_.with_weight_operands(plan.precision, [&](const auto* weight) {
+      kernels::conv2d_forward(plan, input.data(), weight, epilogue, output.data(), workspace(),
+                              packed_weight(plan, weight));
+    });
     return output;
   }
 
-  // The size of the packed weight forward keeps for shape g: 0 in training mode or without a packed form,
-  // and then conv2d_forward transforms or packs the weight as it goes.
-  std::int64_t packed_size(const kernels::ConvShape& g) const {
-    return this->is_training() ? 0 : kernels::packed_conv_weight_size<T>(g);
+  // The plan for an input of shape g in the current mode and precision: in eval mode with the weight packed.
+  kernels::ConvPlan plan_of(const kernels::ConvShape& g) const {
+    return kernels::conv_plan<T>(g, this->precision(), !this->is_training());
   }
 
-  // Eval mode: the weight packed for the GEMMs of shape g, if they have a packed form (else null). Training
-  // mode: null, and what was packed is released.
-  const T* packed_weight(const kernels::ConvShape& g) {
-    const std::int64_t size = packed_size(g);
-    if (size == 0) {
-      packed_weight_ = Tensor<T>();
+  // The weight packed as the plan says (from `weight`, of the plan's operand type), if the plan packs it
+  // (eval mode, a shape with a packed form); else null, and what was packed is released.
+  template <typename Op>
+  const Op* packed_weight(const kernels::ConvPlan& plan, const Op* weight) {
+    Tensor<Op>& packed = std::get<Tensor<Op>>(packed_weights_);
+    const PackedFrom source{params_.weight.version(), plan};
+    if (plan.packed_size == 0 || !(source == packed_from_)) {
+      packed_weights_ = {};  // released first (and marked unpacked, should packing throw)
       packed_from_ = PackedFrom{};
-      return nullptr;
     }
-    const PackedFrom source{params_.weight.version(), g.N, g.H, g.W};
-    if (!(source == packed_from_)) {
-      packed_weight_ = Tensor<T>();  // released first (and marked unpacked, should packing throw)
-      packed_from_ = PackedFrom{};
-      packed_weight_ = Tensor<T>::uninitialized({size});
-      kernels::pack_conv_weight(params_.weight.cdata(), g, packed_weight_.data());
+    if (plan.packed_size == 0) return nullptr;
+    if (packed.empty()) {
+      packed = Tensor<Op>::uninitialized({plan.packed_size});
+      kernels::pack_conv_weight(weight, plan, packed.data());
       packed_from_ = source;
     }
-    return packed_weight_.cdata();
+    return packed.cdata();
   }
 
   void expect_backward_arguments(const Tensor<T>& grad_output, const Tensor<T>& input) const {
@@ -206,10 +210,12 @@ class Conv2d : public Module<Conv2d<T>, T> {
   // if asked for (else an empty tensor is returned).
   Tensor<T> backward_checked(const Tensor<T>& grad_output, const Tensor<T>& input, bool input_gradient) {
     auto grad_input = input_gradient ? Tensor<T>::uninitialized(input.shape()) : Tensor<T>();
-    kernels::conv2d_backward(input.data(), params_.weight.cdata(), grad_output.data(),
-                             shape_of(input.shape()), input_gradient ? grad_input.data() : nullptr,
-                             params_.weight_grad.data(), has_bias() ? params_.bias_grad.data() : nullptr,
-                             workspace());
+    const kernels::ConvPlan plan = plan_of(shape_of(input.shape()));
+    params_.with_weight_operands(plan.precision, [&](const auto* weight) {
+      kernels::conv2d_backward(plan, input.data(), weight, grad_output.data(),
+                               input_gradient ? grad_input.data() : nullptr, params_.weight_grad.data(),
+                               has_bias() ? params_.bias_grad.data() : nullptr, workspace());
+    });
     return grad_input;
   }
 
@@ -227,16 +233,14 @@ class Conv2d : public Module<Conv2d<T>, T> {
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
   WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
   Tensor<T> input_;          // training mode: the forward input, for backward
-  // Eval mode: the weight packed for the GEMMs, and the weight version and input size it was packed for
-  // (version 0, which no storage has: nothing packed).
+  // Eval mode: the weight packed for the GEMMs (of the plan's operand type), and the weight version and plan
+  // it was packed for (version 0, which no storage has: nothing packed).
   struct PackedFrom {
     std::uint64_t version = 0;
-    std::int64_t N = 0, H = 0, W = 0;
-    bool operator==(const PackedFrom& other) const {
-      return version == other.version && N == other.N && H == other.H && W == other.W;
-    }
+    kernels::ConvPlan plan{};
+    bool operator==(const PackedFrom& other) const { return version == other.version && plan == other.plan; }
   };
-  Tensor<T> packed_weight_;
+  std::tuple<Tensor<T>, Tensor<bfloat16>> packed_weights_;
   PackedFrom packed_from_;
   std::vector<T> shift_;  // forward with an epilogue and a bias: the bias folded into its shift
 };

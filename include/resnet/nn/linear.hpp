@@ -1,7 +1,9 @@
 #pragma once
-// Linear: y = x W^T + b, as torch.nn.Linear.
+// Linear: y = x W^T + b, as torch.nn.Linear. In bf16 (set_precision) x, W and dY enter the products rounded
+// to bfloat16, as under torch.autocast; the products accumulate in float.
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "resnet/kernels/gemm.hpp"
@@ -34,8 +36,10 @@ class Linear : public Module<Linear<T>, T> {
     Tensor<T> output({N, out_features_});
     // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
     if (has_bias()) output.matrix(N, out_features_).rowwise() = params_.bias.vector().transpose();
-    kernels::gemm(false, true, N, out_features_, in_features_, T(1), input.data(), params_.weight.cdata(),
-                  has_bias() ? T(1) : T(0), output.data());
+    params_.with_weight_operands(this->precision(), [&](const auto* weight) {
+      kernels::gemm(false, true, N, out_features_, in_features_, T(1), operands(input, weight, 0), weight,
+                    has_bias() ? T(1) : T(0), output.data());
+    });
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
   }
@@ -48,16 +52,19 @@ class Linear : public Module<Linear<T>, T> {
     expect_shape(grad_output, {N, out_features_}, "Linear.backward", "grad_output");
     expect_state_shapes("Linear.backward");
     const Tensor<T> input = std::exchange(input_, Tensor<T>());  // released when backward returns
-    // dW [out, in] += dY^T [out, N] x X [N, in]
-    kernels::gemm(true, false, out_features_, in_features_, N, T(1), grad_output.data(), input.data(), T(1),
-                  params_.weight_grad.data());
     if (has_bias())
       params_.bias_grad.vector() += grad_output.matrix(N, out_features_).colwise().sum().transpose();
-    if (input_grad == InputGrad::Skip) return Tensor<T>();
-    // dX [N, in] = dY [N, out] x W [out, in]
-    Tensor<T> grad_input(input.shape());
-    kernels::gemm(false, false, N, in_features_, out_features_, T(1), grad_output.data(),
-                  params_.weight.cdata(), T(0), grad_input.data());
+    Tensor<T> grad_input = input_grad == InputGrad::Skip ? Tensor<T>() : Tensor<T>(input.shape());
+    params_.with_weight_operands(this->precision(), [&](const auto* weight) {
+      const auto* dy = operands(grad_output, weight, 1);
+      // dW [out, in] += dY^T [out, N] x X [N, in]
+      kernels::gemm(true, false, out_features_, in_features_, N, T(1), dy, operands(input, weight, 0), T(1),
+                    params_.weight_grad.data());
+      // dX [N, in] = dY [N, out] x W [out, in]
+      if (!grad_input.empty())
+        kernels::gemm(false, false, N, in_features_, out_features_, T(1), dy, weight, T(0),
+                      grad_input.data());
+    });
     return grad_input;
   }
 
@@ -81,9 +88,22 @@ class Linear : public Module<Linear<T>, T> {
     return {out_features, in_features};
   }
 
+  // x as an operand of the same type as `weight`: itself, or rounded to bfloat16 into rounded_[which].
+  template <typename Op>
+  const Op* operands(const Tensor<T>& x, const Op*, int which) {
+    if constexpr (std::is_same_v<Op, T>) {
+      return x.cdata();
+    } else {
+      rounded_[which] = Tensor<bfloat16>::uninitialized({x.numel()});
+      convert(x.cdata(), x.numel(), rounded_[which].data());
+      return rounded_[which].cdata();
+    }
+  }
+
   int in_features_, out_features_;
-  WeightAndBias<T> params_;  // weight [out, in], bias [out] or none
-  Tensor<T> input_;          // training mode: the forward input, for backward
+  WeightAndBias<T> params_;      // weight [out, in], bias [out] or none
+  Tensor<bfloat16> rounded_[2];  // bf16: the input and the output gradient rounded, during a pass
+  Tensor<T> input_;              // training mode: the forward input, for backward
 };
 
 }  // namespace resnet::nn

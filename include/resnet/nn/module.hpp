@@ -14,8 +14,8 @@
 //       Returns d loss / d input and ADDS to the parameter gradients. It releases what forward cached, as
 //       PyTorch frees a graph's saved tensors: one training-mode forward allows one backward.
 //
-// and inherits train(on), eval(), is_training(), named_parameters(), named_buffers(), zero_grad() and
-// parameter_count(). A model may also provide
+// and inherits train(on), eval(), is_training(), set_precision(p), precision(), named_parameters(),
+// named_buffers(), zero_grad() and parameter_count(). A model may also provide
 //   std::map<std::string, std::string> architecture() const;
 //       What a saved file records about it and a strict load checks (io/safetensors.hpp), all but the
 //       "num_classes" key, which a new head may change.
@@ -40,8 +40,10 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "resnet/core/precision.hpp"
 #include "resnet/core/tensor.hpp"
 
 namespace resnet::nn {
@@ -116,6 +118,18 @@ struct ModeSetter {
   }
 };
 
+// Sets the precision of every direct child; each child passes it on to its own children.
+template <typename T>
+struct PrecisionSetter {
+  Precision precision;
+  void parameter(const std::string&, Tensor<T>&, Tensor<T>&) {}
+  void buffer(const std::string&, Tensor<T>&) {}
+  template <typename Child>
+  void child(const std::string&, Child& module) {
+    module.set_precision(precision);
+  }
+};
+
 }  // namespace detail
 
 // Argument checks shared by every module; messages name the module, the argument and the shapes.
@@ -182,6 +196,18 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
+  // The arithmetic of the module's matrix products (core/precision.hpp), for the whole tree. BF16 rounds
+  // the operands of Conv2d and Linear to bfloat16, as torch.autocast does; it needs a float module.
+  void set_precision(Precision precision) {
+    check(precision == Precision::FP32 || std::is_same_v<T, float>,
+          "set_precision: ", precision_name(precision), " needs a float module; this one is ", scalar_name(),
+          " (a double module runs only fp32)");
+    precision_ = precision;
+    detail::PrecisionSetter<T> setter{precision};
+    self().visit(setter);
+  }
+  Precision precision() const { return precision_; }
+
   std::vector<Parameter<T>> named_parameters() {
     std::vector<Parameter<T>> parameters;
     detail::StateCollector<T> collector{"", &parameters, nullptr};
@@ -214,7 +240,9 @@ class Module {
 
  private:
   Derived& self() { return static_cast<Derived&>(*this); }
+  static const char* scalar_name() { return std::is_same_v<T, double> ? "double" : "float"; }
   bool training_ = true;
+  Precision precision_ = Precision::FP32;
 };
 
 // Puts a module in eval mode for the life of the guard, and every module of its tree back in the mode it was
