@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "resnet/resnet.hpp"
+#include "support/compare.hpp"
 #include "support/expect_error.hpp"
 #include "support/isa_cap.hpp"
 
@@ -22,6 +23,7 @@ using resnet::bfloat16;
 using resnet::Isa;
 using resnet::Precision;
 using resnet::Tensor;
+using resnet::testing::to_double;
 
 std::uint32_t bits_of(float f) {
   std::uint32_t u;
@@ -152,12 +154,6 @@ Tensor<float> rounded(const Tensor<float>& t) {
   for (std::int64_t i = 0; i < r.numel(); ++i)
     r.data()[i] = resnet::round_to_bfloat16(r.data()[i]);
   return r;
-}
-Tensor<double> to_double(const Tensor<float>& t) {
-  Tensor<double> d(t.shape());
-  for (std::int64_t i = 0; i < t.numel(); ++i)
-    d.data()[i] = t.cdata()[i];
-  return d;
 }
 
 // The float accumulation of bf16 products against the double sum of the same products: relative L2 error

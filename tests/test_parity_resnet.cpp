@@ -80,13 +80,7 @@ class Worst {
   std::string where_ = "-";
 };
 
-template <typename T>
-Tensor<double> to_double(const Tensor<T>& t) {
-  Tensor<double> result(t.shape());
-  for (std::int64_t i = 0; i < t.numel(); ++i)
-    result.data()[i] = static_cast<double>(t.data()[i]);
-  return result;
-}
+using resnet::testing::to_double;
 
 double norm(const Tensor<double>& t) {
   return std::sqrt(t.vector().squaredNorm());

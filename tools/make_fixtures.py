@@ -3,8 +3,9 @@
 test_safetensors and test_classify_preprocess).
 
 Run with Debian's PyTorch (torch 1.13, torchvision 0.14):  /usr/bin/python3 tools/make_fixtures.py
-It rewrites every file in tests/fixtures/ (or the directory given with --out) and is deterministic: seeded,
-one thread, so a re-run gives byte-identical files on the same machine.
+It rewrites every file in tests/fixtures/ (or the directory given with --out), or only those of the groups named
+with --group (layer, network, interop, bf16), and is deterministic: seeded, one thread, so a re-run gives
+byte-identical files on the same machine.
 
 Files are safetensors, written by tools/export_torchvision.py's writer (plain Python, no package beyond torch):
 an 8-byte little-endian header length, a JSON header {key: {"dtype", "shape", "data_offsets"}, "__metadata__":
@@ -24,6 +25,12 @@ Interop fixtures (interop/): a torchvision resnet18 exported by tools/export_tor
 header, size and CRC-32 (the 47 MB file itself is rebuilt by the C++ test from the formula), with PyTorch's
 eval-mode logits; every dtype the loader reads; a torchvision BasicBlock exported in BF16; torchvision's image
 preprocessing. See make_interop_fixtures.
+
+bf16 fixtures (bf16/): torch.autocast("cpu", dtype=torch.bfloat16), what Precision::BF16 follows. Layer cases
+(Conv2d, Linear) as the layer fixtures, from bf16-representable operands; and for resnet18 with each stem, one
+train-mode step's float64 logits and loss and autocast's relative L2 error against float64 of the logits, the
+loss, the eval-mode logits and every parameter gradient ("autocast_error/..."), the accuracy the C++ bf16 mode
+must reach. See make_bf16_fixtures.
 
 --measure-float-noise N writes nothing; it runs every network case on N other inputs in float32 and float64 and
 prints the worst float32 error of each stored quantity: the rounding noise test_parity_resnet.cpp's float
@@ -82,22 +89,27 @@ def layer_case(out_dir, name, module, x, metadata, grad_output=True, after_buffe
     write_safetensors(os.path.join(out_dir, name + ".safetensors"), tensors, metadata)
 
 
+# Conv2d: (case, in, out, kernel, stride, padding, bias, input shape). Batch 3, odd and non-square sizes.
+CONV_CASES = [
+    ("conv2d_3x3_s1_p1", 5, 6, 3, 1, 1, True, (3, 5, 9, 7)),
+    ("conv2d_3x3_s2_p1", 4, 7, 3, 2, 1, True, (3, 4, 11, 8)),
+    ("conv2d_1x1_s2_nobias", 6, 8, 1, 2, 0, False, (3, 6, 9, 10)),
+    ("conv2d_7x7_s2_p3", 3, 5, 7, 2, 3, True, (3, 3, 23, 19)),
+    ("conv2d_1x1_s1", 8, 4, 1, 1, 0, True, (3, 8, 5, 6)),
+    # The last input row and column fall outside every window: their grad_input must be exactly zero.
+    ("conv2d_3x3_s2_p0_nobias", 3, 4, 3, 2, 0, False, (3, 3, 10, 9)),
+]
+
+
+def conv_meta(cin, cout, k, s, p, bias):
+    return dict(module="Conv2d", in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p,
+                bias=int(bias))
+
+
 def make_layer_fixtures(out_dir):
-    # Conv2d: (case, in, out, kernel, stride, padding, bias, input shape). Batch 3, odd and non-square sizes.
-    convs = [
-        ("conv2d_3x3_s1_p1", 5, 6, 3, 1, 1, True, (3, 5, 9, 7)),
-        ("conv2d_3x3_s2_p1", 4, 7, 3, 2, 1, True, (3, 4, 11, 8)),
-        ("conv2d_1x1_s2_nobias", 6, 8, 1, 2, 0, False, (3, 6, 9, 10)),
-        ("conv2d_7x7_s2_p3", 3, 5, 7, 2, 3, True, (3, 3, 23, 19)),
-        ("conv2d_1x1_s1", 8, 4, 1, 1, 0, True, (3, 8, 5, 6)),
-        # The last input row and column fall outside every window: their grad_input must be exactly zero.
-        ("conv2d_3x3_s2_p0_nobias", 3, 4, 3, 2, 0, False, (3, 3, 10, 9)),
-    ]
-    for case, cin, cout, k, s, p, bias, shape in convs:
+    for case, cin, cout, k, s, p, bias, shape in CONV_CASES:
         m = nn.Conv2d(cin, cout, k, s, p, bias=bias)
-        meta = dict(module="Conv2d", in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p,
-                    bias=int(bias))
-        layer_case(out_dir, case, m, randn(*shape), meta)
+        layer_case(out_dir, case, m, randn(*shape), conv_meta(cin, cout, k, s, p, bias))
 
     for case, fin, fout, bias, n in [("linear", 17, 10, True, 3), ("linear_nobias", 9, 5, False, 3)]:
         m = nn.Linear(fin, fout, bias=bias)
@@ -449,6 +461,161 @@ def make_interop_fixtures(out_dir):
     make_image_fixtures(out_dir, g)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# bf16 fixtures, in tests/fixtures/bf16/ (tests/test_parity_bf16.cpp): torch.autocast("cpu", dtype=bfloat16), the
+# semantics of Precision::BF16 (include/resnet/core/precision.hpp). They draw from their own generator (and the
+# network cases from the formula), and are made last, so adding them changed no other fixture; --group bf16
+# makes them alone.
+
+BF16_SEED = 16
+BF16_TOLERANCE = dict(rtol=1.6e-2, atol=1e-5)  # torch.testing's defaults for bfloat16
+
+
+def bf16_representable(t):
+    """t rounded to the nearest bfloat16 (ties to even) and back: an operand that autocast's rounding leaves as
+    it is, so that PyTorch's rounding and ours see the same numbers."""
+    return t.to(torch.bfloat16).float()
+
+
+def autocast_bf16(enabled=True):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def bf16_layer_case(out_dir, name, module, x, metadata, g):
+    """Conv2d or Linear forward and backward under autocast, from bf16-representable input, parameters and
+    grad_output; stored in float32 under layer_case's names. PyTorch rounds the results (output, grad_input and
+    the parameter gradients) to bf16, we keep them in float, so the C++ test compares with bf16 tolerances.
+    Before writing, the same computation in float64 from the same operands (what an exact float-accumulating
+    bf16 implementation approaches) is checked to be within those tolerances of PyTorch's: the fixture can be
+    met by a correct implementation."""
+    scale = 1 / math.sqrt(module.weight[0].numel())  # PyTorch's own initial bound, 1 / sqrt(fan_in)
+    with torch.no_grad():
+        for _, p in module.named_parameters():
+            p.copy_(bf16_representable(torch.randn(p.shape, generator=g) * scale))
+    x = bf16_representable(x)
+    tensors = {"input": x.clone()}
+    for n, p in module.named_parameters():
+        tensors[n] = p.detach().clone()
+    exact = {}
+    reference = {n: p.detach().double().requires_grad_(True) for n, p in module.named_parameters()}
+    x = x.clone().requires_grad_(True)
+    x64 = x.detach().double().requires_grad_(True)
+    with autocast_bf16():
+        y = module(x)
+    assert y.dtype == torch.bfloat16, "%s: autocast did not run in bf16" % name
+    y = y.float()
+    grad = bf16_representable(torch.randn(y.shape, generator=g))
+    tensors["grad_output"] = grad
+    y.backward(grad)
+    tensors["output"] = y.detach()
+    tensors["grad_input"] = x.grad
+    for n, p in module.named_parameters():
+        tensors["grad." + n] = p.grad.clone()
+
+    if isinstance(module, nn.Conv2d):
+        y64 = F.conv2d(x64, reference["weight"], reference.get("bias"), module.stride, module.padding)
+    else:
+        y64 = F.linear(x64, reference["weight"], reference.get("bias"))
+    y64.backward(grad.double())
+    exact["output"], exact["grad_input"] = y64.detach(), x64.grad
+    for n, p in reference.items():
+        exact["grad." + n] = p.grad
+    errors = []
+    for key, e in exact.items():
+        torch.testing.assert_close(tensors[key].double(), e, **BF16_TOLERANCE, msg=lambda m: name + " " + key + m)
+        errors.append("%s %.1e" % (key, ((tensors[key].double() - e).norm() / e.norm()).item()))
+    metadata = dict(metadata, precision="bf16", rtol=repr(BF16_TOLERANCE["rtol"]), atol=repr(BF16_TOLERANCE["atol"]))
+    write_safetensors(os.path.join(out_dir, name + ".safetensors"), tensors, metadata)
+    print("bf16/%s: autocast against float64 of the same operands, rel L2: %s" % (name, ", ".join(errors)))
+
+
+def relative_l2(actual, expected):
+    return torch.tensor(((actual.double() - expected.double()).norm() / expected.double().norm()).item(),
+                        dtype=torch.float64)
+
+
+def bf16_network_case(stem, num_classes, input_shape, targets):
+    """One train-mode forward, cross-entropy and backward of torchvision's resnet18 (formula weights, input of
+    step 0) under autocast and in float64, from the same float weights; and an eval-mode forward of each from
+    the formula weights again. Returns the float64 logits, loss and eval logits, autocast's relative L2 error
+    against them and against every parameter's float64 gradient, and the metadata."""
+    runs = {}
+    for mode, dtype in [("autocast", torch.float32), ("float64", torch.float64)]:
+        model = torchvision.models.resnet18(num_classes=num_classes)
+        if stem == "cifar":
+            model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            model.maxpool = nn.Identity()
+        apply_formula_weights(model)
+        model = model.to(dtype).train()
+        x, y = formula_input(0, input_shape).to(dtype), torch.tensor(targets)
+        with autocast_bf16(mode == "autocast"):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        apply_formula_weights(model)  # the running stats again, which the train-mode forward updated
+        model.eval()
+        with torch.no_grad(), autocast_bf16(mode == "autocast"):
+            eval_logits = model(x)
+        runs[mode] = dict(logits=logits.detach(), loss=loss.detach(), eval_logits=eval_logits, grads=grads)
+        parameters = [[n, list(p.shape)] for n, p in model.named_parameters()]
+    ours, exact = runs["autocast"], runs["float64"]
+    assert ours["logits"].dtype == torch.bfloat16, "autocast did not run the network in bf16"
+    tensors = {"targets": torch.tensor(targets), "logits": exact["logits"], "loss": exact["loss"],
+               "eval_logits": exact["eval_logits"]}
+    for key in ("logits", "loss", "eval_logits"):
+        tensors["autocast_error/" + key] = relative_l2(ours[key], exact[key])
+    for n, g in exact["grads"].items():
+        tensors["autocast_error/grad/" + n] = relative_l2(ours["grads"][n], g)
+    meta = dict(stem=stem, num_classes=num_classes, input_shape=json.dumps(list(input_shape)), precision="bf16",
+                parameters=json.dumps(parameters))
+    return tensors, meta
+
+
+# (name, stem, classes, input shape, targets): the first step of NETWORK_CASES' resnet18_cifar and
+# resnet18_imagenet.
+BF16_NETWORK_CASES = [
+    ("resnet18_cifar", "cifar", 10, (2, 3, 32, 32), [3, 7]),
+    ("resnet18_imagenet", "imagenet", 1000, (2, 3, 72, 72), [17, 981]),
+]
+
+
+def make_bf16_fixtures(out_dir):
+    out_dir = os.path.join(out_dir, "bf16")
+    os.makedirs(out_dir, exist_ok=True)
+    g = torch.Generator().manual_seed(BF16_SEED)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g)
+
+    # The six conv cases of make_layer_fixtures, and one our Conv2d runs as Winograd in training mode (3x3/1/1,
+    # at least 16 channels in and out, N * OH * OW >= 512: kernels::use_winograd), with an odd height so that
+    # the last 2x2 output tiles are partial.
+    convs = CONV_CASES + [("conv2d_3x3_s1_p1_winograd", 32, 32, 3, 1, 1, True, (2, 32, 15, 18))]
+    for case, cin, cout, k, s, p, bias, shape in convs:
+        m = nn.Conv2d(cin, cout, k, s, p, bias=bias)
+        bf16_layer_case(out_dir, case, m, randn(*shape), conv_meta(cin, cout, k, s, p, bias), g)
+    # Larger than make_layer_fixtures' Linear cases: this PyTorch (1.13, Debian's build, no MKL) runs a bf16
+    # matrix product with m * k * n <= 16^3 in its own gemm, which accumulates some of them (the backward ones)
+    # in bf16 (off by up to ~500 bf16 ulps on a 3x17 -> 10 case), and larger ones in oneDNN, which accumulates
+    # in float as autocast means to (within one ulp of the exact product rounded to bf16).
+    for case, fin, fout, bias, n in [("linear", 70, 33, True, 3), ("linear_nobias", 37, 29, False, 5)]:
+        m = nn.Linear(fin, fout, bias=bias)
+        bf16_layer_case(out_dir, case, m, randn(n, fin),
+                        dict(module="Linear", in_features=fin, out_features=fout, bias=int(bias)), g)
+
+    for name, stem, classes, shape, targets in BF16_NETWORK_CASES:
+        tensors, meta = bf16_network_case(stem, classes, shape, targets)
+        write_safetensors(os.path.join(out_dir, name + ".safetensors"), tensors, meta)
+        grads = sorted((v.item(), k[len("autocast_error/grad/"):]) for k, v in tensors.items()
+                       if k.startswith("autocast_error/grad/"))
+        print("bf16/%s: autocast against float64, rel L2: logits %.2e, loss %.2e, eval logits %.2e; parameter "
+              "gradients min %.2e (%s), median %.2e, max %.2e (%s)" %
+              (name, tensors["autocast_error/logits"].item(), tensors["autocast_error/loss"].item(),
+               tensors["autocast_error/eval_logits"].item(), grads[0][0], grads[0][1],
+               grads[len(grads) // 2][0], grads[-1][0], grads[-1][1]))
+
+
 def measure_float_noise(count):
     def rel(a, b):
         return ((a.double() - b.double()).norm() / b.double().norm()).item()
@@ -465,21 +632,31 @@ def measure_float_noise(count):
         print(name + ": " + ", ".join("%s %.1e" % kv for kv in sorted(worst.items())))
 
 
+# --group's names, in the order a full run makes them.
+GROUPS = {"layer": make_layer_fixtures, "network": make_network_fixtures, "interop": make_interop_fixtures,
+          "bf16": make_bf16_fixtures}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
     parser.add_argument("--out", default=default_out)
     parser.add_argument("--measure-float-noise", type=int, metavar="N", default=0)
+    parser.add_argument("--group", action="append", choices=list(GROUPS), metavar="GROUP",
+                        help="make only this group of fixtures (%s; repeatable); default all" % ", ".join(GROUPS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.measure_float_noise:
         measure_float_noise(args.measure_float_noise)
         return
     os.makedirs(args.out, exist_ok=True)
+    groups = args.group or GROUPS
+    # The layer group draws from the global generator, seeded here; the others from their own generator or the
+    # formula, so any subset gives the same files as a full run.
     torch.manual_seed(0)
-    make_layer_fixtures(args.out)
-    make_network_fixtures(args.out)
-    make_interop_fixtures(args.out)
+    for group, make in GROUPS.items():
+        if group in groups:
+            make(args.out)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #pragma once
-// Relative L2 error, the measure every parity test reports: ||a - b|| / ||b||.
+// Relative L2 error, the measure every parity test reports: ||a - b|| / ||b||; and a tensor's copy in double,
+// the reference precision.
 
 #include <cmath>
 
@@ -18,6 +19,14 @@ double relative_l2(const Tensor<T>& actual, const Tensor<T>& expected) {
     norm += e * e;
   }
   return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
+}
+
+template <typename T>
+Tensor<double> to_double(const Tensor<T>& t) {
+  Tensor<double> result(t.shape());
+  for (std::int64_t i = 0; i < t.numel(); ++i)
+    result.data()[i] = static_cast<double>(t.cdata()[i]);
+  return result;
 }
 
 }  // namespace resnet::testing

@@ -2,7 +2,8 @@
 // The one matrix multiply of the library: C = alpha * op(A) * op(B) + beta * C on row-major arrays with
 // leading dimensions, like BLAS sgemm. On a CPU with AVX-512, float runs our kernels (sgemm_avx512.hpp)
 // where they beat Eigen's: a product of few columns on any build, every product in a generic build;
-// everything else runs Eigen's blocked GEMM on the caller's memory. It always runs on the calling thread:
+// everything else runs Eigen's blocked GEMM on the caller's memory. bf16 operands (a float C) run our
+// AVX512-BF16 kernel (bgemm_avx512.hpp) where the CPU has it. It always runs on the calling thread:
 // parallelism is the caller's, over fixed work units (see kernels/conv2d.hpp), which is what keeps results
 // independent of the thread count. Eigen's own threading would not: its K blocking depends on the number of
 // threads, and so does the rounding.
@@ -15,6 +16,7 @@
 #include "resnet/core/bfloat16.hpp"
 #include "resnet/core/eigen.hpp"
 #include "resnet/core/error.hpp"
+#include "resnet/kernels/bgemm_avx512.hpp"
 #include "resnet/kernels/sgemm_avx512.hpp"
 
 namespace resnet::kernels {
