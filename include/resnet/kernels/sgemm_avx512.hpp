@@ -38,7 +38,9 @@ constexpr std::int64_t kRowBlock = 144;      // MC: a 144 x 256 A block (144 KB)
 constexpr std::int64_t kColumnBlock = 1536;  // NC: a 256 x 1536 B block (1.5 MB) stays in L2 / L3
 
 // Whether these kernels run: the CPU has AVX-512F and FMA, and the cap allows them (core/cpu_features.hpp).
-inline bool cpu_supported() { return isa_enabled(Isa::Avx512); }
+inline bool cpu_supported() {
+  return isa_enabled(Isa::Avx512);
+}
 
 // The first n of a vector's 16 lanes: none for n <= 0, all for n >= 16.
 constexpr __mmask16 first_lanes(std::int64_t n) {
