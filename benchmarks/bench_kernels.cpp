@@ -1,13 +1,15 @@
-// Kernel benchmarks: the FMA peak itself, the GEMM of every ResNet18 convolution (forward shape, one call on
-// one thread, at 16 to 1024 columns: what one work unit of kernels/conv2d.hpp multiplies), im2col and col2im
-// of one image, batch-norm statistics and backward, and max pooling.
-//   bench_kernels [--threads=N] [Google Benchmark flags]
+// Kernel benchmarks: the FMA and VDPBF16PS peaks themselves, the GEMM of every ResNet18 convolution (forward
+// shape, one call on one thread, at 16 to 1024 columns: what one work unit of kernels/conv2d.hpp multiplies)
+// with float and with bf16 operands, rounding ResNet18's weights to bf16 (what bf16 training does once a
+// step), im2col and col2im of one image, batch-norm statistics and backward, and max pooling.
+//   bench_kernels [--threads=N] [--precision=bf16: %peak against the VDPBF16PS peak] [Google Benchmark flags]
 
 #include <array>
 #include <string>
 #include <vector>
 
 #include "bench_common.hpp"
+#include "resnet/core/bfloat16.hpp"
 #include "resnet/kernels/batchnorm.hpp"
 #include "resnet/kernels/conv2d.hpp"
 #include "resnet/kernels/gemm.hpp"
@@ -24,6 +26,24 @@ void BM_FmaPeak(benchmark::State& state) {
     benchmark::DoNotOptimize(resnet::bench::fma_peak_gflops(resnet::num_threads()));
 }
 BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+void BM_Bf16Peak(benchmark::State& state) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(resnet::bench::bf16_peak_gflops(resnet::num_threads()));
+}
+BENCHMARK(BM_Bf16Peak)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+// ResNet18's 11,173,962 parameters rounded to bf16 on one thread: what bf16 training adds once a step (each
+// Conv2d and Linear rounds its weight when the weight's version changed).
+void BM_RoundWeightsToBfloat16(benchmark::State& state) {
+  const auto weights = random_tensor({11173962});
+  std::vector<resnet::bfloat16> rounded(static_cast<std::size_t>(weights.numel()));
+  const resnet::bench::LoopTimer timer;
+  for (auto _ : state)
+    resnet::convert(weights.cdata(), weights.numel(), rounded.data());
+  resnet::bench::set_counters(state, timer, 0, 0);
+}
+BENCHMARK(BM_RoundWeightsToBfloat16)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Args: M (output channels), N (columns), K (C*k*k). Single-threaded: the GEMM of one work unit.
 void BM_Gemm(benchmark::State& state) {
@@ -45,6 +65,21 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
   }
 }
 BENCHMARK(BM_Gemm)->Apply(gemm_shapes);
+
+// BM_Gemm with bf16 operands (float C): the kernel Precision::BF16 runs.
+void BM_GemmBf16(benchmark::State& state) {
+  const std::int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const auto a = random_tensor({M, K}), b = random_tensor({K, N});
+  std::vector<resnet::bfloat16> a16(static_cast<std::size_t>(M * K)), b16(static_cast<std::size_t>(K * N));
+  resnet::convert(a.cdata(), M * K, a16.data());
+  resnet::convert(b.cdata(), K * N, b16.data());
+  resnet::Tensor<float> c({M, N});
+  const resnet::bench::LoopTimer timer;
+  for (auto _ : state)
+    resnet::kernels::gemm(false, false, M, N, K, 1.0f, a16.data(), b16.data(), 0.0f, c.data());
+  resnet::bench::set_counters(state, timer, 0, 2.0 * static_cast<double>(M * N * K), 1);
+}
+BENCHMARK(BM_GemmBf16)->Apply(gemm_shapes);
 
 // Args: C, H, k, s of one image; im2col (0) or col2im (1).
 void BM_Im2col(benchmark::State& state) {
