@@ -61,8 +61,9 @@ inline bool cpu_supported() {
 }
 
 // Whether bgemm runs the narrow form for these M and N: with few columns, when tiling rows (32 at a time)
-// computes at least 2% less than tiling columns (32 at a time); nearer ties go to the wide form, whose B
-// packing costs less. At N = 49 the wide form computes 64 columns, the narrow one 49 (M a multiple of 32).
+// pads clearly less than tiling columns (32 at a time): the padded products of the narrow form under 49/50 of
+// the wide form's; near-ties go to the wide form, whose B packing is cheaper. At N = 49 the wide form
+// computes 64 columns, the narrow one 49 (M a multiple of 32).
 inline bool runs_narrow(std::int64_t M, std::int64_t N) {
   const auto round_up = [](std::int64_t n, std::int64_t to) { return (n + to - 1) / to * to; };
   return N <= kNarrowMaxColumns && 50 * round_up(M, kPanelRows) * N < 49 * M * round_up(N, kTileColumns);
