@@ -2,7 +2,7 @@
 // What every benchmark binary shares: a main() that takes --threads=N (our thread count, not a Google
 // Benchmark flag) and --precision=fp32|bf16|auto (the models' arithmetic; default auto, as the examples)
 // before handing the rest of the command line to Google Benchmark, the peak of that many threads measured
-// once at startup (FP32 FMA, or VDPBF16PS in bf16), and the counters images/s, GFLOP/s and % of that peak.
+// once at startup (FP32 FMA, or the bf16 instruction in bf16), and the counters images/s, GFLOP/s and % of that peak.
 
 #include <benchmark/benchmark.h>
 
@@ -98,10 +98,10 @@ inline int main(int argc, char** argv) {
     }
   }
   resnet::set_num_threads(threads);
-  // bf16 counts against the VDPBF16PS peak where the kernels use it.
+  // bf16 counts against the peak of the bf16 instruction where the kernels use it.
   const double bf16_peak = precision() == Precision::BF16 ? bf16_peak_gflops(threads) : 0;
   peak_gflops() = bf16_peak > 0 ? bf16_peak : fma_peak_gflops(threads);
-  benchmark::AddCustomContext("peak", bf16_peak > 0 ? "VDPBF16PS" : "FP32 FMA");
+  benchmark::AddCustomContext("peak", bf16_peak > 0 ? bf16_peak_instruction() : "FP32 FMA");
   benchmark::AddCustomContext("threads", std::to_string(threads));
   benchmark::AddCustomContext("precision", precision_name(precision()));
   benchmark::AddCustomContext("isa", isa_name(active_isa()));

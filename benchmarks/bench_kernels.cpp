@@ -1,8 +1,8 @@
-// Kernel benchmarks: the FMA and VDPBF16PS peaks themselves, the GEMM of every ResNet18 convolution (forward
-// shape, one call on one thread, at 16 to 1024 columns: what one work unit of kernels/conv2d.hpp multiplies)
-// with float and with bf16 operands, rounding ResNet18's weights to bf16 (what bf16 training does once a
-// step), im2col and col2im of one image, batch-norm statistics and backward, and max pooling.
-//   bench_kernels [--threads=N] [--precision=bf16: %peak against the VDPBF16PS peak] [Google Benchmark flags]
+// Kernel benchmarks: the FMA and bf16 (TDPBF16PS or VDPBF16PS) peaks, the GEMM of every ResNet18 convolution
+// (forward shape, one call on one thread, at 16 to 1024 columns: what one work unit of kernels/conv2d.hpp
+// multiplies) with float and with bf16 operands, rounding ResNet18's weights to bf16 (what bf16 training does
+// once a step), im2col and col2im of one image, batch-norm statistics and backward, and max pooling.
+//   bench_kernels [--threads=N] [--precision=bf16: %peak against the bf16 peak] [Google Benchmark flags]
 
 #include <array>
 #include <string>

@@ -1,8 +1,9 @@
 // Per-layer profile of a ResNet18 training step (or eval forward): the network of models/resnet.hpp rebuilt
 // from the same ConvBn units and fused kernels as nn/basic_block.hpp, each conv, BatchNorm and elementwise
 // call timed on its own, forward and backward separately. Prints one row per layer kind and stage with
-// milliseconds per step and, for convolutions, GFLOP/s, % of the peak (FP32 FMA, or VDPBF16PS in bf16) and
-// the forward's GB/s (input and output in float, the weight in the operand type: the least a conv moves).
+// milliseconds per step and, for convolutions, GFLOP/s, % of the peak (FP32 FMA, or TDPBF16PS / VDPBF16PS in
+// bf16) and the forward's GB/s (input and output in float, the weight in the operand type: the least a conv
+// moves).
 //
 //   profile_resnet18 [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval] [--precision P]
 // --precision fp32|bf16|auto (default auto, as the examples).
@@ -267,7 +268,7 @@ int main(int argc, char** argv) {
   std::printf("ResNet18 %s batch %d, %dx%d, %d threads, %d steps, %s on %s; %s peak %.0f GFLOP/s\n",
               eval ? "eval forward" : "training step (no loss/SGD)", batch, size, size, threads, steps,
               resnet::precision_name(precision), resnet::isa_name(resnet::active_isa()),
-              bf16_peak > 0 ? "VDPBF16PS" : "FMA", peak);
+              bf16_peak > 0 ? resnet::bench::bf16_peak_instruction() : "FMA", peak);
   std::printf("%-20s %10s %10s %8s %8s %8s %8s %8s\n", "layer", "fwd ms", "bwd ms", "fwd GF/s", "bwd GF/s",
               "fwd %pk", "bwd %pk", "fwd GB/s");
   double sum_ms = 0, conv_ms = 0, conv_flops = 0;

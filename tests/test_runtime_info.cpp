@@ -52,8 +52,10 @@ TEST(RuntimeInfo, NamesThreadsCpuAndGemm) {
 TEST(RuntimeInfo, CpuFeaturesSpellEachFeature) {
   resnet::CpuFeatures f;
   EXPECT_EQ(f.to_string(), "no AVX2, no FMA, no AVX-512F, no AVX512-BF16, no AMX-BF16");
-  f.avx2 = f.avx512f = f.amx_bf16 = true;
+  f.avx2 = f.avx512f = f.amx_bf16 = f.amx_tiles_granted = true;
   EXPECT_EQ(f.to_string(), "AVX2, no FMA, AVX-512F, no AVX512-BF16, AMX-BF16");
+  f.amx_tiles_granted = false;
+  EXPECT_EQ(f.to_string(), "AVX2, no FMA, AVX-512F, no AVX512-BF16, AMX-BF16 (tiles refused by the OS)");
   EXPECT_EQ(resnet::kernels::avx512::cpu_supported(),
             resnet::cpu_features().avx512f && resnet::cpu_features().fma);
 }

@@ -377,6 +377,14 @@ inline void bgemm_narrow(bool transpose_a, bool transpose_b, std::int64_t M, std
   }
 }
 
+// C [M, N] (row stride ldc) = beta * C, not read if beta == 0: a product without terms (K = 0, alpha = 0).
+inline void scale_c(std::int64_t M, std::int64_t N, float beta, float* C, std::int64_t ldc) {
+  for (std::int64_t i = 0; i < M; ++i) {
+    for (float* c = C + i * ldc; c != C + i * ldc + N; ++c)
+      *c = beta == 0.0f ? 0.0f : beta * *c;
+  }
+}
+
 // The contract of kernels::gemm (row-major, leading dimensions, beta == 0 does not read C) with A and B in
 // bf16, C in float, products summed in float; on a CPU where cpu_supported(). With packed_a (from pack_a,
 // 64-byte aligned; transpose_a false), A is read from there and `A`, lda are not used: bitwise the same C.
@@ -386,13 +394,7 @@ inline void bgemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64
   check(!(packed_a && transpose_a), "bgemm: a packed A is not transposed");
   check(reinterpret_cast<std::uintptr_t>(packed_a) % 64 == 0, "bgemm: packed A is not 64-byte aligned");
   if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) {  // C = beta * C, without reading A and B (nor C if beta == 0)
-    for (std::int64_t i = 0; i < M; ++i) {
-      for (float* c = C + i * ldc; c != C + i * ldc + N; ++c)
-        *c = beta == 0.0f ? 0.0f : beta * *c;
-    }
-    return;
-  }
+  if (K <= 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);  // A and B not read
   if (runs_narrow(M, N)) {
     bgemm_narrow(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packed_a);
   } else {

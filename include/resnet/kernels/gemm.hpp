@@ -2,8 +2,9 @@
 // The one matrix multiply of the library: C = alpha * op(A) * op(B) + beta * C on row-major arrays with
 // leading dimensions, like BLAS sgemm. On a CPU with AVX-512, float runs our kernels (sgemm_avx512.hpp)
 // where they beat Eigen's: a product of few columns on any build, every product in a generic build;
-// everything else runs Eigen's blocked GEMM on the caller's memory. bf16 operands (a float C) run our
-// AVX512-BF16 kernel (bgemm_avx512.hpp) where the CPU has it. It always runs on the calling thread:
+// everything else runs Eigen's blocked GEMM on the caller's memory. bf16 operands (a float C) run on AMX
+// tiles (bgemm_amx.hpp) where the CPU has them, else our AVX512-BF16 kernel (bgemm_avx512.hpp) where it has
+// that. It always runs on the calling thread:
 // parallelism is the caller's, over fixed work units (see kernels/conv2d.hpp), which is what keeps results
 // independent of the thread count. Eigen's own threading would not: its K blocking depends on the number of
 // threads, and so does the rounding.
@@ -16,6 +17,7 @@
 #include "resnet/core/bfloat16.hpp"
 #include "resnet/core/eigen.hpp"
 #include "resnet/core/error.hpp"
+#include "resnet/kernels/bgemm_amx.hpp"
 #include "resnet/kernels/bgemm_avx512.hpp"
 #include "resnet/kernels/sgemm_avx512.hpp"
 
@@ -77,7 +79,8 @@ void eigen_gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t
 
 // Whether gemm(false, false, M, N, K, ...) with operands of type Op can read A packed ahead (pack_gemm_a),
 // for a product repeated with the same A, such as an eval-mode conv's weight: float where sgemm_narrow runs
-// it (fewer than 256 columns), bfloat16 wherever the AVX512-BF16 kernel runs.
+// it (fewer than 256 columns), bfloat16 wherever a bf16 kernel runs. The packed layout is that of the kernel
+// the instruction-set cap selects: a plan that packs records the instruction set it packed for.
 template <typename Op>
 bool gemm_packs_a([[maybe_unused]] std::int64_t M, [[maybe_unused]] std::int64_t N,
                   [[maybe_unused]] std::int64_t K) {
@@ -99,6 +102,11 @@ std::int64_t packed_gemm_a_size(std::int64_t M, std::int64_t K) {
 #if defined(RESNET_HAVE_SGEMM_AVX512)
   if constexpr (std::is_same_v<Op, float>) return avx512::narrow_packed_size(M, K);
 #endif
+#if defined(RESNET_HAVE_BGEMM_AMX)
+  if constexpr (std::is_same_v<Op, bfloat16>) {
+    if (amx_bf16::cpu_supported()) return amx_bf16::packed_a_size(M, K);
+  }
+#endif
 #if defined(RESNET_HAVE_BGEMM_AVX512)
   if constexpr (std::is_same_v<Op, bfloat16>) return avx512_bf16::packed_a_size(M, K);
 #endif
@@ -110,6 +118,11 @@ void pack_gemm_a([[maybe_unused]] const Op* A, [[maybe_unused]] std::int64_t lda
   check(gemm_packs_a<Op>(M, 1, K), "pack_gemm_a: no packed form for this type, shape or CPU");
 #if defined(RESNET_HAVE_SGEMM_AVX512)
   if constexpr (std::is_same_v<Op, float>) avx512::pack_narrow_a(A, lda, M, K, packed);
+#endif
+#if defined(RESNET_HAVE_BGEMM_AMX)
+  if constexpr (std::is_same_v<Op, bfloat16>) {
+    if (amx_bf16::cpu_supported()) return amx_bf16::pack_a(A, lda, M, K, packed);
+  }
 #endif
 #if defined(RESNET_HAVE_BGEMM_AVX512)
   if constexpr (std::is_same_v<Op, bfloat16>) avx512_bf16::pack_a(A, lda, M, K, packed);
@@ -128,6 +141,12 @@ void gemm_packed_a(std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
 #if defined(RESNET_HAVE_SGEMM_AVX512)
   if constexpr (std::is_same_v<Op, float> && std::is_same_v<T, float>)
     avx512::sgemm_narrow(M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, packed_a);
+#endif
+#if defined(RESNET_HAVE_BGEMM_AMX)
+  if constexpr (std::is_same_v<Op, bfloat16> && std::is_same_v<T, float>) {
+    if (amx_bf16::cpu_supported())
+      return amx_bf16::bgemm(false, false, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc, packed_a);
+  }
 #endif
 #if defined(RESNET_HAVE_BGEMM_AVX512)
   if constexpr (std::is_same_v<Op, bfloat16> && std::is_same_v<T, float>)
@@ -161,20 +180,17 @@ void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, st
   eigen_gemm(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Dense operands: lda, ldb and ldc are the row lengths of A, B and C as stored.
-template <typename T>
-void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
-          const T* A, const T* B, T beta, T* C) {
-  gemm(transpose_a, transpose_b, M, N, K, alpha, A, transpose_a ? M : K, B, transpose_b ? K : N, beta, C, N);
-}
-
-// The bf16 product: A and B bfloat16, C float, accumulated in float (Precision::BF16). It runs the
-// AVX512-BF16 kernel where the CPU has it (and the cap, core/cpu_features.hpp, allows it); elsewhere op(A)
-// and op(B) are widened to float, exactly, and multiplied by the float gemm: the same products, summed in
-// another order.
+// The bf16 product: A and B bfloat16, C float, accumulated in float (Precision::BF16). It runs on AMX tiles
+// or the AVX512-BF16 kernel where the CPU has them (and the cap, core/cpu_features.hpp, allows it);
+// elsewhere op(A) and op(B) are widened to float, exactly, and multiplied by the float gemm: the same
+// products, summed in another order.
 inline void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K,
                  float alpha, const bfloat16* A, std::int64_t lda, const bfloat16* B, std::int64_t ldb,
                  float beta, float* C, std::int64_t ldc) {
+#if defined(RESNET_HAVE_BGEMM_AMX)
+  if (M > 0 && N > 0 && K > 0 && alpha != 0.0f && amx_bf16::cpu_supported())
+    return amx_bf16::bgemm(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 #if defined(RESNET_HAVE_BGEMM_AVX512)
   if (M > 0 && N > 0 && K > 0 && alpha != 0.0f && avx512_bf16::cpu_supported())
     return avx512_bf16::bgemm(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -193,8 +209,12 @@ inline void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_
   }
   gemm(false, false, M, N, K, alpha, a.data(), K, b.data(), N, beta, C, ldc);
 }
-inline void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K,
-                 float alpha, const bfloat16* A, const bfloat16* B, float beta, float* C) {
+
+// Dense operands (T A and B, or bfloat16 A and B with a float C): lda, ldb and ldc are the row lengths of A,
+// B and C as stored.
+template <typename Op, typename T>
+void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+          const Op* A, const Op* B, T beta, T* C) {
   gemm(transpose_a, transpose_b, M, N, K, alpha, A, transpose_a ? M : K, B, transpose_b ? K : N, beta, C, N);
 }
 
@@ -202,6 +222,9 @@ inline void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_
 template <typename T>
 std::string gemm_path() {
   if constexpr (std::is_same_v<T, bfloat16>) {
+#if defined(RESNET_HAVE_BGEMM_AMX)
+    if (amx_bf16::cpu_supported()) return "our AMX-BF16 GEMM";
+#endif
 #if defined(RESNET_HAVE_BGEMM_AVX512)
     if (avx512_bf16::cpu_supported()) return "our AVX512-BF16 GEMM";
 #endif
