@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -237,4 +238,69 @@ TEST(ResNet, BadConfigurationsAndInputsThrow) {
   }
   EXPECT_THROW(net.forward(Tensor<float>({3, 32, 32})), resnet::Error);
   EXPECT_THROW(net.backward(Tensor<float>({2, 10})), resnet::Error);
+}
+
+// torchvision's parameter counts (1000 classes, ImageNet stem) and names of the Bottleneck models.
+TEST(ResNetFamily, ParameterCountsAndNamesAreTorchvisions) {
+  using namespace resnet::models;
+  EXPECT_EQ(ResNet50<float>().parameter_count(), 25557032);
+  EXPECT_EQ(ResNet101<float>().parameter_count(), 44549160);
+  EXPECT_EQ(ResNet152<float>().parameter_count(), 60192808);
+  EXPECT_EQ(WideResNet50_2<float>().parameter_count(), 68883240);
+  EXPECT_EQ(WideResNet101_2<float>().parameter_count(), 126886696);
+  EXPECT_EQ(ResNet50<float>().architecture().at("architecture"), "resnet50");
+  EXPECT_EQ(ResNet152<float>().architecture().at("architecture"), "resnet152");
+  EXPECT_EQ(WideResNet101_2<float>().architecture().at("architecture"), "wide_resnet101_2");
+  EXPECT_EQ(WideResNet50_2<float>().architecture().at("width_per_group"), "128");
+  EXPECT_EQ(ResNet34<float>().architecture().at("block"), "basic");
+  const ResNet<float, Bottleneck<float>> other({1, 2, 1, 1}, 10, Stem::Cifar, 3, 0, 16);
+  EXPECT_EQ(other.architecture().at("architecture"), "resnet-bottleneck-1-2-1-1");
+  // Bottleneck names: conv3/bn3 and a projection shortcut in every stage's first block (64 -> 256 channels
+  // in layer1 too).
+  ResNet50<float> net;
+  std::vector<std::string> names;
+  for (auto& p : net.named_parameters())
+    names.push_back(p.name + " " + resnet::shape_string(p.value->shape()));
+  EXPECT_EQ(names.size(), 161u);
+  for (const char* expected :
+       {"layer1.0.conv1.weight [64, 64, 1, 1]", "layer1.0.conv3.weight [256, 64, 1, 1]",
+        "layer1.0.downsample.0.weight [256, 64, 1, 1]", "layer2.0.conv2.weight [128, 128, 3, 3]",
+        "layer4.2.bn3.bias [2048]", "fc.weight [1000, 2048]"})
+    EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
+  EXPECT_EQ(std::find(names.begin(), names.end(), "layer1.1.downsample.0.weight [256, 256, 1, 1]"),
+            names.end());
+}
+
+TEST(Bottleneck, GradientsWithIdentityShortcut) {
+  resnet::models::Bottleneck<double> block(8, 2, 1);
+  EXPECT_FALSE(block.has_downsample());
+  resnet::testing::expect_module_gradients(block, random_tensor({2, 8, 5, 4}, 21));
+}
+
+TEST(Bottleneck, GradientsWithProjectionShortcutStride2AndWiderGroups) {
+  resnet::models::Bottleneck<double> block(3, 2, 2, resnet::models::BlockShape{1, 96});  // width 3
+  EXPECT_TRUE(block.has_downsample());
+  EXPECT_EQ(block.conv2().out_channels(), 3);
+  resnet::testing::expect_module_gradients(block, random_tensor({2, 3, 7, 6}, 22));
+}
+
+TEST(Bottleneck, BadShapesThrow) {
+  using resnet::models::BlockShape;
+  EXPECT_THROW(resnet::models::Bottleneck<float>(4, 2, 1, BlockShape{1, 0}), resnet::Error);
+  EXPECT_THROW(resnet::models::Bottleneck<float>(4, 1, 1, BlockShape{1, 32}), resnet::Error);  // width 0
+  EXPECT_THROW(resnet::models::BasicBlock<float>(4, 4, 1, BlockShape{1, 128}), resnet::Error);
+}
+
+TEST(ResNet, NarrowBottleneckNetworkGradientsEndToEnd) {
+  resnet::models::ResNet<double, resnet::models::Bottleneck<double>> net({1, 1, 1, 1}, 3, Stem::ImageNet, 2,
+                                                                         7, 2);
+  resnet::testing::GradcheckOptions options;
+  options.max_elements = 60;
+  resnet::testing::expect_module_gradients(net, random_tensor({2, 2, 17, 19}, 23), options);
+  net.zero_init_residual();
+  for (auto& p : net.named_parameters()) {
+    if (p.name.find("bn3.weight") != std::string::npos) {
+      EXPECT_EQ(p.value->vector().norm(), 0.0) << p.name;
+    }
+  }
 }

@@ -1,4 +1,5 @@
-// ResNet18 (both stems) against torchvision, through two SGD steps. Weights, buffers and inputs come from the
+// ResNet18 (both stems), ResNet50 and a Wide ResNet's Bottleneck (fixtures in family/) against torchvision,
+// through two SGD steps. Weights, buffers and inputs come from the
 // formula in support/formula_weights.hpp, which tools/make_fixtures.py computes bit for bit, so the fixtures
 // store only results: the first step's logits, loss, gradient norms and 16 sampled gradient elements per
 // parameter, the running stats after that forward; then, after two forward/backward/SGD steps (one batch
@@ -53,6 +54,12 @@ struct Bounds {
 };
 // Float: see the header comment (reached: 1.5e-6, 2.9e-3, 1.3e-3, 1.6e-2, 0.1). Double: reached <= 3e-13.
 constexpr Bounds kFloatBounds{1e-4, 5e-2, 1e-2, 1e-1, 0.5};
+// ResNet50 (formula weights, batch 2) is chaotic in float32 past the first step: PyTorch's own float32 run
+// differs from its float64 one by up to 1.9 in weight changes, 1.0 in weight samples and 1.1 in eval logits
+// (--measure-float-noise 3; first step: logits 6.8e-5, gradient samples 6.2e-2), at lr 0.01 and still at
+// 1e-4. So in float only its first forward and backward are checked, and its two steps in double alone.
+constexpr double kUnchecked = std::numeric_limits<double>::infinity();
+constexpr Bounds kFloatFirstStepBounds{1e-4, 1e-1, kUnchecked, kUnchecked, kUnchecked};
 constexpr Bounds kDoubleBounds{1e-9, 1e-9, 1e-9, 1e-9, 1e-9};
 
 // The worst error of one quantity over all tensors: printed once, checked tensor by tensor.
@@ -109,14 +116,11 @@ void expect_names_and_shapes(const std::vector<Named>& ours, const nlohmann::jso
   for (const auto& entry : torchvision)
     their_names.push_back(entry.at(0).get<std::string>() + " " +
                           resnet::shape_string(entry.at(1).get<std::vector<std::int64_t>>()));
-  EXPECT_EQ(our_names, their_names) << what << " differ from torchvision's resnet18 (name shape, in order)";
+  EXPECT_EQ(our_names, their_names) << what << " differ from torchvision's (name shape, in order)";
 }
 
-template <typename T>
-void check_network(const std::string& name, const Bounds& bounds) {
-  const Fixture fx(name);
-  const auto stem = fx.meta("stem") == "cifar" ? resnet::models::Stem::Cifar : resnet::models::Stem::ImageNet;
-  resnet::models::ResNet18<T> model(fx.meta_int("num_classes"), stem);
+template <typename T, typename Model>
+void check_network(const Fixture& fx, const std::string& name, Model& model, const Bounds& bounds) {
   const auto parameters = model.named_parameters();
   const auto buffers = model.named_buffers();
 
@@ -205,12 +209,41 @@ void check_network(const std::string& name, const Bounds& bounds) {
                                      fx.tensor<T>("eval_logits")));
 }
 
-const auto kCases = ::testing::Values("resnet18_cifar", "resnet18_cifar_nesterov", "resnet18_imagenet");
-const auto kCaseName = [](const auto& info) { return std::string(info.param); };
+// The fixture's model: its "arch" (torchvision's name, or resnet-bottleneck-<blocks>-w<width per group>;
+// resnet18 if absent) with its stem and classes.
+template <typename T>
+void check_network(const std::string& name, const Bounds& bounds) {
+  using namespace resnet::models;
+  const Fixture fx(name);
+  const Stem stem = fx.meta("stem") == "cifar" ? Stem::Cifar : Stem::ImageNet;
+  const int classes = fx.meta_int("num_classes");
+  const std::string arch = fx.has_meta("arch") ? fx.meta("arch") : "resnet18";
+  if (arch == "resnet18") {
+    ResNet18<T> model(classes, stem);
+    check_network<T>(fx, name, model, bounds);
+  } else if (arch == "resnet50") {
+    ResNet50<T> model(classes, stem);
+    check_network<T>(fx, name, model, bounds);
+  } else if (arch == "resnet-bottleneck-1-1-1-1-w128") {
+    ResNet<T, Bottleneck<T>> model({1, 1, 1, 1}, classes, stem, 3, 0, 64, BlockShape{1, 128});
+    check_network<T>(fx, name, model, bounds);
+  } else {
+    FAIL() << name << ": no model for arch " << arch;
+  }
+}
+
+const auto kCases = ::testing::Values("resnet18_cifar", "resnet18_cifar_nesterov", "resnet18_imagenet",
+                                      "family/resnet50_imagenet", "family/wide_bottleneck_cifar");
+// "family/resnet50_imagenet" -> "resnet50_imagenet": a test name has no slash.
+const auto kCaseName = [](const auto& info) {
+  const std::string name = info.param;
+  return name.substr(name.find('/') + 1);
+};
 
 class ResNetParityFloat : public ::testing::TestWithParam<const char*> {};
 TEST_P(ResNetParityFloat, TwoSgdStepsMatchPyTorchFloat32) {
-  check_network<float>(GetParam(), kFloatBounds);
+  const bool chaotic = std::string(GetParam()).find("resnet50") != std::string::npos;
+  check_network<float>(GetParam(), chaotic ? kFloatFirstStepBounds : kFloatBounds);
 }
 INSTANTIATE_TEST_SUITE_P(Fixtures, ResNetParityFloat, kCases, kCaseName);
 

@@ -16,7 +16,7 @@
 #include "resnet/kernels/batchnorm.hpp"
 #include "resnet/kernels/conv2d.hpp"
 #include "resnet/models/resnet.hpp"
-#include "resnet/nn/basic_block.hpp"
+#include "resnet/models/basic_block.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv_bn.hpp"
 #include "resnet/nn/relu.hpp"

@@ -33,7 +33,7 @@
 #include "resnet/io/safetensors_file.hpp"
 #include "resnet/models/fold_batchnorm.hpp"
 #include "resnet/models/resnet.hpp"
-#include "resnet/nn/basic_block.hpp"
+#include "resnet/models/basic_block.hpp"
 #include "support/compare.hpp"
 #include "support/fixture.hpp"
 #include "support/formula_weights.hpp"
@@ -464,6 +464,9 @@ void round_trip() {
                                  {"library", "resnet"},
                                  {"library_version", "0.1.0"},
                                  {"architecture", "resnet-1-1-1-1"},
+                                 {"block", "basic"},
+                                 {"groups", "1"},
+                                 {"width_per_group", "64"},
                                  {"stem", "cifar"},
                                  {"in_channels", "3"},
                                  {"num_classes", "10"},

@@ -4,7 +4,7 @@ test_safetensors and test_classify_preprocess).
 
 Run with Debian's PyTorch (torch 1.13, torchvision 0.14):  /usr/bin/python3 tools/make_fixtures.py
 It rewrites every file in tests/fixtures/ (or the directory given with --out), or only those of the groups named
-with --group (layer, network, interop, bf16), and is deterministic: seeded, one thread, so a re-run gives
+with --group (layer, network, interop, bf16, family), and is deterministic: seeded, one thread, so a re-run gives
 byte-identical files on the same machine.
 
 Files are safetensors, written by tools/export_torchvision.py's writer (plain Python, no package beyond torch):
@@ -31,6 +31,9 @@ bf16 fixtures (bf16/): torch.autocast("cpu", dtype=torch.bfloat16), what Precisi
 train-mode step's float64 logits and loss and autocast's relative L2 error against float64 of the logits, the
 loss, the eval-mode logits and every parameter gradient ("autocast_error/..."), the accuracy the C++ bf16 mode
 must reach. See make_bf16_fixtures.
+
+family fixtures (family/): the network cases for the rest of the ResNet family (ResNet50, a Wide ResNet's
+Bottleneck), as the network ones. See make_family_fixtures.
 
 --measure-float-noise N writes nothing; it runs every network case on N other inputs in float32 and float64 and
 prints the worst float32 error of each stored quantity: the rounding noise test_parity_resnet.cpp's float
@@ -259,17 +262,28 @@ def formula_input(step, shape, input_tag=INPUT_TAG):
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 
 
-def run_network(stem, num_classes, input_shape, targets, nesterov, dtype, input_tag=INPUT_TAG):
-    """Trains torchvision's resnet18 (formula weights) for two SGD steps in `dtype`; returns the stored tensors
+def build_resnet(arch, num_classes):
+    """torchvision's model by name, or "resnet-bottleneck-<blocks>-w<width_per_group>": ResNet(Bottleneck,
+    blocks, width_per_group) at torchvision's base width, a small model of a Wide ResNet's shape."""
+    if arch.startswith("resnet-bottleneck-"):
+        *counts, width = arch[len("resnet-bottleneck-"):].split("-")
+        return torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [int(c) for c in counts],
+                                                num_classes=num_classes, width_per_group=int(width[1:]))
+    return getattr(torchvision.models, arch)(num_classes=num_classes)
+
+
+def run_network(stem, num_classes, input_shape, targets, nesterov, dtype, input_tag=INPUT_TAG, arch="resnet18",
+                lr=LR):
+    """Trains torchvision's `arch` (formula weights) for two SGD steps in `dtype`; returns the stored tensors
     and the metadata. The float64 run starts from the same float-rounded weights and inputs as the float32 one.
     input_tag other than INPUT_TAG gives other inputs, for measure_float_noise."""
-    model = torchvision.models.resnet18(num_classes=num_classes)
+    model = build_resnet(arch, num_classes)
     if stem == "cifar":
         model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()
     apply_formula_weights(model)
     model = model.to(dtype).train()
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
                           nesterov=nesterov)
     params = list(model.named_parameters())
     initial = {n: p.detach().clone() for n, p in params}
@@ -311,11 +325,13 @@ def run_network(stem, num_classes, input_shape, targets, nesterov, dtype, input_
     with torch.no_grad():
         tensors["eval_logits"] = model(formula_input(0, input_shape, input_tag).to(dtype))
 
-    meta = dict(stem=stem, num_classes=num_classes, input_shape=json.dumps(list(input_shape)), lr=repr(LR),
+    meta = dict(stem=stem, num_classes=num_classes, input_shape=json.dumps(list(input_shape)), lr=repr(lr),
                 momentum=repr(MOMENTUM), weight_decay=repr(WEIGHT_DECAY), nesterov=int(nesterov),
                 samples=SAMPLES, dtype=str(dtype).replace("torch.", ""),
                 parameters=json.dumps([[n, list(p.shape)] for n, p in params]),
                 buffers=json.dumps([[n, list(b.shape)] for n, b in model.named_buffers()]))
+    if arch != "resnet18":
+        meta["arch"] = arch
     return tensors, meta
 
 
@@ -340,6 +356,29 @@ def make_network_fixtures(out_dir):
             tensors, meta = run_network(stem, classes, shape, targets, nesterov, dtype)
             write_safetensors(os.path.join(out_dir, name + suffix + ".safetensors"), tensors, meta)
             print("%s%s: loss %.4f, %.4f; |logits| %.3g, |eval logits| %.3g" %
+                  (name, suffix, tensors["loss_step0"].item(), tensors["loss_step1"].item(),
+                   tensors["logits"].norm().item(), tensors["eval_logits"].norm().item()))
+
+
+# (name, arch, stem, classes, input shape, targets of each step): the ResNet family beyond resnet18, in
+# tests/fixtures/family/ (tests/test_parity_resnet.cpp), made from the formula like NETWORK_CASES, so adding
+# them changed no other fixture. ResNet50 with the ImageNet stem at 56x56 (-> 28 -> 14 -> 7 -> 4 -> 2: layer4
+# downsamples an odd map); a Wide ResNet's block shape (width per group 128) with one block a stage, on the
+# CIFAR stem at 16x16.
+FAMILY_CASES = [
+    ("resnet50_imagenet", "resnet50", "imagenet", 1000, (2, 3, 56, 56), [[17, 981], [400, 3]]),
+    ("wide_bottleneck_cifar", "resnet-bottleneck-1-1-1-1-w128", "cifar", 10, (2, 3, 16, 16), [[3, 7], [5, 1]]),
+]
+
+
+def make_family_fixtures(out_dir):
+    out_dir = os.path.join(out_dir, "family")
+    os.makedirs(out_dir, exist_ok=True)
+    for name, arch, stem, classes, shape, targets in FAMILY_CASES:
+        for dtype, suffix in [(torch.float32, ""), (torch.float64, "_f64")]:
+            tensors, meta = run_network(stem, classes, shape, targets, False, dtype, arch=arch)
+            write_safetensors(os.path.join(out_dir, name + suffix + ".safetensors"), tensors, meta)
+            print("family/%s%s: loss %.4f, %.4f; |logits| %.3g, |eval logits| %.3g" %
                   (name, suffix, tensors["loss_step0"].item(), tensors["loss_step1"].item(),
                    tensors["logits"].norm().item(), tensors["eval_logits"].norm().item()))
 
@@ -620,10 +659,14 @@ def measure_float_noise(count):
     def rel(a, b):
         return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
-    for name, stem, classes, shape, targets, nesterov in NETWORK_CASES:
+    cases = [(name, "resnet18", stem, classes, shape, targets, nesterov)
+             for name, stem, classes, shape, targets, nesterov in NETWORK_CASES]
+    cases += [(name, arch, stem, classes, shape, targets, False)
+              for name, arch, stem, classes, shape, targets in FAMILY_CASES]
+    for name, arch, stem, classes, shape, targets, nesterov in cases:
         worst = {}
         for k in range(1, count + 1):
-            runs = [run_network(stem, classes, shape, targets, nesterov, dtype, INPUT_TAG + 10 * k)[0]
+            runs = [run_network(stem, classes, shape, targets, nesterov, dtype, INPUT_TAG + 10 * k, arch)[0]
                     for dtype in (torch.float32, torch.float64)]
             for key in runs[1]:
                 if runs[1][key].is_floating_point() and not key.endswith("num_batches_tracked"):
@@ -634,7 +677,7 @@ def measure_float_noise(count):
 
 # --group's names, in the order a full run makes them.
 GROUPS = {"layer": make_layer_fixtures, "network": make_network_fixtures, "interop": make_interop_fixtures,
-          "bf16": make_bf16_fixtures}
+          "bf16": make_bf16_fixtures, "family": make_family_fixtures}
 
 
 def main():

@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "resnet/kernels/elementwise.hpp"
+#include "resnet/models/basic_block.hpp"
 #include "resnet/models/resnet.hpp"
 #include "resnet/nn/adaptive_avgpool2d.hpp"
-#include "resnet/nn/basic_block.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv2d.hpp"
 #include "resnet/nn/linear.hpp"

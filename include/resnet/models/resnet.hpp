@@ -1,7 +1,9 @@
 #pragma once
-// ResNet over BasicBlocks, laid out as torchvision.models.resnet.ResNet so state-dict names and parameter
-// counts match it: conv1, bn1, (maxpool), layer1..layer4 of BasicBlocks with 64/128/256/512 channels (stride
-// 2 at the start of layers 2-4), global average pool, flatten, fc.
+// The ResNet over its block (BasicBlock or Bottleneck, models/basic_block.hpp and models/bottleneck.hpp),
+// laid out as torchvision.models.resnet.ResNet(block, layers) so state-dict names and parameter counts match
+// it: conv1, bn1, (maxpool), layer1..layer4 of blocks with 64/128/256/512 planes (times the block's
+// expansion in channels; stride 2 at the start of layers 2-4), global average pool, flatten, fc. The named
+// models at the end (ResNet18 ... WideResNet101_2) are each one set of arguments.
 //
 // Stem::ImageNet is torchvision's: 7x7 stride-2 conv, BN, ReLU, 3x3 stride-2 max-pool.
 // Stem::Cifar is the usual small-image variant: 3x3 stride-1 conv, BN, ReLU, no pool.
@@ -17,8 +19,10 @@
 
 #include "resnet/core/rng.hpp"
 #include "resnet/kernels/window.hpp"
+#include "resnet/models/basic_block.hpp"
+#include "resnet/models/block_shape.hpp"
+#include "resnet/models/bottleneck.hpp"
 #include "resnet/nn/adaptive_avgpool2d.hpp"
-#include "resnet/nn/basic_block.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv2d.hpp"
 #include "resnet/nn/conv_bn.hpp"
@@ -31,30 +35,32 @@ namespace resnet::models {
 
 enum class Stem { ImageNet, Cifar };
 
-template <typename T>
-class ResNet : public nn::Module<ResNet<T>, T> {
+template <typename T, typename Block = BasicBlock<T>>
+class ResNet : public nn::Module<ResNet<T, Block>, T> {
  public:
-  // blocks_per_stage: {2, 2, 2, 2} is ResNet18, {3, 4, 6, 3} ResNet34. base_width scales every stage's
-  // channels (64 in torchvision; smaller values give narrow networks for tests).
+  // blocks_per_stage: {2, 2, 2, 2} is ResNet18, {3, 4, 6, 3} ResNet34 (BasicBlock) or ResNet50 (Bottleneck).
+  // base_width is the stem's channels and layer1's planes, doubled at each stage (64 in torchvision; smaller
+  // values give narrow networks for tests). block_shape: a Bottleneck's groups and width per group.
   ResNet(std::array<int, 4> blocks_per_stage, int num_classes = 1000, Stem stem = Stem::ImageNet,
-         int in_channels = 3, std::uint64_t seed = 0, int base_width = 64)
+         int in_channels = 3, std::uint64_t seed = 0, int base_width = 64, BlockShape block_shape = {})
       : stem_(stem),
         blocks_per_stage_(blocks_per_stage),
         base_width_(checked_base_width(base_width)),
+        block_shape_(block_shape),
         in_channels_(in_channels),
         num_classes_(num_classes),
         stem_conv_bn_(stem_options(stem, checked_in_channels(in_channels), base_width), nn::Activation::ReLU),
         avgpool_(1, 1),
-        fc_(8 * base_width, checked_num_classes(num_classes)) {
+        fc_(8 * base_width * Block::expansion, checked_num_classes(num_classes)) {
     if (stem == Stem::ImageNet) maxpool_.emplace(3, 2, 1);
     int channels = base_width;
     for (int s = 0; s < 4; ++s) {
       check(blocks_per_stage[s] >= 1, "ResNet: stage ", s + 1, " needs at least one block, got ",
             blocks_per_stage[s]);
-      const int width = base_width << s;
+      const int planes = base_width << s;
       for (int b = 0; b < blocks_per_stage[s]; ++b) {
-        stages_[s].emplace_back(channels, width, b == 0 && s > 0 ? 2 : 1);
-        channels = width;
+        stages_[s].emplace_back(channels, planes, b == 0 && s > 0 ? 2 : 1, block_shape);
+        channels = planes * Block::expansion;
       }
     }
     Rng rng(seed);
@@ -76,7 +82,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   void zero_init_residual() {
     for (auto& stage : stages_)
       for (auto& block : stage)
-        block.bn2().weight().fill(T(0));
+        block.last_bn().weight().fill(T(0));
   }
 
   template <typename Visitor>
@@ -136,19 +142,24 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   Stem stem() const { return stem_; }
   const std::array<int, 4>& blocks_per_stage() const { return blocks_per_stage_; }
   int base_width() const { return base_width_; }
+  const BlockShape& block_shape() const { return block_shape_; }
   int in_channels() const { return in_channels_; }
   int num_classes() const { return num_classes_; }
 
   // The architecture a saved file's metadata records (io::describe) and a strict load checks against the
-  // file, all but num_classes: "architecture" (resnet18, resnet34, or resnet-<blocks per stage>), "stem"
-  // (imagenet or cifar), "in_channels", "num_classes", "base_width".
+  // file, all but num_classes: "architecture" (torchvision's name: resnet18 ... resnet152, wide_resnet50_2,
+  // wide_resnet101_2; else resnet-<blocks per stage>, with "bottleneck-" before the counts for that block),
+  // "block" (basic or bottleneck), "groups", "width_per_group", "stem" (imagenet or cifar), "in_channels",
+  // "num_classes", "base_width". A file without a key (one saved before it was recorded) is not checked on
+  // it.
   std::map<std::string, std::string> architecture() const {
     const std::array<int, 4>& b = blocks_per_stage();
     const std::string counts = std::to_string(b[0]) + "-" + std::to_string(b[1]) + "-" +
                                std::to_string(b[2]) + "-" + std::to_string(b[3]);
-    return {{"architecture", counts == "2-2-2-2"   ? "resnet18"
-                             : counts == "3-4-6-3" ? "resnet34"
-                                                   : "resnet-" + counts},
+    return {{"architecture", architecture_name(counts)},
+            {"block", Block::name},
+            {"groups", std::to_string(block_shape_.groups)},
+            {"width_per_group", std::to_string(block_shape_.width_per_group)},
             {"stem", stem() == Stem::ImageNet ? "imagenet" : "cifar"},
             {"in_channels", std::to_string(in_channels())},
             {"num_classes", std::to_string(num_classes())},
@@ -165,6 +176,23 @@ class ResNet : public nn::Module<ResNet<T>, T> {
         .bias(false);
   }
 
+  // torchvision's name for these block counts and shape, at base width 64.
+  std::string architecture_name(const std::string& counts) const {
+    const bool bottleneck = Block::expansion != 1, plain = block_shape_.groups == 1 && base_width_ == 64;
+    const int per_group = block_shape_.width_per_group;
+    if (!bottleneck) {
+      if (counts == "2-2-2-2") return "resnet18";
+      if (counts == "3-4-6-3") return "resnet34";
+      return "resnet-" + counts;
+    }
+    if (plain && per_group == 64 && counts == "3-4-6-3") return "resnet50";
+    if (plain && per_group == 64 && counts == "3-4-23-3") return "resnet101";
+    if (plain && per_group == 64 && counts == "3-8-36-3") return "resnet152";
+    if (plain && per_group == 128 && counts == "3-4-6-3") return "wide_resnet50_2";
+    if (plain && per_group == 128 && counts == "3-4-23-3") return "wide_resnet101_2";
+    return "resnet-bottleneck-" + counts;
+  }
+
   static int checked_in_channels(int n) {
     check(n >= 1, "ResNet: in_channels must be positive, got ", n);
     return n;
@@ -173,10 +201,11 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     check(n >= 1, "ResNet: num_classes must be positive, got ", n);
     return n;
   }
-  // Checked before any layer is built from it; layer4 has 8 * base_width channels, which must fit an int.
+  // Checked before any layer is built from it; layer4 has 8 * base_width * expansion channels, which must fit
+  // an int.
   static int checked_base_width(int n) {
-    check(n >= 1 && n <= std::numeric_limits<int>::max() / 8, "ResNet: base_width must be in [1, ",
-          std::numeric_limits<int>::max() / 8, "], got ", n);
+    constexpr int most = std::numeric_limits<int>::max() / (8 * Block::expansion);
+    check(n >= 1 && n <= most, "ResNet: base_width must be in [1, ", most, "], got ", n);
     return n;
   }
 
@@ -203,7 +232,7 @@ class ResNet : public nn::Module<ResNet<T>, T> {
     if (maxpool_) side = through(side, *maxpool_);
     for (auto& stage : stages_) {
       for (auto& block : stage)
-        side = through(through(side, block.conv1()), block.conv2());
+        side = block.output_size(side);
     }
     return side;
   }
@@ -211,11 +240,12 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   Stem stem_;
   std::array<int, 4> blocks_per_stage_;
   int base_width_;
+  BlockShape block_shape_;
   int in_channels_;
   int num_classes_;
   nn::ConvBn<T> stem_conv_bn_;  // conv1, bn1, ReLU
   std::optional<nn::MaxPool2d<T>> maxpool_;
-  std::array<std::vector<nn::BasicBlock<T>>, 4> stages_;
+  std::array<std::vector<Block>, 4> stages_;
   nn::AdaptiveAvgPool2d<T> avgpool_;
   nn::Linear<T> fc_;
   Tensor<T> stem_output_;                   // training mode: relu(bn1(conv1(x)))
@@ -223,21 +253,32 @@ class ResNet : public nn::Module<ResNet<T>, T> {
   bool backward_ran_ = false;               // for the last forward: a second backward is refused by name
 };
 
-// torchvision.models.resnet18 / resnet34 (BasicBlock, [2,2,2,2] / [3,4,6,3]).
-template <typename T>
-class ResNet18 : public ResNet<T> {
+// A ResNet with torchvision's block counts and width per group fixed by name, taking the constructor every
+// named model has: (num_classes, stem, in_channels, seed).
+template <typename T, template <typename> class Block, int blocks1, int blocks2, int blocks3, int blocks4,
+          int width_per_group = 64>
+class NamedResNet : public ResNet<T, Block<T>> {
  public:
-  explicit ResNet18(int num_classes = 1000, Stem stem = Stem::ImageNet, int in_channels = 3,
-                    std::uint64_t seed = 0)
-      : ResNet<T>({2, 2, 2, 2}, num_classes, stem, in_channels, seed) {}
+  explicit NamedResNet(int num_classes = 1000, Stem stem = Stem::ImageNet, int in_channels = 3,
+                       std::uint64_t seed = 0)
+      : ResNet<T, Block<T>>({blocks1, blocks2, blocks3, blocks4}, num_classes, stem, in_channels, seed, 64,
+                            BlockShape{1, width_per_group}) {}
 };
 
+// torchvision.models.resnet18 ... wide_resnet101_2.
 template <typename T>
-class ResNet34 : public ResNet<T> {
- public:
-  explicit ResNet34(int num_classes = 1000, Stem stem = Stem::ImageNet, int in_channels = 3,
-                    std::uint64_t seed = 0)
-      : ResNet<T>({3, 4, 6, 3}, num_classes, stem, in_channels, seed) {}
-};
+using ResNet18 = NamedResNet<T, BasicBlock, 2, 2, 2, 2>;
+template <typename T>
+using ResNet34 = NamedResNet<T, BasicBlock, 3, 4, 6, 3>;
+template <typename T>
+using ResNet50 = NamedResNet<T, Bottleneck, 3, 4, 6, 3>;
+template <typename T>
+using ResNet101 = NamedResNet<T, Bottleneck, 3, 4, 23, 3>;
+template <typename T>
+using ResNet152 = NamedResNet<T, Bottleneck, 3, 8, 36, 3>;
+template <typename T>
+using WideResNet50_2 = NamedResNet<T, Bottleneck, 3, 4, 6, 3, 128>;
+template <typename T>
+using WideResNet101_2 = NamedResNet<T, Bottleneck, 3, 4, 23, 3, 128>;
 
 }  // namespace resnet::models
