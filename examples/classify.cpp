@@ -29,6 +29,7 @@
 #include <fstream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -128,8 +129,8 @@ int main(int argc, char** argv) {
     resnet::models::ResNet<float> model = model_for(weights, weights_path);
     resnet::io::load_state(model, weights, {}, weights_path);
     model.eval();
-    std::unique_ptr<resnet::models::FoldedResNet<float>> folded;
-    if (!no_fold) folded = std::make_unique<resnet::models::FoldedResNet<float>>(model);
+    std::optional<resnet::models::ResNet<float>> folded;
+    if (!no_fold) folded.emplace(resnet::models::fold_batchnorm(model));
     const resnet::Precision chosen = resnet::parse_precision(precision);
     model.set_precision(chosen);
     if (folded) folded->set_precision(chosen);

@@ -23,8 +23,8 @@ using resnet::models::Stem;
 
 // Random weights, and BatchNorm parameters and running statistics far from the identity, so that folding
 // changes every conv noticeably.
-template <typename T>
-void randomise_batchnorm(ResNet<T>& model, std::uint64_t seed) {
+template <typename Model>
+void randomise_batchnorm(Model& model, std::uint64_t seed) {
   resnet::Rng rng(seed);
   for (const auto& entry : resnet::io::state_entries(model)) {
     const std::string& name = entry.name;
@@ -51,28 +51,43 @@ struct Case {
   std::array<int, 4> blocks;
   Stem stem;
   std::vector<std::int64_t> input;
+  bool bottleneck = false;
 };
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> all = {
       {"cifar stem, 2 blocks per stage", {2, 2, 2, 2}, Stem::Cifar, {3, 3, 16, 16}},
       {"imagenet stem, 1 block per stage", {1, 1, 1, 1}, Stem::ImageNet, {2, 3, 45, 38}},
+      {"bottleneck, imagenet stem", {2, 1, 1, 1}, Stem::ImageNet, {2, 3, 37, 33}, true},
+      {"bottleneck, cifar stem", {1, 1, 2, 1}, Stem::Cifar, {3, 3, 12, 10}, true},
   };
   return all;
 }
 
-template <typename T>
+template <typename T, typename Block>
 double folded_error(const Case& c) {
-  ResNet<T> model(c.blocks, 7, c.stem, 3, /*seed=*/1, /*base_width=*/8);
+  // A Bottleneck 1.5 times as wide inside as ResNet50 is, so that its width rule is exercised too.
+  const resnet::models::BlockShape shape{1, Block::expansion == 1 ? 64 : 96};
+  ResNet<T, Block> model(c.blocks, 7, c.stem, 3, /*seed=*/1, /*base_width=*/8, shape);
   randomise_batchnorm(model, 2);
   model.eval();
   const Tensor<T> x = random_input<T>(c.input, 3);
   const Tensor<T> expected = model.forward(x);
   auto folded = resnet::models::fold_batchnorm(model);
+  EXPECT_TRUE(folded.is_folded());
+  EXPECT_FALSE(model.is_folded());
+  EXPECT_THROW(resnet::models::fold_batchnorm(folded), resnet::Error);
   return resnet::testing::relative_l2(folded.forward(x), expected);
 }
 
-TEST(FoldBatchNorm, GivesTheEvalModeLogitsOnBothStems) {
+template <typename T>
+double folded_error(const Case& c) {
+  using resnet::models::BasicBlock;
+  using resnet::models::Bottleneck;
+  return c.bottleneck ? folded_error<T, Bottleneck<T>>(c) : folded_error<T, BasicBlock<T>>(c);
+}
+
+TEST(FoldBatchNorm, GivesTheEvalModeLogitsOnBothStemsAndBlocks) {
   for (const Case& c : cases()) {
     const double in_double = folded_error<double>(c);
     const double in_float = folded_error<float>(c);

@@ -147,7 +147,7 @@ INSTANTIATE_TEST_SUITE_P(
              [] {
                resnet::models::fold_batchnorm(small_resnet(Stem::Cifar)).forward(Tensor<float>({0, 3, 8, 8}));
              },
-             {"FoldedResNet.forward", "[0, 3, 8, 8]"}},
+             {"ResNet.forward", "[0, 3, 8, 8]"}},
         Case{"ReLUDefaultTensor", [] { ReLU<float>().forward(Tensor<float>()); }, {"ReLU.forward", "empty"}}),
     case_name);
 

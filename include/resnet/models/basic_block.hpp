@@ -55,6 +55,13 @@ class BasicBlock : public nn::Module<BasicBlock<T>, T> {
 
   bool has_downsample() const { return shortcut_.has_projection(); }
 
+  // The inference lowering: every BatchNorm folded into its conv (nn::ConvBn::fold_batchnorm).
+  void fold_batchnorm() {
+    branch1_.fold_batchnorm();
+    branch2_.fold_batchnorm();
+    shortcut_.fold_batchnorm();
+  }
+
   // [N, in, H, W] -> [N, out, H', W'] with H' = (H - 1) / stride + 1.
   Tensor<T> forward(const Tensor<T>& input) {
     nn::expect_input(input, 4, conv1().in_channels(), "BasicBlock.forward", "[N, C, H, W]");

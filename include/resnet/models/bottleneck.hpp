@@ -53,6 +53,14 @@ class Bottleneck : public nn::Module<Bottleneck<T>, T> {
 
   bool has_downsample() const { return shortcut_.has_projection(); }
 
+  // The inference lowering: every BatchNorm folded into its conv (nn::ConvBn::fold_batchnorm).
+  void fold_batchnorm() {
+    branch1_.fold_batchnorm();
+    branch2_.fold_batchnorm();
+    branch3_.fold_batchnorm();
+    shortcut_.fold_batchnorm();
+  }
+
   Tensor<T> forward(const Tensor<T>& input) {
     nn::expect_input(input, 4, conv1().in_channels(), "Bottleneck.forward", "[N, C, H, W]");
     const Tensor<T> residual =

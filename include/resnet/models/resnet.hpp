@@ -100,7 +100,12 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
   // [N, in_channels, H, W] -> logits [N, num_classes].
   Tensor<T> forward(const Tensor<T>& input) {
     nn::expect_input(input, 4, in_channels_, "ResNet.forward", "[N, C, H, W]");
-    if (this->is_training()) expect_batch_statistics(input);
+    if (this->is_training()) {
+      check(!is_folded(),
+            "ResNet.forward: the BatchNorms are folded into the convs (fold_batchnorm), so the model is "
+            "inference-only; call eval(), or train the model it was folded from");
+      expect_batch_statistics(input);
+    }
     // The stem's ReLU output is kept for its mask at backward: maxpool or layer1 holds it anyway.
     Tensor<T> x = stem_conv_bn_.forward(input);
     stem_output_ = this->is_training() ? x : Tensor<T>();
@@ -135,6 +140,19 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
     if (maxpool_) grad = maxpool_->backward(grad);
     return stem_conv_bn_.backward(std::move(grad), std::exchange(stem_output_, Tensor<T>()), input_grad);
   }
+
+  // The inference lowering, in place: every BatchNorm folded into the conv before it (nn/conv_bn.hpp), so
+  // that the state is convs with biases and fc ("conv1.weight", "conv1.bias", "layer2.0.downsample.0.bias",
+  // ...) and the model is inference-only, in eval mode. models::fold_batchnorm(model) makes a folded copy.
+  void fold_batchnorm() {
+    stem_conv_bn_.fold_batchnorm();
+    for (auto& stage : stages_) {
+      for (auto& block : stage)
+        block.fold_batchnorm();
+    }
+    this->eval();
+  }
+  bool is_folded() const { return stem_conv_bn_.is_folded(); }
 
   // backward(grad_logits, nn::InputGrad::Skip), the spelling of earlier releases.
   void backward_parameters(const Tensor<T>& grad_logits) { backward(grad_logits, nn::InputGrad::Skip); }

@@ -36,6 +36,9 @@ class Shortcut {
   }
 
   bool has_projection() const { return projection_.has_value(); }
+  void fold_batchnorm() {
+    if (projection_) projection_->fold_batchnorm();
+  }
   // The projection's conv and BatchNorm, for a block that has one; `where` names the accessor in the error.
   nn::ConvBn<T>& projection(const std::string& where) {
     check(has_projection(), where, ": this block's shortcut is the identity");

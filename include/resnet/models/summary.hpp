@@ -154,10 +154,12 @@ struct ShapeTracer {
   static const char* type_name(const nn::MaxPool2d<T>*) { return "MaxPool2d"; }
   static const char* type_name(const nn::AdaptiveAvgPool2d<T>*) { return "AdaptiveAvgPool2d"; }
   static const char* type_name(const nn::Linear<T>*) { return "Linear"; }
-  static const char* type_name(const nn::BasicBlock<T>*) { return "BasicBlock"; }
-  static const char* type_name(const ResNet<T>*) { return "ResNet"; }
-  static const char* type_name(const FoldedBasicBlock<T>*) { return "FoldedBasicBlock"; }
-  static const char* type_name(const FoldedResNet<T>*) { return "FoldedResNet"; }
+  static const char* type_name(const BasicBlock<T>*) { return "BasicBlock"; }
+  static const char* type_name(const Bottleneck<T>*) { return "Bottleneck"; }
+  template <typename Block>
+  static const char* type_name(const ResNet<T, Block>*) {
+    return "ResNet";
+  }
 };
 
 // The rows of `model` for an input of input_shape, the model's own first, in visit order.
