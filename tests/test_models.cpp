@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "resnet/resnet.hpp"
+#include "support/compare.hpp"
 #include "support/expect_error.hpp"
 #include "support/gradcheck.hpp"
 
@@ -303,4 +304,40 @@ TEST(ResNet, NarrowBottleneckNetworkGradientsEndToEnd) {
       EXPECT_EQ(p.value->vector().norm(), 0.0) << p.name;
     }
   }
+}
+
+TEST(PreActBlock, GradientsWithIdentityShortcut) {
+  resnet::models::PreActBlock<double> block(4, 4, 1);
+  EXPECT_FALSE(block.has_projection());
+  resnet::testing::expect_module_gradients(block, random_tensor({2, 4, 5, 6}, 31));
+}
+
+TEST(PreActBlock, GradientsWithProjectionShortcutStride2) {
+  resnet::models::PreActBlock<double> block(3, 5, 2);
+  EXPECT_TRUE(block.has_projection());
+  resnet::testing::expect_module_gradients(block, random_tensor({2, 3, 7, 6}, 32));
+}
+
+// torchvision-style names for the pre-activation unit: bn1, conv1, bn2, conv2, shortcut.
+TEST(PreActBlock, NamesAndFoldedEvalForward) {
+  resnet::models::PreActBlock<double> block(3, 5, 2);
+  std::vector<std::string> names;
+  for (auto& p : block.named_parameters())
+    names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"bn1.weight", "bn1.bias", "conv1.weight", "bn2.weight",
+                                             "bn2.bias", "conv2.weight", "shortcut.weight"}));
+  resnet::Rng rng(33);
+  for (auto& b : block.named_buffers()) {
+    if (b.name.find("running_var") != std::string::npos) b.value->fill_uniform(rng, 0.5, 2.0);
+    if (b.name.find("running_mean") != std::string::npos) b.value->fill_uniform(rng, -1.0, 1.0);
+  }
+  block.eval();
+  const Tensor<double> x = random_tensor({2, 3, 8, 9}, 34);
+  const Tensor<double> expected = block.forward(x);
+  block.fold_batchnorm();
+  EXPECT_LE(resnet::testing::relative_l2(block.forward(x), expected), 1e-14);
+  block.train();
+  EXPECT_THROW(block.forward(x), resnet::Error);  // folded: inference-only
+  EXPECT_THROW(resnet::models::PreActBlock<double> bad(3, 5, 1, resnet::models::BlockShape{2, 64}),
+               resnet::Error);
 }

@@ -22,6 +22,7 @@
 #include "resnet/models/block_shape.hpp"
 #include "resnet/models/bottleneck.hpp"
 #include "resnet/models/fold_batchnorm.hpp"
+#include "resnet/models/preact_block.hpp"
 #include "resnet/models/resnet.hpp"
 #include "resnet/models/runtime_info.hpp"
 #include "resnet/models/summary.hpp"

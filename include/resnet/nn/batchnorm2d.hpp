@@ -129,13 +129,9 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
       expect_shape(*tensor, channels, where, name);
   }
 
- private:
-  template <typename U>
-  friend class ConvBn;
-
   // relu(forward(x)) once more for the x of the last training-mode forward, with that forward's batch
   // statistics and the running statistics left alone: bitwise what forward(x, Activation::ReLU) returned,
-  // for ConvBn, which recomputes its output at backward rather than hold it.
+  // for an owner (ConvBn, PreActBlock) that recomputes the output at backward rather than hold it.
   Tensor<T> relu_output_again() const {
     expect_cached(!input_.empty(), "BatchNorm2d.backward");
     expect_state_shapes("BatchNorm2d.backward");
@@ -146,6 +142,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     return output;
   }
 
+ private:
   // From mean_ and var_ (biased) of a batch with `count` values per channel.
   void update_running_stats(std::int64_t count) {
     using Acc = kernels::BatchNormAcc<T>;
