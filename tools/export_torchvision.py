@@ -1,17 +1,18 @@
 #!/usr/bin/python3
 """Converts PyTorch weights to a safetensors file that resnet::io::load_safetensors reads.
 
-Plain Python + torch (torchvision only for --model); no safetensors package needed.
+Plain Python + torch (torchvision only for --arch); no safetensors package needed.
 
-  export_torchvision.py --model resnet18 [--pretrained] [--num-classes N] OUT.safetensors
+  export_torchvision.py --arch resnet18 [--pretrained] [--num-classes N] OUT.safetensors
       a torchvision model's state_dict(): random weights (torch.manual_seed(--seed)), or with --pretrained the
-      IMAGENET1K_V1 weights torchvision downloads (resnet18 and resnet34 are the layouts resnet loads)
+      IMAGENET1K_V1 weights torchvision downloads. The layouts resnet loads: resnet18, resnet34, resnet50,
+      resnet101, resnet152, wide_resnet50_2, wide_resnet101_2 (--model is the same option)
   export_torchvision.py --state-dict weights.pth OUT.safetensors
       any state dict saved with torch.save(model.state_dict(), ...), or a checkpoint dict holding one under
       "state_dict" or "model"; a "module." prefix on every key (DataParallel) is removed
 
 Names and layouts stay exactly as PyTorch's state_dict() has them (conv weights OIHW, Linear [out, in],
-bnX.num_batches_tracked an int64 scalar): resnet's ResNet18 uses the same names, so the file loads unchanged.
+bnX.num_batches_tracked an int64 scalar): resnet's models use the same names, so the file loads unchanged.
 --dtype f16 or bf16 halves the file (floating-point tensors only; the loader converts to the model's type).
 
 The file layout: an 8-byte little-endian header length, a JSON header {"__metadata__": {string: string}, name:
@@ -131,7 +132,9 @@ def torchvision_state_dict(name, pretrained, num_classes, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a torchvision model name, e.g. resnet18")
+    source.add_argument("--arch", "--model", dest="model",
+                        help="a torchvision model name: resnet18, resnet34, resnet50, resnet101, resnet152, "
+                             "wide_resnet50_2 or wide_resnet101_2")
     source.add_argument("--state-dict", metavar="FILE", help="a .pth file from torch.save")
     parser.add_argument("--pretrained", action="store_true", help="with --model: torchvision's ImageNet weights")
     parser.add_argument("--num-classes", type=int, help="with --model: size of the fc layer (default 1000)")
@@ -149,8 +152,13 @@ def main(argv=None):
         # What resnet::models::ResNet::architecture() records, so that a strict load into another
         # architecture says which one the file holds. A --state-dict file is checked by names and shapes alone.
         conv1 = state_dict["conv1.weight"]
-        metadata.update({"architecture": args.model, "stem": "imagenet", "in_channels": str(conv1.shape[1]),
-                         "num_classes": str(state_dict["fc.weight"].shape[0]), "base_width": str(conv1.shape[0])})
+        bottleneck = "layer1.0.conv3.weight" in state_dict
+        # A Bottleneck's conv1 in layer1 has planes (64) * width_per_group / 64 output channels (groups 1).
+        width_per_group = state_dict["layer1.0.conv1.weight"].shape[0] if bottleneck else 64
+        metadata.update({"architecture": args.model, "block": "bottleneck" if bottleneck else "basic",
+                         "groups": "1", "width_per_group": str(width_per_group), "stem": "imagenet",
+                         "in_channels": str(conv1.shape[1]), "num_classes": str(state_dict["fc.weight"].shape[0]),
+                         "base_width": str(conv1.shape[0])})
     else:
         state_dict = load_state_dict(args.state_dict)
         metadata["source"] = os.path.basename(args.state_dict)
