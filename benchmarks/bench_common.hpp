@@ -1,8 +1,10 @@
 #pragma once
 // What every benchmark binary shares: a main() that takes --threads=N (our thread count, not a Google
-// Benchmark flag) and --precision=fp32|bf16|auto (the models' arithmetic; default auto, as the examples)
-// before handing the rest of the command line to Google Benchmark, the peak of that many threads measured
-// once at startup (FP32 FMA, or the bf16 instruction in bf16), and the counters images/s, GFLOP/s and % of that peak.
+// Benchmark flag), --precision=fp32|bf16|auto (the models' arithmetic; default auto, as the examples),
+// --conv-search (time each conv shape's candidate plans, kernels/conv_search.hpp) and --conv-choices=FILE
+// (load FILE's conv choices if it exists, save the choices there at the end) before handing the rest of the
+// command line to Google Benchmark, the peak of that many threads measured once at startup (FP32 FMA, or the
+// bf16 instruction in bf16), and the counters images/s, GFLOP/s and % of that peak.
 
 #include <benchmark/benchmark.h>
 
@@ -11,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,8 @@
 #include "resnet/core/precision.hpp"
 #include "resnet/core/rng.hpp"
 #include "resnet/core/tensor.hpp"
+#include "resnet/io/conv_choices.hpp"
+#include "resnet/kernels/conv_search.hpp"
 
 namespace resnet::bench {
 
@@ -82,6 +87,7 @@ inline double conv_flops(std::int64_t N, std::int64_t C, std::int64_t O, std::in
 
 inline int main(int argc, char** argv) {
   int threads = resnet::num_threads();
+  std::string conv_choices;
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i) {
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
@@ -93,11 +99,21 @@ inline int main(int argc, char** argv) {
         std::fprintf(stderr, "%s\n", e.what());
         return 1;
       }
+    } else if (std::strcmp(argv[i], "--conv-search") == 0) {
+      set_conv_search(true);
+    } else if (std::strncmp(argv[i], "--conv-choices=", 15) == 0) {
+      conv_choices = argv[i] + 15;
     } else {
       rest.push_back(argv[i]);
     }
   }
   resnet::set_num_threads(threads);
+  try {
+    if (!conv_choices.empty() && std::filesystem::exists(conv_choices)) io::load_conv_choices(conv_choices);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
   // bf16 counts against the peak of the bf16 instruction where the kernels use it.
   const double bf16_peak = precision() == Precision::BF16 ? bf16_peak_gflops(threads) : 0;
   peak_gflops() = bf16_peak > 0 ? bf16_peak : fma_peak_gflops(threads);
@@ -105,12 +121,25 @@ inline int main(int argc, char** argv) {
   benchmark::AddCustomContext("threads", std::to_string(threads));
   benchmark::AddCustomContext("precision", precision_name(precision()));
   benchmark::AddCustomContext("isa", isa_name(active_isa()));
+  benchmark::AddCustomContext("conv_search", conv_search() ? "on" : "off");
+  benchmark::AddCustomContext("conv_choices_loaded",
+                              std::to_string(kernels::conv_choice_count(kernels::ConvChoiceSource::Loaded)));
   benchmark::AddCustomContext("peak_gflops", std::to_string(peak_gflops()));
   int rest_count = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_count, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rest_count, rest.data())) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  if (conv_search() || !conv_choices.empty()) {
+    // On stderr, which leaves --benchmark_format=json on stdout parseable.
+    std::fprintf(stderr, "%s\n", kernels::conv_search_info().c_str());
+    try {
+      if (!conv_choices.empty()) io::save_conv_choices(conv_choices);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 1;
+    }
+  }
   return 0;
 }
 

@@ -2,7 +2,9 @@
 // loss, backward, SGD with momentum) at batch 2 (CI's smoke size), 32 and 128, CIFAR eval forward, ImageNet
 // eval forward at batch 1 and 16, ImageNet training step at batch 16. Counters: images/s, GFLOP/s (the
 // convolutions and the classifier; a training step counts three forward passes) and % of the FMA peak.
-//   bench_resnet18 [--threads=N] [--precision=fp32|bf16|auto] [Google Benchmark flags]
+//   bench_resnet18 [--threads=N] [--precision=fp32|bf16|auto] [--conv-search] [--conv-choices=FILE]
+//                  [Google Benchmark flags]
+// With --conv-search, one untimed step before each benchmark's loop runs the search of its new shapes.
 
 #include <vector>
 
@@ -45,13 +47,16 @@ void train_step(benchmark::State& state, std::int64_t batch, std::int64_t size, 
     labels[i] = static_cast<int>(i % static_cast<std::size_t>(classes));
   resnet::nn::CrossEntropyLoss<float> loss;
   resnet::optim::SGD<float> sgd(net.named_parameters(), 0.01, 0.9, 5e-4);
-  const resnet::bench::LoopTimer timer;
-  for (auto _ : state) {
+  const auto step = [&] {
     sgd.zero_grad();
     benchmark::DoNotOptimize(loss.forward(net.forward(images), labels));
     net.backward(loss.backward(), resnet::nn::InputGrad::Skip);
     sgd.step();
-  }
+  };
+  if (resnet::conv_search()) step();
+  const resnet::bench::LoopTimer timer;
+  for (auto _ : state)
+    step();
   resnet::bench::set_counters(state, timer, static_cast<double>(batch),
                               3 * batch * resnet18_flops(size, cifar));
 }
@@ -61,6 +66,7 @@ void eval_forward(benchmark::State& state, std::int64_t batch, std::int64_t size
   net.set_precision(resnet::bench::precision());
   net.eval();
   const auto images = resnet::bench::random_tensor({batch, 3, size, size});
+  if (resnet::conv_search()) net.forward(images);
   const resnet::bench::LoopTimer timer;
   for (auto _ : state)
     benchmark::DoNotOptimize(net.forward(images).data());

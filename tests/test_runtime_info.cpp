@@ -46,7 +46,10 @@ TEST(RuntimeInfo, NamesThreadsCpuAndGemm) {
       << info;
   const bool ours = resnet::kernels::avx512::cpu_supported();
   EXPECT_EQ(resnet::kernels::gemm_path<float>().rfind("our AVX-512 SGEMM", 0) == 0, ours);
-  EXPECT_EQ(std::count(info.begin(), info.end(), '\n'), 1) << "two lines";
+  EXPECT_NE(info.find("\nConv search: " + std::string(resnet::conv_search() ? "on" : "off") + "; choices: "),
+            std::string::npos)
+      << info;
+  EXPECT_EQ(std::count(info.begin(), info.end(), '\n'), 2) << "three lines";
 }
 
 TEST(RuntimeInfo, CpuFeaturesSpellEachFeature) {

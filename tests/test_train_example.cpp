@@ -156,6 +156,46 @@ TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
   EXPECT_EQ(train::checkpoints_newest_first(pieces.checkpoint_dir).size(), 2u);
 }
 
+// --conv-search with --conv-choices saves what it searched; a run that loads the file (search off, nothing
+// cached, as in a new process) uses those choices without timing and ends bitwise where the searched run did.
+TEST_F(TrainExample, ConvSearchRunRepeatsBitwiseFromItsSavedChoices) {
+  namespace kernels = resnet::kernels;
+  struct Restore {
+    bool search = resnet::conv_search();
+    ~Restore() {
+      resnet::set_conv_search(search);
+      kernels::clear_conv_choices();
+    }
+  } restore;
+  kernels::clear_conv_choices();
+  train::Config searched = config("searched");
+  searched.epochs = 1;
+  searched.conv_search = true;
+  searched.conv_choices = (root_ / "choices.json").string();
+  train::run(searched, no_stop_);
+  const std::int64_t count = kernels::conv_choice_count(kernels::ConvChoiceSource::Searched);
+  EXPECT_GT(count, 0);
+  ASSERT_TRUE(fs::exists(searched.conv_choices));
+
+  kernels::clear_conv_choices();
+  resnet::set_conv_search(false);
+  train::Config repeated = config("repeated");
+  repeated.epochs = 1;
+  repeated.conv_choices = searched.conv_choices;
+  const std::int64_t searches = kernels::conv_searches();
+  train::run(repeated, no_stop_);
+  EXPECT_EQ(kernels::conv_searches(), searches);
+  EXPECT_EQ(kernels::conv_choice_count(kernels::ConvChoiceSource::Loaded), count);
+  EXPECT_EQ(kernels::conv_choice_count(kernels::ConvChoiceSource::Searched), 0);
+  const auto expected = final_state(searched), actual = final_state(repeated);
+  ASSERT_EQ(expected.size(), actual.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(expected[i].shape(), actual[i].shape());
+    for (std::int64_t j = 0; j < expected[i].numel(); ++j)
+      ASSERT_EQ(expected[i][j], actual[i][j]) << i << " " << j;
+  }
+}
+
 TEST_F(TrainExample, ResumeWithoutCheckpointStartsFreshAndAFinishedRunStaysFinished) {
   train::Config c = config("fresh");
   c.epochs = 1;

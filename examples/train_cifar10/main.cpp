@@ -91,6 +91,13 @@ int main(int argc, char** argv) {
                  "(bf16 where the CPU has AVX512-BF16 or AMX)")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
+  app.add_flag("--conv-search", config.conv_search,
+               "time the candidate algorithms of each new conv shape once and use the fastest (as "
+               "torch.backends.cudnn.benchmark; results then follow the timings: keep them with "
+               "--conv-choices to repeat the run)");
+  app.add_option("--conv-choices", config.conv_choices,
+                 "load conv algorithm choices from FILE if it exists (used as they are, without timing) and "
+                 "save the choices there at the end");
   app.add_option("--seed", config.seed, "seed for the weights, the shuffling and the augmentation")
       ->capture_default_str();
   app.add_option("--train-subset", config.train_subset, "train on the first N images only (0: all)");
@@ -123,8 +130,9 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
   try {
-    // run() sets the thread count too; set here, so that runtime_info reports it.
+    // run() sets the thread count and conv search too; set here, so that runtime_info reports them.
     if (config.threads > 0) resnet::set_num_threads(config.threads);
+    if (config.conv_search) resnet::set_conv_search(true);
     std::printf("%s\n", resnet::runtime_info().c_str());
     const train::Outcome outcome = train::run(config, stop_requested);
     if (outcome.interrupted) {

@@ -52,6 +52,8 @@ struct Config {
   bool zero_init_residual = false;  // torchvision's zero_init_residual: each block starts as the identity
   int threads = 0;                  // 0: OpenMP's default
   std::string precision = "auto";   // fp32 | bf16 | auto (resnet::parse_precision)
+  bool conv_search = false;         // time each new conv shape's candidate plans (kernels/conv_search.hpp)
+  std::string conv_choices;         // conv choices: loaded from here if it exists, saved here at the end
   std::uint64_t seed = 0;
   std::int64_t train_subset = 0;  // 0: the whole split
   std::int64_t test_subset = 0;
@@ -330,7 +332,7 @@ inline Position load_run_checkpoint(const std::string& path, const Config& confi
 
 // ---- the run ---------------------------------------------------------------------------------------------
 
-inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested) {
+inline Outcome train_and_evaluate(const Config& config, const std::atomic<bool>& stop_requested) {
   resnet::check(config.epochs >= 1, "--epochs must be >= 1, got ", config.epochs);
   resnet::check(config.batch_size >= 1, "--batch-size must be >= 1, got ", config.batch_size);
   if (config.threads > 0) resnet::set_num_threads(config.threads);
@@ -480,6 +482,21 @@ inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested
   if (outcome.final_test.total.empty()) outcome.final_test = evaluate(model, splits.test, config.batch_size);
   outcome.updates = at.updates;
   outcome.history = at.history;
+  return outcome;
+}
+
+// The run: train_and_evaluate, with the conv choices of config.conv_choices loaded first (if the file
+// exists) and saved at the end, so that a run with --conv-search can be repeated with its choices.
+inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested) {
+  if (config.conv_search) resnet::set_conv_search(true);
+  if (!config.conv_choices.empty() && std::filesystem::exists(config.conv_choices))
+    std::printf("Loaded %zu conv choices from %s.\n", resnet::io::load_conv_choices(config.conv_choices),
+                config.conv_choices.c_str());
+  Outcome outcome = train_and_evaluate(config, stop_requested);
+  if (!config.conv_choices.empty()) resnet::io::save_conv_choices(config.conv_choices);
+  if (resnet::conv_search() || !config.conv_choices.empty())
+    std::printf("%s%s%s\n", resnet::kernels::conv_search_info().c_str(),
+                config.conv_choices.empty() ? "" : "; saved to ", config.conv_choices.c_str());
   return outcome;
 }
 

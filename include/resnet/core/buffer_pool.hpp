@@ -19,11 +19,14 @@
 //   for op(A) and op(B) widened to float, on CPUs without AVX512-BF16.
 // - The cap on the kernels' instruction sets (max_isa, core/cpu_features.hpp): RESNET_MAX_ISA or
 //   set_max_isa, atomic; a setting, holding no memory.
+// - The conv choices (kernels/conv_search.hpp): process-wide, behind a mutex, one small entry per conv key
+//   searched (with search on: RESNET_CONV_SEARCH or set_conv_search, atomic) or loaded, until
+//   clear_conv_choices. A search's scratch data of its shape is freed when it ends.
 // - Per module, not shared: what a training-mode forward caches for backward, released by that backward;
 //   in eval mode, each Conv2d's packed weight (52 MB for ResNet18 at batch 1), kept until its next forward
 //   in training mode (or of a shape with no packed form) or its end; in bf16, each Conv2d's and Linear's
-//   weight rounded to bfloat16 (half the weight's size), kept until the module runs in fp32, and Linear's
-//   rounded input and output gradient. What they release goes to the pool.
+//   weight rounded to bfloat16 (half the weight's size), kept until the module runs in fp32 (Linear's rounded
+//   input and output gradient live only during the pass that reads them). What they release goes to the pool.
 // - Settings and counters, holding no memory: the thread count (set_num_threads, core/parallel.hpp), the
 //   tensor version counter (core/tensor.hpp, atomic), the CPU features read once (cpu_features,
 //   core/cpu_features.hpp), the temporary-name counter of io::AtomicFile (atomic).

@@ -11,12 +11,15 @@
 // output element is thus computed by the same arithmetic on any thread count, and the weight gradient is
 // reduced in a fixed order, so results are bitwise independent of the threads.
 //
-// How a conv of one shape runs is decided once, by conv_plan (below): the algorithm of each pass, the
-// partition, whether and how the weight is packed ahead, and the operand type (float, or bfloat16 for
-// Precision::BF16: the input, weight and output gradient rounded to bf16, products accumulated in float).
+// How a conv of one shape runs is decided once, by conv_plan (below): the algorithm of each pass (by
+// conv_rule, or a choice kernels/conv_search.hpp searched or loaded), the partition, whether and how the
+// weight is packed ahead, and the operand type (float, or bfloat16 for Precision::BF16: the input, weight
+// and output gradient rounded to bf16, products accumulated in float).
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -41,6 +44,8 @@ struct ConvShape {
   std::int64_t CKK() const { return C * k * k; }
   // A 1x1, stride-1, unpadded conv is a plain matrix product: the image [C, H*W] is its own cols matrix.
   bool pointwise() const { return k == 1 && s == 1 && p == 0; }
+  auto tied() const { return std::tie(N, C, H, W, O, k, s, p); }
+  bool operator==(const ConvShape& o) const { return tied() == o.tied(); }
 };
 
 // How a batch is cut into work units. A single-threaded GEMM runs near its best speed only from about 256
@@ -108,10 +113,12 @@ struct ConvWorkspace {
       return {grow(bf16_cols, operands), grow(scratch, values)};
     }
   }
-  // An input of a pass (x, or dy: which = 0 or 1) in its operand type: itself, or rounded to bfloat16.
-  template <typename Op>
-  const Op* operands_of(const T* x, std::int64_t n, int which = 0) {
-    if constexpr (std::is_same_v<Op, T>) {
+  // An input of a pass (x, or dy: which = 0 or 1) in its operand type: itself if it has that type (T, or an
+  // operand an earlier pass rounded), else rounded to bfloat16 into bf16_inputs[which].
+  template <typename Op, typename In>
+  const Op* operands_of(const In* x, std::int64_t n, int which = 0) {
+    static_assert(std::is_same_v<In, T> || std::is_same_v<In, Op>, "an input is of type T or Op");
+    if constexpr (std::is_same_v<In, Op>) {
       return x;
     } else {
       Op* rounded = grow(bf16_inputs[which], n);
@@ -159,10 +166,10 @@ void im2col_images(const T* x, const ConvShape& g, std::int64_t images, std::int
 }
 
 // x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM
-// on operands of type Op (x rounded to it first, if it is not T); with the weight's GEMM operands from
-// packed_weight where pack_conv_weight (below) packed them.
-template <typename T, typename Op>
-void conv2d_forward_im2col(const T* input, const Op* weight, const ConvEpilogue<T>& epilogue,
+// on operands of type Op (x, of type T or already Op, rounded to Op first where it is not); with the
+// weight's GEMM operands from packed_weight where pack_conv_weight (below) packed them.
+template <typename T, typename In, typename Op>
+void conv2d_forward_im2col(const In* input, const Op* weight, const ConvEpilogue<T>& epilogue,
                            const ConvShape& g, T* y, ConvWorkspace<T>& ws,
                            const Op* packed_weight = nullptr) {
   const ConvPartition part = ConvPartition::of(g, true);
@@ -267,20 +274,74 @@ enum class ConvAlgorithm { Im2col, Winograd };
 inline const char* algorithm_name(ConvAlgorithm a) {
   return a == ConvAlgorithm::Winograd ? "winograd" : "im2col";
 }
+inline ConvAlgorithm parse_algorithm(const std::string& name) {
+  check(name == "im2col" || name == "winograd", "unknown conv algorithm '", name,
+        "': expected im2col or winograd");
+  return name == "winograd" ? ConvAlgorithm::Winograd : ConvAlgorithm::Im2col;
+}
+
+// What a plan chooses for a shape beyond its partition: the algorithm of each pass, and whether dX is the
+// stride-1 conv of dY with the flipped weight (conv2d_input_grad_as_conv) rather than col2im of W^T dY.
+// conv_rule picks one by rules; kernels/conv_search.hpp can time the valid ones (conv_choice_error) instead.
+struct ConvChoice {
+  ConvAlgorithm forward, weight_grad;
+  bool input_grad_as_conv;
+  bool operator==(const ConvChoice& o) const {
+    return forward == o.forward && weight_grad == o.weight_grad && input_grad_as_conv == o.input_grad_as_conv;
+  }
+};
+
+// Why `choice` cannot run a conv of shape g in `precision`, or "" where it can. Winograd computes 3x3,
+// stride-1 convs with padding at most 2 (winograd_applies), in fp32 only: a bf16 operand is the bf16-rounded
+// input and weight, which Winograd's transforms would not keep. dX as a conv needs stride 1 and padding at
+// most k-1 (the flipped conv's padding k-1-p), and Winograd's weight gradient needs it: only im2col's
+// backward computes dX by col2im.
+inline std::string conv_choice_error(const ConvShape& g, Precision precision, const ConvChoice& choice) {
+  const auto winograd_error = [&](const char* pass, ConvAlgorithm a) -> std::string {
+    if (a != ConvAlgorithm::Winograd) return "";
+    if (precision != Precision::FP32)
+      return std::string(pass) + " winograd runs in fp32 only, not in " + precision_name(precision);
+    if (!winograd_applies(g.k, g.s, g.p))
+      return std::string(pass) + " winograd needs a 3x3 kernel, stride 1 and padding <= 2, not kernel " +
+             std::to_string(g.k) + ", stride " + std::to_string(g.s) + ", padding " + std::to_string(g.p);
+    return "";
+  };
+  std::string error = winograd_error("forward", choice.forward);
+  if (error.empty()) error = winograd_error("weight_grad", choice.weight_grad);
+  if (error.empty() && choice.input_grad_as_conv && !(g.s == 1 && g.p <= g.k - 1))
+    error = "input_grad_as_conv needs stride 1 and padding <= kernel - 1, not kernel " + std::to_string(g.k) +
+            ", stride " + std::to_string(g.s) + ", padding " + std::to_string(g.p);
+  if (error.empty() && choice.weight_grad == ConvAlgorithm::Winograd && !choice.input_grad_as_conv)
+    error = "weight_grad winograd computes no dX: it needs input_grad_as_conv";
+  return error;
+}
+
+// The rules' choice for a T conv of shape g, by shape alone, so that results never depend on timing or
+// threads; pack_weight: the caller keeps the weight packed (eval mode).
+//   forward      Winograd where use_winograd says (fp32 only), with the weight-packed threshold where the
+//                transformed weight has a packed form, else im2col + GEMM.
+//   weight_grad  Winograd where the forward of a training step would be, else im2col.
+//   input_grad_as_conv  where that conv runs Winograd, or where its GEMM has rows (C) and columns (OH*OW)
+//                enough to beat col2im: not on the 3-channel stem nor on 4x4 maps (benchmarks/README.md).
+template <typename T>
+ConvChoice conv_rule(const ConvShape& g, Precision precision, bool pack_weight) {
+  const bool fp32 = precision == Precision::FP32, winograd = fp32 && use_winograd(g);
+  const bool packed_winograd =
+      fp32 && pack_weight && use_winograd(g, true) &&
+      gemm_packs_a<T>(g.O, winograd::Partition::of(g.N, g.OH(), g.OW()).max_tiles(), g.C);
+  const auto algorithm = [](bool w) { return w ? ConvAlgorithm::Winograd : ConvAlgorithm::Im2col; };
+  return {algorithm(winograd || packed_winograd), algorithm(winograd),
+          winograd || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64)};
+}
 
 // Everything decided about how a conv of one shape runs, once, from the shape, the precision, whether the
-// weight is kept packed (an eval-mode Conv2d) and the instruction sets enabled: pack_conv_weight, forward and
-// backward all read it. A pure function of its arguments, so results never depend on timing or threads.
-//   forward      Winograd where use_winograd says (fp32 only: a bf16 operand is the bf16-rounded input and
-//                weight, which Winograd's transforms would not keep), else im2col + GEMM.
+// weight is kept packed (an eval-mode Conv2d), the instruction sets enabled and the choice of algorithms:
+// pack_conv_weight, forward and backward all read it. Results are a function of the plan, never of the
+// thread count.
 //   packed_size  the forward GEMMs' weight packed once ahead, in Op elements: for Winograd U transformed and
 //                packed (pack_winograd_weight), for im2col each output-channel block of ConvPartition packed
 //                by pack_gemm_a; 0 where the GEMMs have no packed form (they pack as they go). Its layout
 //                depends, through the algorithm and partition, on the batch and image size.
-//   weight_grad  Winograd where the forward of a training step would be, else im2col.
-//   input_grad_as_conv  dX as the stride-1 conv of dY with the flipped weight where that conv runs Winograd,
-//                or where its GEMM has rows (C) and columns (OH*OW) enough to beat col2im: not on the
-//                3-channel stem nor on 4x4 maps (measurements: benchmarks/README.md).
 struct ConvPlan {
   ConvShape shape;
   Precision precision;
@@ -288,27 +349,25 @@ struct ConvPlan {
   ConvAlgorithm forward, weight_grad;
   std::int64_t packed_size;
   bool input_grad_as_conv;
+  ConvChoice choice() const { return {forward, weight_grad, input_grad_as_conv}; }
   bool operator==(const ConvPlan& o) const {
-    const ConvShape &a = shape, &b = o.shape;
-    return a.N == b.N && a.C == b.C && a.H == b.H && a.W == b.W && a.O == b.O && a.k == b.k && a.s == b.s &&
-           a.p == b.p && precision == o.precision && isa == o.isa && forward == o.forward &&
-           weight_grad == o.weight_grad && packed_size == o.packed_size &&
-           input_grad_as_conv == o.input_grad_as_conv;
+    return shape == o.shape && precision == o.precision && isa == o.isa && choice() == o.choice() &&
+           packed_size == o.packed_size;
   }
 };
 
-// The plan for a T conv of shape g; pack_weight: the caller keeps the weight packed (eval mode).
+// The plan for a T conv of shape g that runs `choice` (throws where conv_choice_error objects); pack_weight:
+// the caller keeps the weight packed (eval mode).
 template <typename T>
-ConvPlan conv_plan(const ConvShape& g, Precision precision = Precision::FP32, bool pack_weight = false) {
+ConvPlan conv_plan(const ConvShape& g, Precision precision, bool pack_weight, const ConvChoice& choice) {
   check(precision == Precision::FP32 || std::is_same_v<T, float>, "conv_plan: bf16 needs float tensors");
-  const bool bf16 = precision == Precision::BF16;
-  ConvPlan plan{g, precision, active_isa(), ConvAlgorithm::Im2col, ConvAlgorithm::Im2col, 0, false};
-  if (pack_weight && !bf16 && use_winograd(g, true)) {
+  const std::string error = conv_choice_error(g, precision, choice);
+  check(error.empty(), "conv_plan: ", error);
+  ConvPlan plan{g, precision, active_isa(), choice.forward, choice.weight_grad, 0, choice.input_grad_as_conv};
+  if (pack_weight && choice.forward == ConvAlgorithm::Winograd) {
     const winograd::Partition part = winograd::Partition::of(g.N, g.OH(), g.OW());
-    if (gemm_packs_a<T>(g.O, part.max_tiles(), g.C)) {
-      plan.forward = ConvAlgorithm::Winograd;
+    if (gemm_packs_a<T>(g.O, part.max_tiles(), g.C))
       plan.packed_size = packed_winograd_weight_size<T>(g.O, g.C);
-    }
   } else if (pack_weight) {
     const ConvPartition part = ConvPartition::of(g, true);
     const auto packs = [&](auto op) {
@@ -317,14 +376,16 @@ ConvPlan conv_plan(const ConvShape& g, Precision precision = Precision::FP32, bo
                  ? part.row_blocks * packed_gemm_a_size<Op>(part.block_rows, g.CKK())
                  : 0;
     };
-    plan.packed_size = bf16 ? packs(bfloat16{}) : packs(T{});
+    plan.packed_size = precision == Precision::BF16 ? packs(bfloat16{}) : packs(T{});
   }
-  if (!bf16 && plan.packed_size == 0 && use_winograd(g)) plan.forward = ConvAlgorithm::Winograd;
-  const bool winograd = !bf16 && use_winograd(g);
-  plan.weight_grad = winograd ? ConvAlgorithm::Winograd : ConvAlgorithm::Im2col;
-  plan.input_grad_as_conv =
-      winograd || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64);
   return plan;
+}
+
+// The plan the rules give (conv_rule). nn::Conv2d asks kernels::select_conv_plan (kernels/conv_search.hpp),
+// which gives this one unless a choice was searched or loaded.
+template <typename T>
+ConvPlan conv_plan(const ConvShape& g, Precision precision = Precision::FP32, bool pack_weight = false) {
+  return conv_plan<T>(g, precision, pack_weight, conv_rule<T>(g, precision, pack_weight));
 }
 
 // The weight [O, C*k*k] packed as the plan says (plan.packed_size > 0), into plan.packed_size elements.
@@ -354,12 +415,14 @@ void expect_operands(const ConvPlan& plan, const char* where) {
 }
 
 // x [N, C, H, W], weight [O, C*k*k] (Op: T, or bfloat16 in bf16) -> y [N, O, OH, OW] (assigned, through
-// the epilogue: a bias, or an eval-mode BatchNorm and ReLU), as the plan says. packed_weight, where the plan
-// packs the weight, is what pack_conv_weight made of this weight: it is then not packed (or transformed) at
-// every call.
-template <typename T, typename Op>
-void conv2d_forward(const ConvPlan& plan, const T* x, const Op* weight, const ConvEpilogue<T>& epilogue, T* y,
-                    ConvWorkspace<T>& ws, const Op* packed_weight = nullptr) {
+// the epilogue: a bias, or an eval-mode BatchNorm and ReLU), as the plan says. x is of type T, or already
+// of type Op (an operand rounded by the caller, which is then not rounded again). packed_weight, where the
+// plan packs the weight, is what pack_conv_weight made of this weight: it is then not packed (or
+// transformed) at every call.
+template <typename T, typename In, typename Op>
+void conv2d_forward(const ConvPlan& plan, const In* x, const Op* weight, const ConvEpilogue<T>& epilogue,
+                    T* y, ConvWorkspace<T>& ws, const Op* packed_weight = nullptr) {
+  static_assert(std::is_same_v<In, T> || std::is_same_v<In, Op>, "conv2d_forward: x is of type T or Op");
   expect_operands<T, Op>(plan, "conv2d_forward");
   check((packed_weight != nullptr) == (plan.packed_size > 0),
         "conv2d_forward: the plan and the packed weight disagree");
@@ -372,13 +435,13 @@ void conv2d_forward(const ConvPlan& plan, const T* x, const Op* weight, const Co
   conv2d_forward_im2col(x, weight, epilogue, g, y, ws, packed_weight);
 }
 
-// The im2col + GEMM backward: weight [O, C*k*k], dy [N, O, OH, OW] -> dweight [O, C*k*k] (ADDED to) and,
-// unless dx is null, dx [N, C, H, W] (assigned) through col2im. Group u of images adds its dY_u x cols_u^T to
-// weight-gradient slot u % slots, each slot owned by one thread at a time; slot 0 is dweight itself and the
-// others are added to it in slot order at the end.
-template <typename T, typename Op>
-void conv2d_backward_im2col(const T* input, const Op* weight, const T* grad_output, const ConvShape& g, T* dx,
-                            T* dweight, ConvWorkspace<T>& ws) {
+// The im2col + GEMM backward: weight [O, C*k*k], dy [N, O, OH, OW] (of type T, or already Op) -> dweight
+// [O, C*k*k] (ADDED to) and, unless dx is null, dx [N, C, H, W] (assigned) through col2im. Group u of images
+// adds its dY_u x cols_u^T to weight-gradient slot u % slots, each slot owned by one thread at a time; slot 0
+// is dweight itself and the others are added to it in slot order at the end.
+template <typename T, typename Dy, typename Op>
+void conv2d_backward_im2col(const T* input, const Op* weight, const Dy* grad_output, const ConvShape& g,
+                            T* dx, T* dweight, ConvWorkspace<T>& ws) {
   constexpr bool same = std::is_same_v<Op, T>;  // else W^T dY goes to a T area of its own
   const ConvPartition part = ConvPartition::of(g, false);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
@@ -456,9 +519,9 @@ void conv2d_backward_im2col(const T* input, const Op* weight, const T* grad_outp
 // dX of a stride-1 conv as a stride-1 conv itself: dX[c, h, w] = sum over o, ki, kj of W[o, c, ki, kj] *
 // dY[o, h + p - ki, w + p - kj] convolves dY [N, O, OH, OW] with W'[c, o, ki, kj] = W[o, c, k-1-ki, k-1-kj]
 // at padding k-1-p. Its GEMM has K = O*k*k rather than O, it writes dX directly instead of through col2im,
-// and it takes the Winograd path where the forward would.
+// and it takes the Winograd path where the forward would. dy is the output gradient as an operand (Op).
 template <typename T, typename Op>
-void conv2d_input_grad_as_conv(const ConvPlan& plan, const Op* weight, const T* dy, T* dx,
+void conv2d_input_grad_as_conv(const ConvPlan& plan, const Op* weight, const Op* dy, T* dx,
                                ConvWorkspace<T>& ws) {
   const ConvShape& g = plan.shape;
   const std::int64_t KK = g.k * g.k;
@@ -489,6 +552,8 @@ void conv2d_backward(const ConvPlan& plan, const T* x, const Op* weight, const T
   expect_operands<T, Op>(plan, "conv2d_backward");
   const ConvShape& g = plan.shape;
   const bool dx_as_conv = dx && plan.input_grad_as_conv;
+  // dY as an operand, rounded once in bf16 for both the weight and the input gradient.
+  const Op* dy_operands = ws.template operands_of<Op>(dy, g.N * g.O * g.OHW(), 1);
   bool weight_grad_done = false;
   if constexpr (std::is_same_v<Op, T>) {
     if (plan.weight_grad == ConvAlgorithm::Winograd) {
@@ -497,8 +562,9 @@ void conv2d_backward(const ConvPlan& plan, const T* x, const Op* weight, const T
     }
   }
   if (!weight_grad_done)
-    conv2d_backward_im2col(x, weight, dy, g, dx_as_conv ? static_cast<T*>(nullptr) : dx, dweight, ws);
-  if (dx_as_conv) conv2d_input_grad_as_conv(plan, weight, dy, dx, ws);
+    conv2d_backward_im2col(x, weight, dy_operands, g, dx_as_conv ? static_cast<T*>(nullptr) : dx, dweight,
+                           ws);
+  if (dx_as_conv) conv2d_input_grad_as_conv(plan, weight, dy_operands, dx, ws);
   if (dbias) {
     const std::int64_t OHW = g.OHW();
     for (std::int64_t n = 0; n < g.N; ++n) {

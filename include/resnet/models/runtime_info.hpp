@@ -1,11 +1,13 @@
 #pragma once
-// runtime_info(): what the library runs on, in two lines, for the start of a program's output:
+// runtime_info(): what the library runs on, in three lines, for the start of a program's output:
 //   CPU: AVX2, FMA, AVX-512F, AVX512-BF16, no AMX-BF16; kernels: avx512_bf16; threads: 2 (OpenMP on)
 //   GEMM: float on our AVX-512 SGEMM, bf16 on our AVX512-BF16 GEMM, double on Eigen (SSE, SSE2)
+//   Conv search: off; choices: 0 searched, 0 loaded
 // the CPU's vector units (core/cpu_features.hpp), the instruction set the kernels use (the CPU's, capped by
-// RESNET_MAX_ISA), the thread count (num_threads) and whether OpenMP is on, and which GEMM each operand type
-// runs (kernels::gemm_path). runtime_info(model, input_shape) adds a line
-// per Conv2d with the algorithm its forward runs for that input in the model's current mode:
+// RESNET_MAX_ISA), the thread count (num_threads) and whether OpenMP is on, which GEMM each operand type
+// runs (kernels::gemm_path), and whether convs search their plans and how many choices are cached
+// (kernels/conv_search.hpp). runtime_info(model, input_shape) adds a line per Conv2d with the algorithm its
+// forward runs for that input in the model's current mode:
 //   layer3.0.conv2 [1, 256, 14, 14]: winograd
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include "resnet/core/cpu_features.hpp"
 #include "resnet/core/error.hpp"
 #include "resnet/core/parallel.hpp"
+#include "resnet/kernels/conv_search.hpp"
 #include "resnet/kernels/gemm.hpp"
 #include "resnet/models/summary.hpp"
 
@@ -29,7 +32,7 @@ inline std::string runtime_info() {
   return "CPU: " + cpu_features().to_string() + "; kernels: " + isa_name(active_isa()) +
          "; threads: " + std::to_string(num_threads()) + " (OpenMP " + openmp + ")\nGEMM: float on " +
          kernels::gemm_path<float>() + ", bf16 on " + kernels::gemm_path<bfloat16>() + ", double on " +
-         kernels::gemm_path<double>();
+         kernels::gemm_path<double>() + "\n" + kernels::conv_search_info();
 }
 
 template <typename Model>

@@ -2,11 +2,12 @@
 // Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
 // and an optional bias. im2col + GEMM or Winograd over the whole batch (kernels/conv2d.hpp), in the shared
 // per-thread workspace (core/buffer_pool.hpp lists it).
-// How each input shape runs is its kernels::ConvPlan. In eval mode the weight is kept packed in the layout
-// its GEMMs read (kernels::pack_conv_weight, for the plans that have a packed form) and packed again only
-// when the weight's version (Tensor::version) or the plan (input size, precision, instruction set) changes;
-// the next training-mode forward releases it. In bf16 (set_precision) the weight is rounded to a bfloat16
-// copy once per weight version (nn/weight_and_bias.hpp), so once per training step.
+// How each input shape runs is its kernels::ConvPlan, from kernels::select_conv_plan: by the rules, or as
+// searched or loaded (kernels/conv_search.hpp). In eval mode the weight is kept packed in the layout its
+// GEMMs read (kernels::pack_conv_weight, for the plans that have a packed form) and packed again only when
+// the weight's version (Tensor::version) or the plan (input size, precision, instruction set, choice)
+// changes; the next training-mode forward releases it. In bf16 (set_precision) the weight is rounded to a
+// bfloat16 copy once per weight version (nn/weight_and_bias.hpp), so once per training step.
 
 #include <cstdint>
 #include <tuple>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "resnet/kernels/conv2d.hpp"
+#include "resnet/kernels/conv_search.hpp"
 #include "resnet/nn/module.hpp"
 #include "resnet/nn/weight_and_bias.hpp"
 
@@ -176,7 +178,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
 
   // The plan for an input of shape g in the current mode and precision: in eval mode with the weight packed.
   kernels::ConvPlan plan_of(const kernels::ConvShape& g) const {
-    return kernels::conv_plan<T>(g, this->precision(), !this->is_training());
+    return kernels::select_conv_plan<T>(g, this->precision(), !this->is_training());
   }
 
   // The weight packed as the plan says (from `weight`, of the plan's operand type), if the plan packs it

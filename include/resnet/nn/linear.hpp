@@ -1,6 +1,8 @@
 #pragma once
 // Linear: y = x W^T + b, as torch.nn.Linear. In bf16 (set_precision) x, W and dY enter the products rounded
-// to bfloat16, as under torch.autocast; the products accumulate in float.
+// to bfloat16, as under torch.autocast; the products accumulate in float. x and dY are rounded in the pass
+// that reads them, into tensors that pass owns: backward rounds x again rather than keep forward's copy,
+// which would be stale if x were written in between through a pointer that Tensor::version cannot see.
 
 #include <cstdint>
 #include <type_traits>
@@ -37,8 +39,9 @@ class Linear : public Module<Linear<T>, T> {
     // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
     if (has_bias()) output.matrix(N, out_features_).rowwise() = params_.bias.vector().transpose();
     params_.with_weight_operands(this->precision(), [&](const auto* weight) {
-      kernels::gemm(false, true, N, out_features_, in_features_, T(1), operands(input, weight, 0), weight,
-                    has_bias() ? T(1) : T(0), output.data());
+      Tensor<bfloat16> rounded_input;
+      kernels::gemm(false, true, N, out_features_, in_features_, T(1), operands(input, weight, rounded_input),
+                    weight, has_bias() ? T(1) : T(0), output.data());
     });
     input_ = this->is_training() ? input : Tensor<T>();
     return output;
@@ -56,10 +59,11 @@ class Linear : public Module<Linear<T>, T> {
       params_.bias_grad.vector() += grad_output.matrix(N, out_features_).colwise().sum().transpose();
     Tensor<T> grad_input = input_grad == InputGrad::Skip ? Tensor<T>() : Tensor<T>(input.shape());
     params_.with_weight_operands(this->precision(), [&](const auto* weight) {
-      const auto* dy = operands(grad_output, weight, 1);
+      Tensor<bfloat16> rounded_grad, rounded_input;
+      const auto* dy = operands(grad_output, weight, rounded_grad);
       // dW [out, in] += dY^T [out, N] x X [N, in]
-      kernels::gemm(true, false, out_features_, in_features_, N, T(1), dy, operands(input, weight, 0), T(1),
-                    params_.weight_grad.data());
+      kernels::gemm(true, false, out_features_, in_features_, N, T(1), dy,
+                    operands(input, weight, rounded_input), T(1), params_.weight_grad.data());
       // dX [N, in] = dY [N, out] x W [out, in]
       if (!grad_input.empty())
         kernels::gemm(false, false, N, in_features_, out_features_, T(1), dy, weight, T(0),
@@ -88,22 +92,22 @@ class Linear : public Module<Linear<T>, T> {
     return {out_features, in_features};
   }
 
-  // x as an operand of the same type as `weight`: itself, or rounded to bfloat16 into rounded_[which].
+  // x as an operand of the same type as `weight`: itself, or rounded to bfloat16 into `rounded`, which the
+  // caller keeps for as long as it reads the result (one pass).
   template <typename Op>
-  const Op* operands(const Tensor<T>& x, const Op*, int which) {
+  static const Op* operands(const Tensor<T>& x, const Op*, Tensor<bfloat16>& rounded) {
     if constexpr (std::is_same_v<Op, T>) {
       return x.cdata();
     } else {
-      rounded_[which] = Tensor<bfloat16>::uninitialized({x.numel()});
-      convert(x.cdata(), x.numel(), rounded_[which].data());
-      return rounded_[which].cdata();
+      rounded = Tensor<bfloat16>::uninitialized({x.numel()});
+      convert(x.cdata(), x.numel(), rounded.data());
+      return rounded.cdata();
     }
   }
 
   int in_features_, out_features_;
-  WeightAndBias<T> params_;      // weight [out, in], bias [out] or none
-  Tensor<bfloat16> rounded_[2];  // bf16: the input and the output gradient rounded, during a pass
-  Tensor<T> input_;              // training mode: the forward input, for backward
+  WeightAndBias<T> params_;  // weight [out, in], bias [out] or none
+  Tensor<T> input_;          // training mode: the forward input, for backward
 };
 
 }  // namespace resnet::nn
