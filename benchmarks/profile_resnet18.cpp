@@ -1,9 +1,9 @@
 // Per-layer profile of a ResNet18 training step (or eval forward): the network of models/resnet.hpp rebuilt
-// from the same ConvBn units and fused kernels as models/basic_block.hpp, each conv, BatchNorm and elementwise
-// call timed on its own, forward and backward separately. Prints one row per layer kind and stage with
-// milliseconds per step and, for convolutions, GFLOP/s, % of the peak (FP32 FMA, or TDPBF16PS / VDPBF16PS in
-// bf16) and the forward's GB/s (input and output in float, the weight in the operand type: the least a conv
-// moves).
+// from the same ConvBn units and fused kernels as models/basic_block.hpp, each conv, BatchNorm and
+// elementwise call timed on its own, forward and backward separately. Prints one row per layer kind and stage
+// with milliseconds per step and, for convolutions, GFLOP/s, % of the peak (FP32 FMA, or TDPBF16PS /
+// VDPBF16PS in bf16) and the forward's GB/s (input and output in float, the weight in the operand type: the
+// least a conv moves).
 //
 //   profile_resnet18 [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval] [--precision P]
 // --precision fp32|bf16|auto (default auto, as the examples).
