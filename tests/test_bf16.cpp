@@ -195,6 +195,10 @@ void expect_parameter_grads(Layer& layer, Reference& reference, const Tensor<flo
 struct ConvCase {
   int N, C, H, O, k, s, p;
   bool bias;
+  int groups = 1;
+  resnet::nn::Conv2dOptions options() const {
+    return resnet::nn::Conv2dOptions(C, O, k).stride(s).padding(p).bias(bias).groups(groups).seed(7);
+  }
 };
 
 // Conv2d in bf16, forward and backward in training mode and forward in eval mode (the weight packed where
@@ -202,22 +206,25 @@ struct ConvCase {
 // input, weight and output gradient.
 TEST(Bf16Layers, Conv2dMatchesDoubleOfRoundedOperandsOnEveryPath) {
   const ConvCase cases[] = {
-      {3, 5, 9, 6, 3, 1, 1, true},      // 3x3 same conv, odd sizes
-      {3, 4, 11, 7, 3, 2, 1, true},     // stride 2
-      {3, 6, 9, 8, 1, 2, 0, false},     // 1x1 stride 2 (a downsample)
-      {2, 3, 23, 5, 7, 2, 3, true},     // the ImageNet stem's 7x7
-      {2, 16, 7, 24, 1, 1, 0, true},    // pointwise, several images a unit
-      {2, 32, 12, 32, 3, 1, 1, false},  // the shapes fp32 runs by Winograd, dX as a conv
-      {1, 64, 14, 128, 3, 1, 1, true},  // one image: pixel pieces and channel blocks
-      {40, 6, 4, 5, 3, 1, 1, true},     // 4x4 maps: image groups, weight-gradient slots
+      {3, 5, 9, 6, 3, 1, 1, true},         // 3x3 same conv, odd sizes
+      {3, 4, 11, 7, 3, 2, 1, true},        // stride 2
+      {3, 6, 9, 8, 1, 2, 0, false},        // 1x1 stride 2 (a downsample)
+      {2, 3, 23, 5, 7, 2, 3, true},        // the ImageNet stem's 7x7
+      {2, 16, 7, 24, 1, 1, 0, true},       // pointwise, several images a unit
+      {2, 32, 12, 32, 3, 1, 1, false},     // the shapes fp32 runs by Winograd, dX as a conv
+      {1, 64, 14, 128, 3, 1, 1, true},     // one image: pixel pieces and channel blocks
+      {40, 6, 4, 5, 3, 1, 1, true},        // 4x4 maps: image groups, weight-gradient slots
+      {2, 64, 9, 64, 3, 2, 1, false, 32},  // grouped as ResNeXt's 3x3, 2 channels a group
+      {3, 12, 6, 8, 1, 1, 0, true, 4},     // grouped pointwise
   };
   for (const Isa isa : resnet::testing::isas_of_this_cpu()) {
     const resnet::testing::IsaCap cap(isa);
     for (const ConvCase& c : cases) {
       const std::string what = std::to_string(c.C) + "->" + std::to_string(c.O) + " k" + std::to_string(c.k) +
-                               " s" + std::to_string(c.s) + " on " + resnet::isa_name(isa);
-      resnet::nn::Conv2d<float> conv(c.C, c.O, c.k, c.s, c.p, c.bias, 7);
-      resnet::nn::Conv2d<double> reference(c.C, c.O, c.k, c.s, c.p, c.bias, 7);
+                               " s" + std::to_string(c.s) + " g" + std::to_string(c.groups) + " on " +
+                               resnet::isa_name(isa);
+      resnet::nn::Conv2d<float> conv(c.options());
+      resnet::nn::Conv2d<double> reference(c.options());
       reference.weight() = to_double(rounded(conv.weight()));
       if (c.bias) reference.bias() = to_double(conv.bias());
       conv.set_precision(Precision::BF16);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -9,7 +10,9 @@
 #include "resnet/core/parallel.hpp"
 #include "resnet/kernels/gemm.hpp"
 #include "resnet/kernels/im2col.hpp"
+#include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv2d.hpp"
+#include "resnet/nn/conv_bn.hpp"
 #include "resnet/nn/linear.hpp"
 #include "support/compare.hpp"
 #include "support/expect_error.hpp"
@@ -17,6 +20,7 @@
 
 using resnet::Tensor;
 using resnet::nn::Conv2d;
+using resnet::nn::Conv2dOptions;
 using resnet::nn::InputGrad;
 using resnet::nn::Linear;
 
@@ -33,11 +37,12 @@ Tensor<T> random_tensor(std::vector<std::int64_t> shape, std::uint64_t seed) {
 }
 
 // The textbook definition, one output element at a time, accumulated in double:
-// y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, c, i*s - p + u, j*s - p + v] (zero outside).
+// y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, c0 + c, i*s - p + u, j*s - p + v] (zero outside),
+// with c over the w.size(1) input channels of o's group, from c0 = o / (O / G) * w.size(1).
 Tensor<float> naive_conv2d(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>* b, int s,
                            int p) {
-  const std::int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const std::int64_t O = w.size(0), k = w.size(2);
+  const std::int64_t N = x.size(0), H = x.size(2), W = x.size(3);
+  const std::int64_t O = w.size(0), C = w.size(1), k = w.size(2), G = x.size(1) / C;
   const std::int64_t OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
   Tensor<float> y({N, O, OH, OW});
   for (std::int64_t n = 0; n < N; ++n)
@@ -45,12 +50,13 @@ Tensor<float> naive_conv2d(const Tensor<float>& x, const Tensor<float>& w, const
       for (std::int64_t i = 0; i < OH; ++i)
         for (std::int64_t j = 0; j < OW; ++j) {
           double sum = b ? b->at({o}) : 0.0;
+          const std::int64_t c0 = o / (O / G) * C;
           for (std::int64_t c = 0; c < C; ++c)
             for (std::int64_t u = 0; u < k; ++u)
               for (std::int64_t v = 0; v < k; ++v) {
                 const std::int64_t h = i * s - p + u, ww = j * s - p + v;
                 if (h >= 0 && h < H && ww >= 0 && ww < W)
-                  sum += double(w.at({o, c, u, v})) * x.at({n, c, h, ww});
+                  sum += double(w.at({o, c, u, v})) * x.at({n, c0 + c, h, ww});
               }
           y.at({n, o, i, j}) = static_cast<float>(sum);
         }
@@ -60,13 +66,24 @@ Tensor<float> naive_conv2d(const Tensor<float>& x, const Tensor<float>& w, const
 struct ConvCase {
   int in_channels, out_channels, height, width, kernel, stride, padding;
   bool bias;
+  int groups = 1;
+
+  Conv2dOptions options(std::uint64_t seed) const {
+    return Conv2dOptions(in_channels, out_channels, kernel)
+        .stride(stride)
+        .padding(padding)
+        .bias(bias)
+        .groups(groups)
+        .seed(seed);
+  }
 };
 
 std::string describe(const ConvCase& c) {
   return "Conv2d(" + std::to_string(c.in_channels) + ", " + std::to_string(c.out_channels) +
          ", k=" + std::to_string(c.kernel) + ", s=" + std::to_string(c.stride) +
-         ", p=" + std::to_string(c.padding) + (c.bias ? "" : ", bias=false") + ") on " +
-         std::to_string(c.height) + "x" + std::to_string(c.width);
+         ", p=" + std::to_string(c.padding) + (c.bias ? "" : ", bias=false") +
+         (c.groups == 1 ? "" : ", groups=" + std::to_string(c.groups)) + ") on " + std::to_string(c.height) +
+         "x" + std::to_string(c.width);
 }
 
 }  // namespace
@@ -148,18 +165,22 @@ TEST(Im2col, Col2imIsTheAdjointAndAccumulates) {
 
 TEST(Conv2d, GradientsMatchCentralDifferences) {
   const std::vector<ConvCase> cases = {
-      {2, 3, 7, 9, 3, 2, 1, true},   // the common 3x3 stride-2 downsampling conv, non-square input
-      {3, 4, 5, 6, 1, 1, 0, true},   // pointwise: no im2col
-      {3, 2, 4, 4, 1, 1, 0, false},  // pointwise without bias
-      {3, 2, 7, 9, 1, 2, 0, true},   // 1x1 stride 2: the projection shortcut
-      {2, 2, 9, 11, 7, 2, 3, true},  // the ImageNet stem
-      {2, 3, 7, 9, 3, 1, 1, false},  // no bias, as torchvision's convs
-      {2, 2, 8, 9, 2, 3, 0, true},   // stride larger than the kernel: some pixels get no gradient
-      {1, 2, 4, 5, 3, 1, 2, true},   // padding wider than half the kernel
+      {2, 3, 7, 9, 3, 2, 1, true},      // the common 3x3 stride-2 downsampling conv, non-square input
+      {3, 4, 5, 6, 1, 1, 0, true},      // pointwise: no im2col
+      {3, 2, 4, 4, 1, 1, 0, false},     // pointwise without bias
+      {3, 2, 7, 9, 1, 2, 0, true},      // 1x1 stride 2: the projection shortcut
+      {2, 2, 9, 11, 7, 2, 3, true},     // the ImageNet stem
+      {2, 3, 7, 9, 3, 1, 1, false},     // no bias, as torchvision's convs
+      {2, 2, 8, 9, 2, 3, 0, true},      // stride larger than the kernel: some pixels get no gradient
+      {1, 2, 4, 5, 3, 1, 2, true},      // padding wider than half the kernel
+      {4, 6, 7, 9, 3, 2, 1, true, 2},   // grouped (ResNeXt's 3x3), strided
+      {6, 4, 4, 5, 1, 1, 0, false, 2},  // grouped pointwise: no im2col
+      {3, 3, 6, 5, 3, 1, 1, false, 3},  // depthwise
+      {4, 8, 9, 7, 7, 2, 3, true, 4},   // grouped with a gathering im2col
   };
   for (const ConvCase& c : cases) {
     SCOPED_TRACE(describe(c));
-    Conv2d<double> conv(c.in_channels, c.out_channels, c.kernel, c.stride, c.padding, c.bias, 11);
+    Conv2d<double> conv(c.options(11));
     resnet::testing::expect_module_gradients(
         conv, random_tensor<double>({3, c.in_channels, c.height, c.width}, 12));
   }
@@ -167,18 +188,31 @@ TEST(Conv2d, GradientsMatchCentralDifferences) {
 
 TEST(Conv2d, ForwardMatchesNaiveConvolution) {
   const std::vector<ConvCase> cases = {
-      {16, 8, 13, 11, 3, 1, 1, true}, {3, 16, 23, 17, 7, 2, 3, false}, {8, 16, 6, 10, 1, 1, 0, true},
-      {8, 4, 9, 7, 1, 2, 0, false},   {5, 6, 12, 9, 5, 3, 2, true},    {4, 4, 3, 3, 3, 1, 0, true},
+      {16, 8, 13, 11, 3, 1, 1, true},
+      {3, 16, 23, 17, 7, 2, 3, false},
+      {8, 16, 6, 10, 1, 1, 0, true},
+      {8, 4, 9, 7, 1, 2, 0, false},
+      {5, 6, 12, 9, 5, 3, 2, true},
+      {4, 4, 3, 3, 3, 1, 0, true},
+      // Grouped: 16-channel groups in output-channel blocks of 40 (units of two images side by side), so
+      // blocks cut through groups; 32 groups of 4 as ResNeXt's first stage; a pointwise conv that reads
+      // each image in place, in two channel blocks.
+      {10, 80, 12, 12, 3, 1, 1, true, 5},
+      {128, 128, 8, 8, 3, 2, 1, false, 32},
+      {32, 64, 16, 16, 1, 1, 0, true, 2},
   };
   for (const ConvCase& c : cases) {
     SCOPED_TRACE(describe(c));
-    Conv2d<float> conv(c.in_channels, c.out_channels, c.kernel, c.stride, c.padding, c.bias, 21);
+    Conv2d<float> conv(c.options(21));
     const Tensor<float> x = random_tensor<float>({2, c.in_channels, c.height, c.width}, 22);
-    const Tensor<float> y = conv.forward(x);
     const Tensor<float> expected =
         naive_conv2d(x, conv.weight(), c.bias ? &conv.bias() : nullptr, c.stride, c.padding);
-    ASSERT_EQ(y.shape(), expected.shape());
-    EXPECT_LT(resnet::testing::relative_l2(y, expected), 1e-6);
+    for (const bool training : {true, false}) {  // eval mode packs a dense conv's weight ahead
+      conv.train(training);
+      const Tensor<float> y = conv.forward(x);
+      ASSERT_EQ(y.shape(), expected.shape());
+      EXPECT_LT(resnet::testing::relative_l2(y, expected), 1e-6) << (training ? "training" : "eval");
+    }
   }
 }
 
@@ -245,6 +279,35 @@ TEST(Conv2d, OptionsBuildTheLayerThePositionalArgumentsDo) {
   EXPECT_EQ(defaults.padding(), 0);
   EXPECT_TRUE(defaults.bias());
   EXPECT_EQ(defaults.seed(), 0u);
+}
+
+// groups as torch.nn.Conv2d's: weight [O, C/groups, k, k], PyTorch's init bound 1/sqrt(C/groups * k*k), and
+// kept by options() and by folding a BatchNorm into the conv.
+TEST(Conv2d, GroupsShapeTheWeightAsPyTorch) {
+  Conv2d<float> conv(Conv2dOptions(8, 12, 3).padding(1).groups(4).seed(3));
+  EXPECT_EQ(conv.groups(), 4);
+  EXPECT_EQ(conv.weight().shape(), (std::vector<std::int64_t>{12, 2, 3, 3}));
+  const float bound = 1.0f / std::sqrt(2.0f * 3 * 3);
+  EXPECT_LE(conv.weight().vector().cwiseAbs().maxCoeff(), bound);
+  EXPECT_GT(conv.weight().vector().cwiseAbs().maxCoeff(), 0.8f * bound);
+  EXPECT_EQ(conv.options().groups(), 4);
+  EXPECT_EQ(Conv2dOptions(8, 12, 3).groups(), 1);
+
+  resnet::nn::BatchNorm2d<float> bn(12);
+  bn.running_var().fill(4.0f);
+  bn.eval();
+  conv.eval();
+  const Tensor<float> x = random_tensor<float>({2, 8, 5, 6}, 4);
+  const Tensor<float> expected = bn.forward(conv.forward(x));
+  Conv2d<float> folded = resnet::nn::fold_conv_batchnorm(conv, bn);
+  EXPECT_EQ(folded.groups(), 4);
+  folded.eval();
+  EXPECT_LT(resnet::testing::relative_l2(folded.forward(x), expected), 1e-6);
+
+  for (const auto& [in, out, groups] : std::vector<std::array<int, 3>>{{8, 12, 0}, {8, 12, 3}, {6, 9, 2}}) {
+    expect_error([&] { Conv2d<float>(Conv2dOptions(in, out, 3).groups(groups)); },
+                 {"Conv2d", "groups", std::to_string(groups)});
+  }
 }
 
 TEST(Conv2d, InitIsSeededAndBoundedByOneOverSqrtFanIn) {
@@ -327,12 +390,14 @@ TEST(Conv2d, ResultsDoNotDependOnTheThreadCount) {
   std::vector<Tensor<float>> results;
   for (int threads : {1, 2}) {
     resnet::set_num_threads(threads);
-    Conv2d<float> conv(32, 64, 3, 1, 1, true, 63);
-    results.push_back(conv.forward(x));
-    results.push_back(conv.backward(dy));
-    results.push_back(conv.weight().clone());
-    for (auto& p : conv.named_parameters())
-      results.push_back(p.grad->clone());
+    for (int groups : {1, 8}) {
+      Conv2d<float> conv(Conv2dOptions(32, 64, 3).padding(1).groups(groups).seed(63));
+      results.push_back(conv.forward(x));
+      results.push_back(conv.backward(dy));
+      results.push_back(conv.weight().clone());
+      for (auto& p : conv.named_parameters())
+        results.push_back(p.grad->clone());
+    }
   }
   resnet::set_num_threads(saved);
   const std::size_t half = results.size() / 2;

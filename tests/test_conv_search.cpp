@@ -240,6 +240,15 @@ TEST_F(ConvSearch, AChoiceThatCannotRunItsShapeIsRefusedNamingFileAndEntry) {
           {"'forward': unknown conv algorithm 'fft'"});
   refused(std::string(text).replace(text.find("true"), 4, "1"), {"'input_grad_as_conv': 1"});
   refused(std::string(text).replace(text.find("16"), 2, "-16"), {"'C': -16"});
+  // A file before grouped convs has no "groups" (the valid entry below): 1. Groups that do not divide the
+  // channels, and a grouped conv under a choice beyond im2col and col2im, are refused.
+  const auto with_groups = [&](const std::string& groups) {
+    return std::string(text).insert(text.find("\"N\""), "\"groups\": " + groups + ", ");
+  };
+  refused(with_groups("3"), {"entry 0", "3 groups do not divide 16 input"});
+  refused(with_groups("0"), {"entry 0", "0 groups do not divide"});
+  refused(with_groups("4"),
+          {"entry 0", "groups 4", "a grouped conv (4 groups) runs im2col with col2im only"});
   const std::string entry = text.substr(text.find("[{") + 1, text.find("}]") - text.find("[{"));
   refused(std::string(text).replace(text.find("}]"), 2, "}, " + entry + "]"), {"entry 1", "repeats entry 0"});
   expect_error([&] { resnet::io::load_conv_choices(path_ + ".missing"); },

@@ -86,9 +86,9 @@ constexpr double kBf16Floor = 1e-4;
 const std::string kDir = "bf16/";
 
 const std::vector<std::string> kLayerCases = {
-    "conv2d_3x3_s1_p1",          "conv2d_3x3_s2_p1", "conv2d_1x1_s2_nobias",
-    "conv2d_7x7_s2_p3",          "conv2d_1x1_s1",    "conv2d_3x3_s2_p0_nobias",
-    "conv2d_3x3_s1_p1_winograd", "linear",           "linear_nobias",
+    "conv2d_3x3_s1_p1", "conv2d_3x3_s2_p1",        "conv2d_1x1_s2_nobias",      "conv2d_7x7_s2_p3",
+    "conv2d_1x1_s1",    "conv2d_3x3_s2_p0_nobias", "conv2d_3x3_s1_p1_winograd", "linear",
+    "linear_nobias",    "conv2d_3x3_s2_p1_g4",     "conv2d_1x1_s1_g2_nobias",   "conv2d_3x3_s1_p1_depthwise",
 };
 const std::vector<std::string> kNetworkCases = {"resnet18_cifar", "resnet18_imagenet"};
 
@@ -126,11 +126,7 @@ template <typename F>
 void with_layer(const Fixture& fx, F&& f) {
   const std::string kind = fx.meta("module");
   if (kind == "Conv2d") {
-    f([&] {
-      return resnet::nn::Conv2d<float>(fx.meta_int("in_channels"), fx.meta_int("out_channels"),
-                                       fx.meta_int("kernel_size"), fx.meta_int("stride"),
-                                       fx.meta_int("padding"), fx.meta_int("bias") != 0);
-    });
+    f([&] { return resnet::nn::Conv2d<float>(resnet::testing::conv2d_options(fx)); });
   } else if (kind == "Linear") {
     f([&] {
       return resnet::nn::Linear<float>(fx.meta_int("in_features"), fx.meta_int("out_features"),

@@ -37,6 +37,9 @@ const std::vector<std::string> kModuleCases = {
     "conv2d_7x7_s2_p3",
     "conv2d_1x1_s1",
     "conv2d_3x3_s2_p0_nobias",
+    "conv2d_3x3_s2_p1_g4",
+    "conv2d_1x1_s1_g2_nobias",
+    "conv2d_3x3_s1_p1_depthwise",
     "linear",
     "linear_nobias",
     "batchnorm2d_train",
@@ -116,8 +119,7 @@ TEST_P(LayerParity, MatchesPyTorch) {
   const std::string kind = fx.meta("module");
   using namespace resnet::nn;
   if (kind == "Conv2d") {
-    Conv2d<float> m(fx.meta_int("in_channels"), fx.meta_int("out_channels"), fx.meta_int("kernel_size"),
-                    fx.meta_int("stride"), fx.meta_int("padding"), fx.meta_int("bias") != 0);
+    Conv2d<float> m(resnet::testing::conv2d_options(fx));
     check_module(m, fx);
   } else if (kind == "Linear") {
     Linear<float> m(fx.meta_int("in_features"), fx.meta_int("out_features"), fx.meta_int("bias") != 0);

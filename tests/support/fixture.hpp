@@ -13,6 +13,7 @@
 #include "resnet/core/error.hpp"
 #include "resnet/core/tensor.hpp"
 #include "resnet/io/safetensors_file.hpp"
+#include "resnet/nn/conv2d.hpp"
 
 #ifndef RESNET_FIXTURE_DIR
 #error "RESNET_FIXTURE_DIR must name the tests/fixtures directory (tests/CMakeLists.txt defines it)"
@@ -84,5 +85,15 @@ class Fixture {
   std::string path_;
   io::Safetensors file_;
 };
+
+// The Conv2d a layer fixture's metadata describes (make_fixtures.py's conv_meta; "groups" only where not 1).
+inline nn::Conv2dOptions conv2d_options(const Fixture& fx) {
+  return nn::Conv2dOptions(fx.meta_int("in_channels"), fx.meta_int("out_channels"),
+                           fx.meta_int("kernel_size"))
+      .stride(fx.meta_int("stride"))
+      .padding(fx.meta_int("padding"))
+      .groups(fx.has_meta("groups") ? fx.meta_int("groups") : 1)
+      .bias(fx.meta_int("bias") != 0);
+}
 
 }  // namespace resnet::testing

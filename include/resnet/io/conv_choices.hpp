@@ -3,11 +3,11 @@
 // save_conv_choices writes every cached choice, searched or loaded (atomically, io/atomic_file.hpp), and
 // load_conv_choices caches a file's choices as loaded ones, used as they are without timing. One entry per
 // conv shape, mode (training, or eval with the weight packed), element type, precision and instruction set;
-// an entry applies only where all of them match.
+// an entry applies only where all of them match. "groups" may be absent (files written before it): 1.
 //
 // clang-format off
 //   {"format": "resnet-conv-choices", "version": 1, "choices": [
-//     {"N": 128, "C": 64, "H": 32, "W": 32, "O": 64, "k": 3, "s": 1, "p": 1, "mode": "training",
+//     {"N": 128, "C": 64, "H": 32, "W": 32, "O": 64, "k": 3, "s": 1, "p": 1, "groups": 1, "mode": "training",
 //      "type": "float", "precision": "fp32", "isa": "avx512_bf16",
 //      "forward": "winograd", "weight_grad": "winograd", "input_grad_as_conv": true}, ...]}
 // clang-format on
@@ -45,6 +45,7 @@ inline nlohmann::ordered_json conv_choice_json(const kernels::ConvChoiceEntry& e
           {"k", g.k},
           {"s", g.s},
           {"p", g.p},
+          {"groups", g.G},
           {"mode", e.key.pack_weight ? "eval" : "training"},
           {"type", e.key.type},
           {"precision", precision_name(e.key.precision)},
@@ -88,6 +89,7 @@ inline kernels::ConvChoiceEntry parse_conv_choice(const nlohmann::json& j, const
   kernels::ConvChoiceEntry e{};
   e.key.shape = {integer("N"), integer("C"), integer("H"), integer("W"),
                  integer("O"), integer("k"), integer("s"), integer("p")};
+  if (j.contains("groups")) e.key.shape.G = integer("groups");  // files before grouped convs: 1
   e.key.pack_weight = named("mode", one_of("training", "eval")) == "eval";
   e.key.type = named("type", one_of("float", "double"));
   e.key.precision = parse_precision(named("precision", one_of("fp32", "bf16")));

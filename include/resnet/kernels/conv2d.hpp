@@ -3,6 +3,9 @@
 // padding p, as torch.nn.Conv2d), or as Winograd F(2x2, 3x3) (kernels/winograd.hpp) where use_winograd says:
 //   forward   Y_n [O, OH*OW] = W [O, C*k*k] x cols(X_n) [C*k*k, OH*OW] (then a bias, or BatchNorm + ReLU)
 //   backward  dW += sum_n dY_n x cols(X_n)^T,  dX_n = col2im(W^T x dY_n)
+// A grouped conv (ConvShape::G groups) has the same cols; each product is then G products, group g's
+// output channels and weight [O/G, C/G*k*k] against its rows of the cols. Winograd and the packed weight
+// are for G = 1 only.
 // Work is cut into units that depend on the shape alone, never on the thread count: a unit is a group of
 // images laid side by side in one cols matrix (so small feature maps still give the GEMM enough columns), a
 // slice of one image's output pixels (so a single large image still splits), and a block of output channels
@@ -35,16 +38,22 @@
 
 namespace resnet::kernels {
 
-// Input [N, C, H, W], weight [O, C, k, k], output [N, O, OH, OW].
+// Input [N, C, H, W], weight [O, C/G, k, k], output [N, O, OH, OW], in G groups (as torch.nn.Conv2d's
+// groups): output channels [g*O/G, (g+1)*O/G) see input channels [g*C/G, (g+1)*C/G) only.
 struct ConvShape {
   std::int64_t N, C, H, W, O, k, s, p;
+  std::int64_t G = 1;
   std::int64_t OH() const { return window_output_size(H, k, s, p); }
   std::int64_t OW() const { return window_output_size(W, k, s, p); }
   std::int64_t OHW() const { return OH() * OW(); }
-  std::int64_t CKK() const { return C * k * k; }
+  std::int64_t CKK() const { return C * k * k; }  // rows of the cols matrix
+  // The depth of one group's GEMM, C/G * k*k: the length of a weight row. Group g's rows of the cols matrix
+  // are [g * group_depth(), (g+1) * group_depth()).
+  std::int64_t group_depth() const { return C / G * k * k; }
+  std::int64_t group_outputs() const { return O / G; }
   // A 1x1, stride-1, unpadded conv is a plain matrix product: the image [C, H*W] is its own cols matrix.
   bool pointwise() const { return k == 1 && s == 1 && p == 0; }
-  auto tied() const { return std::tie(N, C, H, W, O, k, s, p); }
+  auto tied() const { return std::tie(N, C, H, W, O, k, s, p, G); }
   bool operator==(const ConvShape& o) const { return tied() == o.tied(); }
 };
 
@@ -165,7 +174,7 @@ void im2col_images(const T* x, const ConvShape& g, std::int64_t images, std::int
   }
 }
 
-// x [N, C, H, W], weight [O, C*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM
+// x [N, C, H, W], weight [O, C/G*k*k] -> y [N, O, OH, OW] (assigned, through the epilogue), by im2col + GEMM
 // on operands of type Op (x, of type T or already Op, rounded to Op first where it is not); with the
 // weight's GEMM operands from packed_weight where pack_conv_weight (below) packed them.
 template <typename T, typename In, typename Op>
@@ -174,6 +183,7 @@ void conv2d_forward_im2col(const In* input, const Op* weight, const ConvEpilogue
                            const Op* packed_weight = nullptr) {
   const ConvPartition part = ConvPartition::of(g, true);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
+  const std::int64_t depth = g.group_depth(), group_outputs = g.group_outputs();
   const bool gather = im2col_gathers(g);
   // The output-channel blocks of one group of images and pixels read the same cols: then they are filled
   // once, before the GEMMs, in a shared area (in parallel over channels), rather than by every block.
@@ -244,8 +254,13 @@ void conv2d_forward_im2col(const In* input, const Op* weight, const ConvEpilogue
       gemm_packed_a(rows, columns, CKK, T(1), packed_weight + block * packed_block, b, ldb,
                     bias_first ? T(1) : T(0), out, ldc);
     } else {
-      gemm(false, false, rows, columns, CKK, T(1), weight + o0 * CKK, CKK, b, ldb, bias_first ? T(1) : T(0),
-           out, ldc);
+      // Per group the block's rows meet: its output channels [r0, r1) read its rows of the cols.
+      for (std::int64_t group = o0 / group_outputs; group * group_outputs < o0 + rows; ++group) {
+        const std::int64_t r0 = std::max(o0, group * group_outputs);
+        const std::int64_t r1 = std::min(o0 + rows, (group + 1) * group_outputs);
+        gemm(false, false, r1 - r0, columns, depth, T(1), weight + r0 * depth, depth, b + group * depth * ldb,
+             ldb, bias_first ? T(1) : T(0), out + (r0 - o0) * ldc, ldc);
+      }
     }
     if (u.images == 1 && epilogue.scales()) {
       for (std::int64_t o = 0; o < rows; ++o)
@@ -265,8 +280,8 @@ void conv2d_forward_im2col(const In* input, const Op* weight, const ConvEpilogue
 // outputs (128 tiles) in the batch, or 196 when the weight is transformed once ahead rather than at every
 // call (weight_packed: an eval-mode Conv2d). By shape alone, so results never depend on timing or threads.
 inline bool use_winograd(const ConvShape& g, bool weight_packed = false) {
-  return winograd_applies(g.k, g.s, g.p) && g.C >= 16 && g.O >= 16 && g.OH() >= 4 && g.OW() >= 4 &&
-         g.N * g.OHW() >= (weight_packed ? 196 : 4 * 128);
+  return g.G == 1 && winograd_applies(g.k, g.s, g.p) && g.C >= 16 && g.O >= 16 && g.OH() >= 4 &&
+         g.OW() >= 4 && g.N * g.OHW() >= (weight_packed ? 196 : 4 * 128);
 }
 
 enum class ConvAlgorithm { Im2col, Winograd };
@@ -295,7 +310,7 @@ struct ConvChoice {
 // stride-1 convs with padding at most 2 (winograd_applies), in fp32 only: a bf16 operand is the bf16-rounded
 // input and weight, which Winograd's transforms would not keep. dX as a conv needs stride 1 and padding at
 // most k-1 (the flipped conv's padding k-1-p), and Winograd's weight gradient needs it: only im2col's
-// backward computes dX by col2im.
+// backward computes dX by col2im. A grouped conv runs im2col and col2im, and its groups divide C and O.
 inline std::string conv_choice_error(const ConvShape& g, Precision precision, const ConvChoice& choice) {
   const auto winograd_error = [&](const char* pass, ConvAlgorithm a) -> std::string {
     if (a != ConvAlgorithm::Winograd) return "";
@@ -306,6 +321,12 @@ inline std::string conv_choice_error(const ConvShape& g, Precision precision, co
              std::to_string(g.k) + ", stride " + std::to_string(g.s) + ", padding " + std::to_string(g.p);
     return "";
   };
+  if (g.G < 1 || g.C % g.G != 0 || g.O % g.G != 0)
+    return std::to_string(g.G) + " groups do not divide " + std::to_string(g.C) + " input and " +
+           std::to_string(g.O) + " output channels";
+  if (g.G > 1 && (choice.forward == ConvAlgorithm::Winograd ||
+                  choice.weight_grad == ConvAlgorithm::Winograd || choice.input_grad_as_conv))
+    return "a grouped conv (" + std::to_string(g.G) + " groups) runs im2col with col2im only";
   std::string error = winograd_error("forward", choice.forward);
   if (error.empty()) error = winograd_error("weight_grad", choice.weight_grad);
   if (error.empty() && choice.input_grad_as_conv && !(g.s == 1 && g.p <= g.k - 1))
@@ -322,7 +343,8 @@ inline std::string conv_choice_error(const ConvShape& g, Precision precision, co
 //                transformed weight has a packed form, else im2col + GEMM.
 //   weight_grad  Winograd where the forward of a training step would be, else im2col.
 //   input_grad_as_conv  where that conv runs Winograd, or where its GEMM has rows (C) and columns (OH*OW)
-//                enough to beat col2im: not on the 3-channel stem nor on 4x4 maps (benchmarks/README.md).
+//                enough to beat col2im: not on the 3-channel stem nor on 4x4 maps (benchmarks/README.md);
+//                never for a grouped conv.
 template <typename T>
 ConvChoice conv_rule(const ConvShape& g, Precision precision, bool pack_weight) {
   const bool fp32 = precision == Precision::FP32, winograd = fp32 && use_winograd(g);
@@ -330,8 +352,9 @@ ConvChoice conv_rule(const ConvShape& g, Precision precision, bool pack_weight) 
       fp32 && pack_weight && use_winograd(g, true) &&
       gemm_packs_a<T>(g.O, winograd::Partition::of(g.N, g.OH(), g.OW()).max_tiles(), g.C);
   const auto algorithm = [](bool w) { return w ? ConvAlgorithm::Winograd : ConvAlgorithm::Im2col; };
-  return {algorithm(winograd || packed_winograd), algorithm(winograd),
-          winograd || (g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64)};
+  return {
+      algorithm(winograd || packed_winograd), algorithm(winograd),
+      winograd || (g.G == 1 && g.s == 1 && g.p <= g.k - 1 && !g.pointwise() && g.C >= 16 && g.OHW() >= 64)};
 }
 
 // Everything decided about how a conv of one shape runs, once, from the shape, the precision, whether the
@@ -340,8 +363,9 @@ ConvChoice conv_rule(const ConvShape& g, Precision precision, bool pack_weight) 
 // thread count.
 //   packed_size  the forward GEMMs' weight packed once ahead, in Op elements: for Winograd U transformed and
 //                packed (pack_winograd_weight), for im2col each output-channel block of ConvPartition packed
-//                by pack_gemm_a; 0 where the GEMMs have no packed form (they pack as they go). Its layout
-//                depends, through the algorithm and partition, on the batch and image size.
+//                by pack_gemm_a; 0 where the GEMMs have no packed form (they pack as they go), and for a
+//                grouped conv. Its layout depends, through the algorithm and partition, on the batch and
+//                image size.
 struct ConvPlan {
   ConvShape shape;
   Precision precision;
@@ -368,7 +392,7 @@ ConvPlan conv_plan(const ConvShape& g, Precision precision, bool pack_weight, co
     const winograd::Partition part = winograd::Partition::of(g.N, g.OH(), g.OW());
     if (gemm_packs_a<T>(g.O, part.max_tiles(), g.C))
       plan.packed_size = packed_winograd_weight_size<T>(g.O, g.C);
-  } else if (pack_weight) {
+  } else if (pack_weight && g.G == 1) {
     const ConvPartition part = ConvPartition::of(g, true);
     const auto packs = [&](auto op) {
       using Op = decltype(op);
@@ -414,7 +438,7 @@ void expect_operands(const ConvPlan& plan, const char* where) {
         ": the weight's element type does not match the plan's precision ", precision_name(plan.precision));
 }
 
-// x [N, C, H, W], weight [O, C*k*k] (Op: T, or bfloat16 in bf16) -> y [N, O, OH, OW] (assigned, through
+// x [N, C, H, W], weight [O, C/G*k*k] (Op: T, or bfloat16 in bf16) -> y [N, O, OH, OW] (assigned, through
 // the epilogue: a bias, or an eval-mode BatchNorm and ReLU), as the plan says. x is of type T, or already
 // of type Op (an operand rounded by the caller, which is then not rounded again). packed_weight, where the
 // plan packs the weight, is what pack_conv_weight made of this weight: it is then not packed (or
@@ -435,35 +459,36 @@ void conv2d_forward(const ConvPlan& plan, const In* x, const Op* weight, const C
   conv2d_forward_im2col(x, weight, epilogue, g, y, ws, packed_weight);
 }
 
-// The im2col + GEMM backward: weight [O, C*k*k], dy [N, O, OH, OW] (of type T, or already Op) -> dweight
-// [O, C*k*k] (ADDED to) and, unless dx is null, dx [N, C, H, W] (assigned) through col2im. Group u of images
-// adds its dY_u x cols_u^T to weight-gradient slot u % slots, each slot owned by one thread at a time; slot 0
-// is dweight itself and the others are added to it in slot order at the end.
+// The im2col + GEMM backward: weight [O, C/G*k*k], dy [N, O, OH, OW] (of type T, or already Op) -> dweight
+// [O, C/G*k*k] (ADDED to) and, unless dx is null, dx [N, C, H, W] (assigned) through col2im. Group u of
+// images adds its dY_u x cols_u^T to weight-gradient slot u % slots, each slot owned by one thread at a time;
+// slot 0 is dweight itself and the others are added to it in slot order at the end.
 template <typename T, typename Dy, typename Op>
 void conv2d_backward_im2col(const T* input, const Op* weight, const Dy* grad_output, const ConvShape& g,
                             T* dx, T* dweight, ConvWorkspace<T>& ws) {
   constexpr bool same = std::is_same_v<Op, T>;  // else W^T dY goes to a T area of its own
   const ConvPartition part = ConvPartition::of(g, false);
   const std::int64_t HW = g.H * g.W, CHW = g.C * HW, OHW = g.OHW(), CKK = g.CKK(), KK = g.k * g.k;
-  const std::int64_t OCKK = g.O * CKK;
+  const std::int64_t depth = g.group_depth(), group_outputs = g.group_outputs();
+  const std::int64_t weight_size = g.O * depth;
   const std::int64_t slots = std::min(part.groups, ConvPartition::kWeightGradSlots);
   const std::int64_t per_thread = part.max_columns() * (CKK + g.O);                    // Op: cols, then dY
   const std::int64_t product_per_thread = same || !dx ? 0 : part.max_columns() * CKK;  // T: W^T dY
   const bool gather = im2col_gathers(g);
   const Op* x = ws.template operands_of<Op>(input, g.N * CHW, 0);
   const Op* dy = ws.template operands_of<Op>(grad_output, g.N * g.O * OHW, 1);
-  const auto areas = ws.template reserve<Op>(resnet::num_threads() * per_thread,
-                                             (slots - 1) * OCKK + resnet::num_threads() * product_per_thread,
-                                             gather ? KK * OHW : 0);
+  const auto areas = ws.template reserve<Op>(
+      resnet::num_threads() * per_thread,
+      (slots - 1) * weight_size + resnet::num_threads() * product_per_thread, gather ? KK * OHW : 0);
   Op* workspace = areas.first;
-  T* partials = areas.second;  // slots 1.. : [slots - 1, O, C*k*k]
-  T* products = partials + (slots - 1) * OCKK;
+  T* partials = areas.second;  // slots 1.. : [slots - 1, O, C/G*k*k]
+  T* products = partials + (slots - 1) * weight_size;
   const std::int32_t* offsets = ws.indices.data();
   if (gather) im2col_offsets(g.H, g.W, g.k, g.s, g.p, 0, OHW, ws.indices.data());
   RESNET_OMP(parallel for schedule(dynamic) num_threads(resnet::num_threads()) if (slots > 1))
   for (std::int64_t slot = 0; slot < slots; ++slot) {
     Op* cols = workspace + resnet::thread_index() * per_thread;
-    T* dweight_slot = slot == 0 ? dweight : partials + (slot - 1) * OCKK;
+    T* dweight_slot = slot == 0 ? dweight : partials + (slot - 1) * weight_size;
     for (std::int64_t group = slot; group < part.groups; group += slots) {
       const std::int64_t n0 = group * part.images, images = std::min(part.images, g.N - n0);
       const std::int64_t columns = images * OHW;
@@ -482,14 +507,24 @@ void conv2d_backward_im2col(const T* input, const Op* weight, const Dy* grad_out
         im2col_images(x + n0 * CHW, g, images, 0, OHW, 0, g.C, offsets, cols);
         b = cols;
       }
-      // dW [O, C*k*k] += dY_u [O, columns] x cols_u^T; the first group of slots 1.. initialises its slot.
+      // Per conv group c (rows c*O/G.. of dY, c*depth.. of the cols):
+      // dW_c [O/G, depth] += dY_u,c [O/G, columns] x cols_u,c^T; the first group of images of slots 1..
+      // initialises its slot.
       const bool first = slot > 0 && group == slot;
-      gemm(false, true, g.O, CKK, columns, T(1), dy_group, columns, b, columns, first ? T(0) : T(1),
-           dweight_slot, CKK);
+      for (std::int64_t c = 0; c < g.G; ++c)
+        gemm(false, true, group_outputs, depth, columns, T(1), dy_group + c * group_outputs * columns,
+             columns, b + c * depth * columns, columns, first ? T(0) : T(1),
+             dweight_slot + c * group_outputs * depth, depth);
       if (!dx) continue;
-      // dX = col2im(W^T [C*k*k, O] x dY_u); a pointwise conv of one image writes dX directly.
+      // dX = col2im(W^T dY_u), per conv group W_c^T [depth, O/G] x dY_u,c into rows c*depth.. of the
+      // product; a pointwise conv of one image writes dX directly.
+      const auto input_grad_product = [&](T* product, std::int64_t ld) {
+        for (std::int64_t c = 0; c < g.G; ++c)
+          gemm(true, false, depth, columns, group_outputs, T(1), weight + c * group_outputs * depth, depth,
+               dy_group + c * group_outputs * columns, columns, T(0), product + c * depth * ld, ld);
+      };
       if (g.pointwise() && images == 1) {
-        gemm(true, false, CKK, OHW, g.O, T(1), weight, CKK, dy_group, columns, T(0), dx + n0 * CHW, OHW);
+        input_grad_product(dx + n0 * CHW, OHW);
         continue;
       }
       T* product = [&] {  // W^T dY [C*k*k, columns], over the cols (which dW has used) when Op is T
@@ -499,18 +534,18 @@ void conv2d_backward_im2col(const T* input, const Op* weight, const Dy* grad_out
           return products + resnet::thread_index() * product_per_thread;
         }
       }();
-      gemm(true, false, CKK, columns, g.O, T(1), weight, CKK, dy_group, columns, T(0), product, columns);
+      input_grad_product(product, columns);
       std::fill(dx + n0 * CHW, dx + (n0 + images) * CHW, T(0));
       for (std::int64_t i = 0; i < images; ++i)
         col2im(product + i * OHW, columns, g.C, g.H, g.W, g.k, g.s, g.p, dx + (n0 + i) * CHW);
     }
   }
   if (slots > 1) {
-    RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (OCKK >= (std::int64_t{1} << 16)))
-    for (std::int64_t i = 0; i < OCKK; ++i) {
+    RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (weight_size >= (std::int64_t{1} << 16)))
+    for (std::int64_t i = 0; i < weight_size; ++i) {
       T sum = dweight[i];
       for (std::int64_t slot = 1; slot < slots; ++slot)
-        sum += partials[(slot - 1) * OCKK + i];
+        sum += partials[(slot - 1) * weight_size + i];
       dweight[i] = sum;
     }
   }
@@ -543,8 +578,8 @@ void conv2d_input_grad_as_conv(const ConvPlan& plan, const Op* weight, const Op*
   conv2d_forward(conv_plan<T>(transposed, plan.precision), dy, flipped.data(), ConvEpilogue<T>{}, dx, ws);
 }
 
-// x [N, C, H, W], weight [O, C*k*k] (Op: T, or bfloat16 in bf16), dy [N, O, OH, OW] -> dx [N, C, H, W]
-// (assigned, unless dx is null), dweight [O, C*k*k] and dbias [O] (ADDED to; dbias may be null), as the
+// x [N, C, H, W], weight [O, C/G*k*k] (Op: T, or bfloat16 in bf16), dy [N, O, OH, OW] -> dx [N, C, H, W]
+// (assigned, unless dx is null), dweight [O, C/G*k*k] and dbias [O] (ADDED to; dbias may be null), as the
 // plan says.
 template <typename T, typename Op>
 void conv2d_backward(const ConvPlan& plan, const T* x, const Op* weight, const T* dy, T* dx, T* dweight,

@@ -86,7 +86,8 @@ struct ConvChoiceKey {
 inline std::string key_string(const ConvChoiceKey& key) {
   const ConvShape& g = key.shape;
   return shape_string({g.N, g.C, g.H, g.W}) + " -> " + std::to_string(g.O) + ", k " + std::to_string(g.k) +
-         ", s " + std::to_string(g.s) + ", p " + std::to_string(g.p) + ", " + key.type + ", " +
+         ", s " + std::to_string(g.s) + ", p " + std::to_string(g.p) +
+         (g.G == 1 ? "" : ", groups " + std::to_string(g.G)) + ", " + key.type + ", " +
          precision_name(key.precision) + ", " + isa_name(key.isa) +
          (key.pack_weight ? ", eval" : ", training");
 }
@@ -186,7 +187,7 @@ template <typename T, typename Op>
 ConvChoice search_conv_choice(const ConvShape& g, Precision precision, bool pack_weight,
                               const std::vector<ConvChoice>& candidates) {
   Rng rng(0);
-  Tensor<T> x({g.N, g.C, g.H, g.W}), dy({g.N, g.O, g.OH(), g.OW()}), w({g.O, g.CKK()});
+  Tensor<T> x({g.N, g.C, g.H, g.W}), dy({g.N, g.O, g.OH(), g.OW()}), w({g.O, g.group_depth()});
   for (Tensor<T>* t : {&x, &dy, &w})
     t->fill_normal(rng);
   Tensor<T> y = Tensor<T>::uninitialized(dy.shape()), dx = Tensor<T>::uninitialized(x.shape()), dw(w.shape());

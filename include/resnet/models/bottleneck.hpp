@@ -37,6 +37,7 @@ class Bottleneck : public nn::Module<Bottleneck<T>, T> {
         branch2_(nn::Conv2dOptions(inner_width(planes, shape), inner_width(planes, shape), 3)
                      .stride(stride)
                      .padding(1)
+                     .groups(shape.groups)
                      .bias(false),
                  nn::Activation::ReLU),
         branch3_(nn::Conv2dOptions(inner_width(planes, shape), planes * expansion, 1).bias(false),
@@ -106,8 +107,6 @@ class Bottleneck : public nn::Module<Bottleneck<T>, T> {
     check(planes >= 1 && shape.groups >= 1 && shape.width_per_group >= 1,
           "Bottleneck: planes, groups and width_per_group must be positive, got ", planes, ", ", shape.groups,
           ", ", shape.width_per_group);
-    check(shape.groups == 1, "Bottleneck: ", shape.groups,
-          " groups need grouped convolution, which Conv2d does not have yet");
     const std::int64_t width = std::int64_t{planes} * shape.width_per_group / 64 * shape.groups;
     check(width >= 1 && width <= std::numeric_limits<int>::max() / 4, "Bottleneck: ", planes, " planes with ",
           shape.groups, " groups of width ", shape.width_per_group, " give ", width, " channels");

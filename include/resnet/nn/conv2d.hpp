@@ -1,13 +1,13 @@
 #pragma once
-// Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding
-// and an optional bias. im2col + GEMM or Winograd over the whole batch (kernels/conv2d.hpp), in the shared
-// per-thread workspace (core/buffer_pool.hpp lists it).
-// How each input shape runs is its kernels::ConvPlan, from kernels::select_conv_plan: by the rules, or as
-// searched or loaded (kernels/conv_search.hpp). In eval mode the weight is kept packed in the layout its
-// GEMMs read (kernels::pack_conv_weight, for the plans that have a packed form) and packed again only when
-// the weight's version (Tensor::version) or the plan (input size, precision, instruction set, choice)
-// changes; the next training-mode forward releases it. In bf16 (set_precision) the weight is rounded to a
-// bfloat16 copy once per weight version (nn/weight_and_bias.hpp), so once per training step.
+// Conv2d: 2-d convolution (cross-correlation, as torch.nn.Conv2d) with a square kernel, stride, zero padding,
+// groups and an optional bias. im2col + GEMM or Winograd over the whole batch (kernels/conv2d.hpp), in the
+// shared per-thread workspace (core/buffer_pool.hpp lists it). How each input shape runs is its
+// kernels::ConvPlan, from kernels::select_conv_plan: by the rules, or as searched or loaded
+// (kernels/conv_search.hpp). In eval mode the weight is kept packed in the layout its GEMMs read
+// (kernels::pack_conv_weight, for the plans that have a packed form) and packed again only when the weight's
+// version (Tensor::version) or the plan (input size, precision, instruction set, choice) changes; the next
+// training-mode forward releases it. In bf16 (set_precision) the weight is rounded to a bfloat16 copy once
+// per weight version (nn/weight_and_bias.hpp), so once per training step.
 
 #include <cstdint>
 #include <tuple>
@@ -29,6 +29,9 @@ struct Conv2dOptions {
 
   Conv2dOptions& stride(int s) { return set(stride_, s); }
   Conv2dOptions& padding(int p) { return set(padding_, p); }
+  // As torch.nn.Conv2d's groups: the channels split into `groups` convs side by side (weight [O, C/groups,
+  // k, k]); both channel counts must be multiples of it.
+  Conv2dOptions& groups(int g) { return set(groups_, g); }
   Conv2dOptions& bias(bool b) { return set(bias_, b); }
   Conv2dOptions& seed(std::uint64_t s) { return set(seed_, s); }  // of PyTorch's default init
 
@@ -37,6 +40,7 @@ struct Conv2dOptions {
   int kernel_size() const { return kernel_size_; }
   int stride() const { return stride_; }
   int padding() const { return padding_; }
+  int groups() const { return groups_; }
   bool bias() const { return bias_; }
   std::uint64_t seed() const { return seed_; }
 
@@ -47,7 +51,7 @@ struct Conv2dOptions {
     return *this;
   }
   int in_channels_, out_channels_, kernel_size_;
-  int stride_ = 1, padding_ = 0;
+  int stride_ = 1, padding_ = 0, groups_ = 1;
   bool bias_ = true;
   std::uint64_t seed_ = 0;
 };
@@ -61,6 +65,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
         kernel_size_(o.kernel_size()),
         stride_(o.stride()),
         padding_(o.padding()),
+        groups_(o.groups()),
         params_(checked_weight_shape(o), o.bias(), o.seed()) {}
   Conv2d(int in_channels, int out_channels, int kernel_size, int stride = 1, int padding = 0,
          bool bias = true, std::uint64_t seed = 0)
@@ -70,7 +75,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
                    .bias(bias)
                    .seed(seed)) {}
 
-  // PyTorch's default (Conv2d.reset_parameters): uniform in +-1/sqrt(in_channels * k * k).
+  // PyTorch's default (Conv2d.reset_parameters): uniform in +-1/sqrt(in_channels / groups * k * k).
   void reset_parameters(Rng& rng) { params_.reset(rng); }
 
   template <typename Visitor>
@@ -136,6 +141,15 @@ class Conv2d : public Module<Conv2d<T>, T> {
   int kernel_size() const { return kernel_size_; }
   int stride() const { return stride_; }
   int padding() const { return padding_; }
+  int groups() const { return groups_; }
+  // The options this layer was built with (seed aside): a layer of the same shape.
+  Conv2dOptions options() const {
+    return Conv2dOptions(in_channels_, out_channels_, kernel_size_)
+        .stride(stride_)
+        .padding(padding_)
+        .groups(groups_)
+        .bias(has_bias());
+  }
 
   // Throws unless the weight and bias, assignable through the accessors above, and their gradients still
   // have the shapes this layer was built with; forward and backward check it before indexing into them.
@@ -159,7 +173,10 @@ class Conv2d : public Module<Conv2d<T>, T> {
     check(o.kernel_size() > 0, "Conv2d: kernel_size must be positive, got ", o.kernel_size());
     check(o.stride() > 0, "Conv2d: stride must be positive, got ", o.stride());
     check(o.padding() >= 0, "Conv2d: padding must be non-negative, got ", o.padding());
-    return {o.out_channels(), o.in_channels(), o.kernel_size(), o.kernel_size()};
+    check(o.groups() > 0 && o.in_channels() % o.groups() == 0 && o.out_channels() % o.groups() == 0,
+          "Conv2d: groups must be positive and divide in_channels ", o.in_channels(), " and out_channels ",
+          o.out_channels(), ", got ", o.groups());
+    return {o.out_channels(), o.in_channels() / o.groups(), o.kernel_size(), o.kernel_size()};
   }
 
   // forward, after it has checked the weight and bias shapes.
@@ -223,7 +240,7 @@ class Conv2d : public Module<Conv2d<T>, T> {
 
   // An input [N, C, H, W] of this conv.
   kernels::ConvShape shape_of(const std::vector<std::int64_t>& input) const {
-    return {input[0], input[1], input[2], input[3], out_channels_, kernel_size_, stride_, padding_};
+    return {input[0], input[1], input[2], input[3], out_channels_, kernel_size_, stride_, padding_, groups_};
   }
 
   // The kernels' scratch, one per calling thread, shared by every Conv2d (core/buffer_pool.hpp says why).
@@ -232,8 +249,8 @@ class Conv2d : public Module<Conv2d<T>, T> {
     return shared;
   }
 
-  int in_channels_, out_channels_, kernel_size_, stride_, padding_;
-  WeightAndBias<T> params_;  // weight [O, C, k, k], bias [O] or none
+  int in_channels_, out_channels_, kernel_size_, stride_, padding_, groups_;
+  WeightAndBias<T> params_;  // weight [O, C/groups, k, k], bias [O] or none
   Tensor<T> input_;          // training mode: the forward input, for backward
   // Eval mode: the weight packed for the GEMMs (of the plan's operand type), and the weight version and plan
   // it was packed for (version 0, which no storage has: nothing packed).

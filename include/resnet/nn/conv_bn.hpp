@@ -36,9 +36,7 @@ template <typename T>
 Conv2d<T> fold_conv_batchnorm(const Conv2d<T>& conv, const BatchNorm2d<T>& bn) {
   check(bn.num_features() == conv.out_channels(), "fold_conv_batchnorm: BatchNorm2d has ", bn.num_features(),
         " features, the conv before it ", conv.out_channels(), " output channels");
-  Conv2d<T> folded(Conv2dOptions(conv.in_channels(), conv.out_channels(), conv.kernel_size())
-                       .stride(conv.stride())
-                       .padding(conv.padding()));
+  Conv2d<T> folded(conv.options().bias(true));
   conv.expect_state_shapes("fold_conv_batchnorm");  // the loops below index by the configured sizes
   bn.expect_state_shapes("fold_conv_batchnorm");
   const std::int64_t O = conv.out_channels(), per_output = conv.weight().numel() / O;
