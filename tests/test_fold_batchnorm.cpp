@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <iostream>
@@ -196,6 +197,42 @@ TEST(FoldBatchNorm, FoldedModelIsInferenceOnlyWithTorchvisionNames) {
   folded.eval();
   EXPECT_EQ(folded.forward(x).shape(), (std::vector<std::int64_t>{1, 5}));
   EXPECT_THROW(folded.forward(random_input<float>({1, 4, 32, 32}, 12)), resnet::Error);
+}
+
+// A pre-activation model folds each block's bn2 into conv1; bn1 and the final bn stay (a ReLU separates each
+// from the conv after it), and conv1 has no BatchNorm to fold.
+TEST(FoldBatchNorm, PreActivationModelFoldsBn2AndKeepsTheOthers) {
+  using resnet::models::PreActResNet;
+  using resnet::models::ResNetOptions;
+  const auto options =
+      ResNetOptions({1, 2, 1}).widths({8, 12, 16}).stem_width(4).stem(Stem::Cifar).num_classes(7).seed(13);
+  const auto error = [&](auto zero) {
+    using T = decltype(zero);
+    PreActResNet<T> model(options);
+    randomise_batchnorm(model, 14);
+    model.eval();
+    const Tensor<T> x = random_input<T>({3, 3, 12, 10}, 15);
+    const Tensor<T> expected = model.forward(x);
+    auto folded = resnet::models::fold_batchnorm(model);
+    EXPECT_TRUE(folded.is_folded());
+    std::vector<std::string> names;
+    for (const auto& p : folded.named_parameters())
+      names.push_back(p.name);
+    for (const char* kept : {"conv1.weight", "layer1.0.bn1.weight", "layer1.0.conv1.bias",
+                             "layer2.1.conv2.weight", "layer3.0.shortcut.weight", "bn.weight", "fc.bias"})
+      EXPECT_NE(std::find(names.begin(), names.end(), kept), names.end()) << kept;
+    for (const char* gone : {"conv1.bias", "layer1.0.bn2.weight", "layer2.1.bn2.bias", "layer2.1.conv2.bias"})
+      EXPECT_EQ(std::find(names.begin(), names.end(), gone), names.end()) << gone;
+    folded.train();
+    EXPECT_THROW(folded.forward(x), resnet::Error);
+    folded.eval();
+    return resnet::testing::relative_l2(folded.forward(x), expected);
+  };
+  const double in_double = error(double{}), in_float = error(float{});
+  std::cout << "fold_batchnorm, pre-activation: relative L2 to the eval-mode logits " << in_double
+            << " (double), " << in_float << " (float)" << std::endl;
+  EXPECT_LE(in_double, 1e-13);
+  EXPECT_LE(in_float, 1e-5);
 }
 
 }  // namespace

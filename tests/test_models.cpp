@@ -285,6 +285,21 @@ TEST(Bottleneck, GradientsWithProjectionShortcutStride2AndWiderGroups) {
   resnet::testing::expect_module_gradients(block, random_tensor({2, 3, 7, 6}, 22));
 }
 
+// groups > 1, as ResNeXt: conv2 is grouped, planes * width_per_group / 64 * groups channels in `groups`
+// groups.
+TEST(Bottleneck, GradientsWithGroupsForBothShortcuts) {
+  using resnet::models::BlockShape;
+  resnet::models::Bottleneck<double> identity(8, 2, 1, BlockShape{2, 64});  // width 4 in 2 groups
+  EXPECT_FALSE(identity.has_downsample());
+  EXPECT_EQ(identity.conv2().groups(), 2);
+  EXPECT_EQ(identity.conv2().weight().shape(), (std::vector<std::int64_t>{4, 2, 3, 3}));
+  resnet::testing::expect_module_gradients(identity, random_tensor({2, 8, 5, 4}, 24));
+  resnet::models::Bottleneck<double> projection(3, 2, 2, BlockShape{3, 32});  // width 3 in 3 groups
+  EXPECT_TRUE(projection.has_downsample());
+  EXPECT_EQ(projection.conv2().weight().shape(), (std::vector<std::int64_t>{3, 1, 3, 3}));
+  resnet::testing::expect_module_gradients(projection, random_tensor({2, 3, 7, 6}, 25));
+}
+
 TEST(Bottleneck, BadShapesThrow) {
   using resnet::models::BlockShape;
   EXPECT_THROW(resnet::models::Bottleneck<float>(4, 2, 1, BlockShape{1, 0}), resnet::Error);
@@ -340,4 +355,179 @@ TEST(PreActBlock, NamesAndFoldedEvalForward) {
   EXPECT_THROW(block.forward(x), resnet::Error);  // folded: inference-only
   EXPECT_THROW(resnet::models::PreActBlock<double> bad(3, 5, 1, resnet::models::BlockShape{2, 64}),
                resnet::Error);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The pre-activation models (PreActResNet18, WideResNet, any PreActResNet) and the ResNeXt aliases.
+
+namespace {
+
+using resnet::models::PreActResNet;
+using resnet::models::ResNetOptions;
+
+// "name [shape]" of every parameter (or buffer), in state-dict order.
+template <typename Named>
+std::vector<std::string> names_and_shapes(const std::vector<Named>& entries) {
+  std::vector<std::string> names;
+  for (const auto& e : entries)
+    names.push_back(e.name + " " + resnet::shape_string(e.value->shape()));
+  return names;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// Three stages of 1, 2 and 1 blocks after a 3-channel conv1: a channels-only projection (3 -> 4) in layer1.0,
+// an identity shortcut in layer2.1, stride-2 projections in layer2.0 and layer3.0.
+PreActResNet<double> narrow_preact(std::uint64_t seed) {
+  return PreActResNet<double>(ResNetOptions({1, 2, 1})
+                                  .widths({4, 6, 8})
+                                  .stem_width(3)
+                                  .stem(Stem::Cifar)
+                                  .num_classes(3)
+                                  .in_channels(2)
+                                  .seed(seed));
+}
+
+}  // namespace
+
+TEST(PreActResNet, ParameterCountsNamesAndArchitecture) {
+  using namespace resnet::models;
+  PreActResNet18<float> net;
+  EXPECT_EQ(net.parameter_count(), 11172170);
+  const auto names = names_and_shapes(net.named_parameters());
+  ASSERT_FALSE(names.empty());
+  EXPECT_EQ(names.front(), "conv1.weight [64, 3, 3, 3]");
+  EXPECT_EQ(names[1], "layer1.0.bn1.weight [64]");
+  EXPECT_EQ(names.back(), "fc.bias [10]");
+  for (const char* expected :
+       {"layer1.0.conv1.weight [64, 64, 3, 3]", "layer1.0.bn2.bias [64]", "layer2.0.bn1.weight [64]",
+        "layer2.0.shortcut.weight [128, 64, 1, 1]", "layer4.1.conv2.weight [512, 512, 3, 3]",
+        "bn.weight [512]", "bn.bias [512]", "fc.weight [10, 512]"})
+    EXPECT_TRUE(contains(names, expected)) << expected;
+  for (const char* absent : {"bn1.weight [64]", "layer1.0.shortcut.weight [64, 64, 1, 1]"})
+    EXPECT_FALSE(contains(names, absent)) << absent;
+  const auto buffers = names_and_shapes(net.named_buffers());
+  EXPECT_EQ(buffers.front(), "layer1.0.bn1.running_mean [64]");
+  EXPECT_EQ(buffers.back(), "bn.num_batches_tracked []");
+  const auto arch = net.architecture();
+  EXPECT_EQ(arch.at("architecture"), "preact_resnet18");
+  EXPECT_EQ(arch.at("block"), "preact");
+  EXPECT_EQ(arch.at("stem"), "cifar");
+  EXPECT_EQ(arch.at("widths"), "64-128-256-512");
+
+  WideResNet<float> wrn(28, 10);  // ~150 MB of parameters and gradients
+  EXPECT_EQ(wrn.parameter_count(), 36479194);
+  EXPECT_EQ(wrn.architecture().at("architecture"), "wrn-28-10");
+  EXPECT_EQ(wrn.architecture().at("base_width"), "16");
+  EXPECT_EQ(wrn.architecture().at("widths"), "160-320-640");
+  const auto wrn_names = names_and_shapes(wrn.named_parameters());
+  for (const char* expected :
+       {"conv1.weight [16, 3, 3, 3]", "layer1.0.shortcut.weight [160, 16, 1, 1]",
+        "layer3.3.conv2.weight [640, 640, 3, 3]", "bn.weight [640]", "fc.weight [10, 640]"})
+    EXPECT_TRUE(contains(wrn_names, expected)) << expected;
+  EXPECT_FALSE(contains(wrn_names, "layer4.0.bn1.weight [640]"));
+  EXPECT_EQ(WideResNet<float>(10, 1, 100, 1).architecture().at("architecture"), "wrn-10-1");
+  EXPECT_EQ(narrow_preact(0).architecture().at("architecture"), "preact-resnet-1-2-1");
+}
+
+TEST(PreActResNet, BadConfigurationsThrowNamingTheValue) {
+  using namespace resnet::models;
+  expect_error([] { WideResNet<float>(27, 2); }, {"WideResNet", "depth", "6n + 4", "27"});
+  expect_error([] { WideResNet<float>(4, 2); }, {"WideResNet", "depth", "got 4"});
+  expect_error([] { WideResNet<float>(-2, 2); }, {"WideResNet", "depth", "got -2"});
+  expect_error([] { WideResNet<float>(16, 0); }, {"WideResNet", "widen_factor", "got 0"});
+  expect_error([] { PreActResNet18<float>(0); }, {"num_classes", "got 0"});
+  expect_error([] { PreActResNet<float>(ResNetOptions({1, 1})); }, {"pre-activation", "Stem::ImageNet"});
+  expect_error(
+      [] {
+        PreActResNet<float>(ResNetOptions({1, 1}).stem(Stem::Cifar).widths({8}));
+      },
+      {"1 widths for 2 stages"});
+  expect_error(
+      [] {
+        PreActResNet<float>(ResNetOptions({1, 1}).stem(Stem::Cifar).widths({8, 0}));
+      },
+      {"stage 2's width", "got 0"});
+  expect_error([] { PreActResNet<float>(ResNetOptions({}).stem(Stem::Cifar)); },
+               {"blocks_per_stage is empty"});
+  expect_error(
+      [] {
+        PreActResNet<float>(ResNetOptions({2, 0}).stem(Stem::Cifar));
+      },
+      {"stage 2 needs at least one block, got 0"});
+  expect_error([] { ResNet<float>(ResNetOptions({1, 1}).stem_width(0)); }, {"base_width", "got 0"});
+  // A 4x4 image leaves WRN's layer3 a 1x1 map: training-mode BatchNorm there needs a second value.
+  WideResNet<float> wrn(10, 1);
+  expect_error([&] { wrn.forward(Tensor<float>({1, 3, 4, 4})); }, {"ResNet.forward", "layer3", "at least 5"});
+}
+
+TEST(PreActResNet, NarrowNetworkGradientsEndToEnd) {
+  PreActResNet<double> net = narrow_preact(41);
+  resnet::testing::GradcheckOptions options;
+  options.max_elements = 60;
+  resnet::testing::expect_module_gradients(net, random_tensor({2, 2, 8, 8}, 42), options);
+}
+
+TEST(PreActResNet, WideResNetGradientsEndToEnd) {
+  resnet::models::WideResNet<double> net(10, 1, 4, 3, 43);
+  resnet::testing::GradcheckOptions options;
+  options.max_elements = 30;
+  resnet::testing::expect_module_gradients(net, random_tensor({2, 3, 8, 8}, 44), options);
+}
+
+// A pre-activation branch ends in conv2, not a BatchNorm: zero_init_residual zeroes conv2's weight, so the
+// network starts as its shortcuts, and conv2 still gets a gradient (a zero bn2 weight before the ReLU would
+// not: the ReLU would pass nothing back to it).
+TEST(PreActResNet, ZeroInitResidualZeroesEachBlocksConv2AndConv2StillLearns) {
+  PreActResNet<double> net = narrow_preact(45);
+  net.zero_init_residual();
+  int zeroed = 0;
+  for (const auto& p : net.named_parameters()) {
+    if (p.name.find("weight") == std::string::npos) continue;  // biases start at 0 anyway
+    const bool zero = p.value->vector().norm() == 0;
+    const bool conv2 = p.name.find(".conv2.weight") != std::string::npos;
+    EXPECT_EQ(zero, conv2) << p.name;
+    zeroed += conv2;
+  }
+  EXPECT_EQ(zeroed, 4);
+  net.forward(random_tensor({2, 2, 8, 8}, 46));
+  net.backward(random_tensor({2, 3}, 47));
+  for (const auto& p : net.named_parameters()) {
+    if (p.name.find(".conv2.weight") != std::string::npos) {
+      EXPECT_GT(p.grad->vector().norm(), 0) << p.name;
+    }
+  }
+}
+
+TEST(PreActResNet, SummaryShowsTheBlocksAndTheFinalBatchNorm) {
+  PreActResNet<double> net = narrow_preact(48);
+  const std::string text = resnet::summary(net, {1, 2, 8, 8});
+  for (const char* row : {"Conv2d (conv1)", "PreActBlock (layer1.0)", "Conv2d (layer2.0.shortcut)",
+                          "BatchNorm2d (bn)", "[1, 8, 2, 2]", "Linear (fc)"})
+    EXPECT_NE(text.find(row), std::string::npos) << row << "\n" << text;
+  EXPECT_TRUE(net.is_training());
+}
+
+// torchvision's resnext50_32x4d and resnext101_32x8d: parameter counts (1000 classes, ImageNet stem), the
+// grouped conv2 shapes and the architecture names.
+TEST(ResNeXt, ParameterCountsNamesAndArchitectureAreTorchvisions) {
+  using namespace resnet::models;
+  ResNeXt50_32x4d<float> net;
+  EXPECT_EQ(net.parameter_count(), 25028904);
+  const auto names = names_and_shapes(net.named_parameters());
+  for (const char* expected :
+       {"layer1.0.conv1.weight [128, 64, 1, 1]", "layer1.0.conv2.weight [128, 4, 3, 3]",
+        "layer1.0.conv3.weight [256, 128, 1, 1]", "layer4.2.conv2.weight [1024, 32, 3, 3]",
+        "fc.weight [1000, 2048]"})
+    EXPECT_TRUE(contains(names, expected)) << expected;
+  EXPECT_EQ(net.architecture().at("architecture"), "resnext50_32x4d");
+  EXPECT_EQ(net.architecture().at("groups"), "32");
+  EXPECT_EQ(net.architecture().at("width_per_group"), "4");
+  ResNeXt101_32x8d<float> large;
+  EXPECT_EQ(large.parameter_count(), 88791336);
+  EXPECT_EQ(large.architecture().at("architecture"), "resnext101_32x8d");
+  const ResNet<float, Bottleneck<float>> other({1, 1, 1, 1}, 10, Stem::Cifar, 3, 0, 64, BlockShape{32, 4});
+  EXPECT_EQ(other.architecture().at("architecture"), "resnet-bottleneck-1-1-1-1");
 }

@@ -1,11 +1,12 @@
-// ResNet18 (both stems), ResNet50 and a Wide ResNet's Bottleneck (fixtures in family/) against torchvision,
-// through two SGD steps. Weights, buffers and inputs come from the
-// formula in support/formula_weights.hpp, which tools/make_fixtures.py computes bit for bit, so the fixtures
-// store only results: the first step's logits, loss, gradient norms and 16 sampled gradient elements per
-// parameter, the running stats after that forward; then, after two forward/backward/SGD steps (one batch
-// each), each step's loss, every parameter's norm and samples and its change from the start ("delta"), the
-// running stats and eval-mode logits. Every case runs twice: ResNet18<float> against PyTorch in float32, and
-// ResNet18<double> against PyTorch in float64 (the *_f64 fixtures), from the same float-representable start.
+// ResNet18 (both stems), ResNet50, a Wide ResNet's Bottleneck, a small ResNeXt, and the pre-activation
+// ResNet-18 and WRN-16-2 of tools/preact_resnet.py (fixtures in family/) against PyTorch, through two SGD
+// steps. Weights, buffers and inputs come from the formula in support/formula_weights.hpp, which
+// tools/make_fixtures.py computes bit for bit, so the fixtures store only results: the first step's logits,
+// loss, gradient norms and 16 sampled gradient elements per parameter, the running stats after that forward;
+// then, after two forward/backward/SGD steps (one batch each), each step's loss, every parameter's norm and
+// samples and its change from the start ("delta"), the running stats and eval-mode logits. Every case runs
+// twice: ResNet18<float> against PyTorch in float32, and ResNet18<double> against PyTorch in float64 (the
+// *_f64 fixtures), from the same float-representable start.
 //
 // Why two precisions, and the float bounds. In float32 a few of the ~10^6 values entering a ReLU lie within
 // rounding distance (~1e-6) of zero, so float rounding alone (ours or PyTorch's) can flip a ReLU mask. One
@@ -209,8 +210,8 @@ void check_network(const Fixture& fx, const std::string& name, Model& model, con
                                      fx.tensor<T>("eval_logits")));
 }
 
-// The fixture's model: its "arch" (torchvision's name, or resnet-bottleneck-<blocks>-w<width per group>;
-// resnet18 if absent) with its stem and classes.
+// The fixture's model: its "arch" (make_fixtures.py's build_resnet names; resnet18 if absent) with its stem
+// and classes.
 template <typename T>
 void check_network(const std::string& name, const Bounds& bounds) {
   using namespace resnet::models;
@@ -227,13 +228,24 @@ void check_network(const std::string& name, const Bounds& bounds) {
   } else if (arch == "resnet-bottleneck-1-1-1-1-w128") {
     ResNet<T, Bottleneck<T>> model({1, 1, 1, 1}, classes, stem, 3, 0, 64, BlockShape{1, 128});
     check_network<T>(fx, name, model, bounds);
+  } else if (arch == "resnext-1-1-1-1-32x4d") {
+    ResNet<T, Bottleneck<T>> model({1, 1, 1, 1}, classes, stem, 3, 0, 64, BlockShape{32, 4});
+    check_network<T>(fx, name, model, bounds);
+  } else if (arch == "preact_resnet18") {
+    PreActResNet18<T> model(classes);
+    check_network<T>(fx, name, model, bounds);
+  } else if (arch == "wrn-16-2") {
+    WideResNet<T> model(16, 2, classes);
+    check_network<T>(fx, name, model, bounds);
   } else {
     FAIL() << name << ": no model for arch " << arch;
   }
 }
 
-const auto kCases = ::testing::Values("resnet18_cifar", "resnet18_cifar_nesterov", "resnet18_imagenet",
-                                      "family/resnet50_imagenet", "family/wide_bottleneck_cifar");
+const auto kCases =
+    ::testing::Values("resnet18_cifar", "resnet18_cifar_nesterov", "resnet18_imagenet",
+                      "family/resnet50_imagenet", "family/wide_bottleneck_cifar", "family/resnext_cifar",
+                      "family/preact_resnet18_cifar", "family/wrn_16_2_cifar");
 // "family/resnet50_imagenet" -> "resnet50_imagenet": a test name has no slash.
 const auto kCaseName = [](const auto& info) {
   const std::string name = info.param;

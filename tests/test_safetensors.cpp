@@ -431,8 +431,8 @@ TEST(AtomicFile, FailedSavesLeaveTheOldFile) {
 // ---------------------------------------------------------------------------------------------------------------
 // Module state
 
-template <typename T>
-void expect_same_state(ResNet<T>& a, ResNet<T>& b) {
+template <typename Model>
+void expect_same_state(Model& a, Model& b) {
   const auto x = io::state_entries(a), y = io::state_entries(b);
   ASSERT_EQ(x.size(), y.size());
   for (std::size_t i = 0; i < x.size(); ++i) {
@@ -470,7 +470,8 @@ void round_trip() {
                                  {"stem", "cifar"},
                                  {"in_channels", "3"},
                                  {"num_classes", "10"},
-                                 {"base_width", "8"}};
+                                 {"base_width", "8"},
+                                 {"widths", "8-16-32-64"}};
   EXPECT_EQ(file.metadata, expected);
 }
 
@@ -586,6 +587,29 @@ TEST(SafetensorsState, AnotherArchitectureIsAClearError) {
   ResNet<float> imagenet = narrow_resnet<float>(13, 10, Stem::ImageNet);
   const std::string stem = error_of([&] { io::load_safetensors(imagenet, path); });
   EXPECT_NE(stem.find("stem cifar (model: imagenet)"), std::string::npos) << stem;
+}
+
+// The pre-activation models record theirs too: a WRN-10-2 file is not loaded into a WRN-10-1 or a
+// PreActResNet18, and loads back into a WRN-10-2 (through the final bn's and the shortcuts' names).
+TEST(SafetensorsState, PreActivationArchitecturesAreRecordedAndChecked) {
+  TempDir dir;
+  const std::string path = dir.file("wrn.safetensors");
+  resnet::models::WideResNet<float> saved(10, 2, 10, 3, 14);
+  io::save_safetensors(saved, path);
+  resnet::models::WideResNet<float> narrower(10, 1);
+  const std::string message = error_of([&] { io::load_safetensors(narrower, path); });
+  EXPECT_NE(message.find("architecture wrn-10-2 (model: wrn-10-1)"), std::string::npos) << message;
+  EXPECT_NE(message.find("widths 32-64-128 (model: 16-32-64)"), std::string::npos) << message;
+  resnet::models::PreActResNet18<float> other;
+  const std::string block = error_of([&] { io::load_safetensors(other, path); });
+  EXPECT_NE(block.find("architecture wrn-10-2 (model: preact_resnet18)"), std::string::npos) << block;
+  ResNet<float> post_activation({1, 1, 1, 1}, 10, Stem::Cifar);
+  const std::string preact = error_of([&] { io::load_safetensors(post_activation, path); });
+  EXPECT_NE(preact.find("block preact (model: basic)"), std::string::npos) << preact;
+
+  resnet::models::WideResNet<float> loaded(10, 2, 10, 3, 15);
+  EXPECT_EQ(io::load_safetensors(loaded, path).loaded.size(), io::state_entries(saved).size());
+  expect_same_state(saved, loaded);
 }
 
 // A file of another architecture without metadata (a state dict exported from PyTorch) has many keys the

@@ -6,7 +6,8 @@ Plain Python + torch (torchvision only for --arch); no safetensors package neede
   export_torchvision.py --arch resnet18 [--pretrained] [--num-classes N] OUT.safetensors
       a torchvision model's state_dict(): random weights (torch.manual_seed(--seed)), or with --pretrained the
       IMAGENET1K_V1 weights torchvision downloads. The layouts resnet loads: resnet18, resnet34, resnet50,
-      resnet101, resnet152, wide_resnet50_2, wide_resnet101_2 (--model is the same option)
+      resnet101, resnet152, wide_resnet50_2, wide_resnet101_2, resnext50_32x4d, resnext101_32x8d (--model is
+      the same option)
   export_torchvision.py --state-dict weights.pth OUT.safetensors
       any state dict saved with torch.save(model.state_dict(), ...), or a checkpoint dict holding one under
       "state_dict" or "model"; a "module." prefix on every key (DataParallel) is removed
@@ -134,7 +135,7 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--arch", "--model", dest="model",
                         help="a torchvision model name: resnet18, resnet34, resnet50, resnet101, resnet152, "
-                             "wide_resnet50_2 or wide_resnet101_2")
+                             "wide_resnet50_2, wide_resnet101_2, resnext50_32x4d or resnext101_32x8d")
     source.add_argument("--state-dict", metavar="FILE", help="a .pth file from torch.save")
     parser.add_argument("--pretrained", action="store_true", help="with --model: torchvision's ImageNet weights")
     parser.add_argument("--num-classes", type=int, help="with --model: size of the fc layer (default 1000)")
@@ -153,12 +154,19 @@ def main(argv=None):
         # architecture says which one the file holds. A --state-dict file is checked by names and shapes alone.
         conv1 = state_dict["conv1.weight"]
         bottleneck = "layer1.0.conv3.weight" in state_dict
-        # A Bottleneck's conv1 in layer1 has planes (64) * width_per_group / 64 output channels (groups 1).
-        width_per_group = state_dict["layer1.0.conv1.weight"].shape[0] if bottleneck else 64
+        # A Bottleneck's conv2 in layer1 has width = planes (64) * width_per_group / 64 * groups channels in
+        # `groups` groups, so its weight is [width, width / groups, 3, 3].
+        width, per_group = state_dict["layer1.0.conv2.weight"].shape[:2]
+        groups = width // per_group if bottleneck else 1
+        width_per_group = per_group if bottleneck else 64
+        # Each stage's planes: its first block's last conv has planes * expansion (4 or 1) output channels.
+        last = "conv3" if bottleneck else "conv2"
+        widths = [state_dict["layer%d.0.%s.weight" % (s, last)].shape[0] // (4 if bottleneck else 1)
+                  for s in range(1, 5)]
         metadata.update({"architecture": args.model, "block": "bottleneck" if bottleneck else "basic",
-                         "groups": "1", "width_per_group": str(width_per_group), "stem": "imagenet",
+                         "groups": str(groups), "width_per_group": str(width_per_group), "stem": "imagenet",
                          "in_channels": str(conv1.shape[1]), "num_classes": str(state_dict["fc.weight"].shape[0]),
-                         "base_width": str(conv1.shape[0])})
+                         "base_width": str(conv1.shape[0]), "widths": "-".join(str(w) for w in widths)})
     else:
         state_dict = load_state_dict(args.state_dict)
         metadata["source"] = os.path.basename(args.state_dict)

@@ -33,7 +33,8 @@ loss, the eval-mode logits and every parameter gradient ("autocast_error/..."), 
 must reach. See make_bf16_fixtures.
 
 family fixtures (family/): the network cases for the rest of the ResNet family (ResNet50, a Wide ResNet's
-Bottleneck), as the network ones. See make_family_fixtures.
+Bottleneck, a small ResNeXt, the pre-activation ResNet-18 and a WRN of tools/preact_resnet.py), as the network
+ones. See make_family_fixtures.
 
 --measure-float-noise N writes nothing; it runs every network case on N other inputs in float32 and float64 and
 prints the worst float32 error of each stored quantity: the rounding noise test_parity_resnet.cpp's float
@@ -58,6 +59,7 @@ import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export_torchvision  # noqa: E402  (the one safetensors writer: fixtures and user exports alike)
+import preact_resnet  # noqa: E402  (the pre-activation models, as users build them)
 
 write_safetensors = export_torchvision.write_safetensors
 
@@ -104,9 +106,19 @@ CONV_CASES = [
 ]
 
 
-def conv_meta(cin, cout, k, s, p, bias):
-    return dict(module="Conv2d", in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p,
+# Grouped Conv2d: (case, in, out, kernel, stride, padding, bias, groups, input shape): two groups of a
+# pointwise conv, four of a strided 3x3 one, and a depthwise conv (one channel per group).
+GROUPED_CONV_CASES = [
+    ("conv2d_3x3_s2_p1_g4", 8, 12, 3, 2, 1, True, 4, (3, 8, 9, 7)),
+    ("conv2d_1x1_s1_g2_nobias", 6, 4, 1, 1, 0, False, 2, (3, 6, 5, 6)),
+    ("conv2d_3x3_s1_p1_depthwise", 6, 6, 3, 1, 1, False, 6, (3, 6, 7, 8)),
+]
+
+
+def conv_meta(cin, cout, k, s, p, bias, groups=1):
+    meta = dict(module="Conv2d", in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p,
                 bias=int(bias))
+    return dict(meta, groups=groups) if groups != 1 else meta
 
 
 def make_layer_fixtures(out_dir):
@@ -181,6 +193,11 @@ def make_layer_fixtures(out_dir):
                           {"input": logits.detach(), "targets": targets, "output": loss.detach(),
                            "grad_input": logits.grad},
                           dict(module="CrossEntropyLoss", label_smoothing=repr(smoothing)))
+
+    # Last, so that they drew nothing the cases above draw.
+    for case, cin, cout, k, s, p, bias, groups, shape in GROUPED_CONV_CASES:
+        m = nn.Conv2d(cin, cout, k, s, p, bias=bias, groups=groups)
+        layer_case(out_dir, case, m, randn(*shape), conv_meta(cin, cout, k, s, p, bias, groups))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,25 +279,43 @@ def formula_input(step, shape, input_tag=INPUT_TAG):
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 
 
-def build_resnet(arch, num_classes):
-    """torchvision's model by name, or "resnet-bottleneck-<blocks>-w<width_per_group>": ResNet(Bottleneck,
-    blocks, width_per_group) at torchvision's base width, a small model of a Wide ResNet's shape."""
+def build_resnet(arch, num_classes, stem):
+    """The model `arch` names, with the stem `stem` ("cifar": conv1 3x3/1 and no max-pool; "imagenet"):
+    torchvision's model by name; "resnet-bottleneck-<blocks>-w<width_per_group>": ResNet(Bottleneck, blocks,
+    width_per_group) at torchvision's base width, a small model of a Wide ResNet's shape;
+    "resnext-<blocks>-<groups>x<width_per_group>d": ResNet(Bottleneck, blocks, groups, width_per_group), a small
+    ResNeXt; tools/preact_resnet.py's "preact_resnet18" and "wrn-<depth>-<k>", which have the CIFAR stem only."""
+    if arch == "preact_resnet18" or arch.startswith("wrn-"):
+        if stem != "cifar":
+            raise ValueError("%s has the cifar stem only, not %s" % (arch, stem))
+        if arch == "preact_resnet18":
+            return preact_resnet.preact_resnet18(num_classes)
+        depth, k = arch[len("wrn-"):].split("-")
+        return preact_resnet.wide_resnet(int(depth), int(k), num_classes)
+    resnet = torchvision.models.resnet
     if arch.startswith("resnet-bottleneck-"):
         *counts, width = arch[len("resnet-bottleneck-"):].split("-")
-        return torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck, [int(c) for c in counts],
-                                                num_classes=num_classes, width_per_group=int(width[1:]))
-    return getattr(torchvision.models, arch)(num_classes=num_classes)
+        model = resnet.ResNet(resnet.Bottleneck, [int(c) for c in counts], num_classes=num_classes,
+                              width_per_group=int(width[1:]))
+    elif arch.startswith("resnext-"):
+        *counts, shape = arch[len("resnext-"):].split("-")
+        groups, width = shape.rstrip("d").split("x")
+        model = resnet.ResNet(resnet.Bottleneck, [int(c) for c in counts], num_classes=num_classes,
+                              groups=int(groups), width_per_group=int(width))
+    else:
+        model = getattr(torchvision.models, arch)(num_classes=num_classes)
+    if stem == "cifar":
+        model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+    return model
 
 
 def run_network(stem, num_classes, input_shape, targets, nesterov, dtype, input_tag=INPUT_TAG, arch="resnet18",
                 lr=LR):
-    """Trains torchvision's `arch` (formula weights) for two SGD steps in `dtype`; returns the stored tensors
+    """Trains `arch` (build_resnet; formula weights) for two SGD steps in `dtype`; returns the stored tensors
     and the metadata. The float64 run starts from the same float-rounded weights and inputs as the float32 one.
     input_tag other than INPUT_TAG gives other inputs, for measure_float_noise."""
-    model = build_resnet(arch, num_classes)
-    if stem == "cifar":
-        model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        model.maxpool = nn.Identity()
+    model = build_resnet(arch, num_classes, stem)
     apply_formula_weights(model)
     model = model.to(dtype).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
@@ -368,6 +403,11 @@ def make_network_fixtures(out_dir):
 FAMILY_CASES = [
     ("resnet50_imagenet", "resnet50", "imagenet", 1000, (2, 3, 56, 56), [[17, 981], [400, 3]]),
     ("wide_bottleneck_cifar", "resnet-bottleneck-1-1-1-1-w128", "cifar", 10, (2, 3, 16, 16), [[3, 7], [5, 1]]),
+    # The pre-activation models of tools/preact_resnet.py, and a ResNeXt's grouped Bottleneck (32 groups of 4
+    # channels per 64 planes) with one block a stage, all at 16x16 (the last stage's map is 2x2 or 4x4).
+    ("preact_resnet18_cifar", "preact_resnet18", "cifar", 10, (2, 3, 16, 16), [[3, 7], [5, 1]]),
+    ("wrn_16_2_cifar", "wrn-16-2", "cifar", 10, (2, 3, 16, 16), [[3, 7], [5, 1]]),
+    ("resnext_cifar", "resnext-1-1-1-1-32x4d", "cifar", 10, (2, 3, 16, 16), [[3, 7], [5, 1]]),
 ]
 
 
@@ -552,7 +592,8 @@ def bf16_layer_case(out_dir, name, module, x, metadata, g):
         tensors["grad." + n] = p.grad.clone()
 
     if isinstance(module, nn.Conv2d):
-        y64 = F.conv2d(x64, reference["weight"], reference.get("bias"), module.stride, module.padding)
+        y64 = F.conv2d(x64, reference["weight"], reference.get("bias"), module.stride, module.padding,
+                       groups=module.groups)
     else:
         y64 = F.linear(x64, reference["weight"], reference.get("bias"))
     y64.backward(grad.double())
@@ -653,6 +694,11 @@ def make_bf16_fixtures(out_dir):
               (name, tensors["autocast_error/logits"].item(), tensors["autocast_error/loss"].item(),
                tensors["autocast_error/eval_logits"].item(), grads[0][0], grads[0][1],
                grads[len(grads) // 2][0], grads[-1][0], grads[-1][1]))
+
+    # Last, so that they drew nothing the cases above draw: the grouped convs of make_layer_fixtures.
+    for case, cin, cout, k, s, p, bias, groups, shape in GROUPED_CONV_CASES:
+        m = nn.Conv2d(cin, cout, k, s, p, bias=bias, groups=groups)
+        bf16_layer_case(out_dir, case, m, randn(*shape), conv_meta(cin, cout, k, s, p, bias, groups), g)
 
 
 def measure_float_noise(count):

@@ -41,9 +41,7 @@ class BasicBlock : public nn::Module<BasicBlock<T>, T> {
   // The generic ResNet's constructor: `planes` output channels; only the default shape, as torchvision's.
   BasicBlock(int in_channels, int planes, int stride, const BlockShape& shape)
       : BasicBlock(in_channels, planes, stride, std::uint64_t{0}) {
-    check(shape.groups == 1 && shape.width_per_group == 64,
-          "BasicBlock: groups 1 and width_per_group 64 only, got ", shape.groups, " and ",
-          shape.width_per_group, " (a Bottleneck takes others)");
+    expect_default_shape(shape, "BasicBlock");
   }
 
   template <typename Visitor>

@@ -1,7 +1,9 @@
 #pragma once
 // The width options of a residual block, as torchvision's ResNet(groups, width_per_group): the inner 3x3
 // conv of a Bottleneck has planes * width_per_group / 64 * groups channels in `groups` groups. BasicBlock
-// takes only the defaults, as torchvision's does.
+// and PreActBlock take only the defaults, as torchvision's BasicBlock does.
+
+#include "resnet/core/error.hpp"
 
 namespace resnet::models {
 
@@ -9,5 +11,12 @@ struct BlockShape {
   int groups = 1;
   int width_per_group = 64;
 };
+
+// For a block without shape options: throws naming `block` unless `shape` is the default.
+inline void expect_default_shape(const BlockShape& shape, const char* block) {
+  check(shape.groups == 1 && shape.width_per_group == 64, block,
+        ": groups 1 and width_per_group 64 only, got ", shape.groups, " and ", shape.width_per_group,
+        " (a Bottleneck takes others)");
+}
 
 }  // namespace resnet::models

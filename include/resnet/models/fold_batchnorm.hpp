@@ -1,7 +1,9 @@
 #pragma once
 // fold_batchnorm(model): an inference-only copy of a ResNet (any block, either stem) in which every
-// BatchNorm, in its eval-mode form, is folded into the convolution before it (nn::fold_conv_batchnorm), so
-// inference runs one conv with a bias where it ran a conv and a BatchNorm. The trainable model is only read:
+// BatchNorm that directly follows a convolution, in its eval-mode form, is folded into it
+// (nn::fold_conv_batchnorm), so inference runs one conv with a bias where it ran a conv and a BatchNorm (a
+// pre-activation model keeps the BatchNorms that a ReLU separates from the next conv: each block's bn1 and
+// the final bn). The trainable model is only read:
 // it keeps training, and the folded copy does not follow it (fold again after training more).
 //
 //   auto fast = models::fold_batchnorm(net);   // same logits as net.eval() forward, to rounding
@@ -23,8 +25,7 @@ using nn::fold_conv_batchnorm;
 template <typename T, typename Block>
 ResNet<T, Block> fold_batchnorm(const ResNet<T, Block>& model) {
   check(!model.is_folded(), "fold_batchnorm: the model is folded already");
-  ResNet<T, Block> folded(model.blocks_per_stage(), model.num_classes(), model.stem(), model.in_channels(), 0,
-                          model.base_width(), model.block_shape());
+  ResNet<T, Block> folded(model.options());
   // Same architecture, so the same names and shapes in the same order. named_parameters() is not const, but
   // only the values are read.
   auto& source = const_cast<ResNet<T, Block>&>(model);

@@ -38,9 +38,7 @@ class PreActBlock : public nn::Module<PreActBlock<T>, T> {
         unit_(nn::Conv2dOptions(in_channels, planes, 3).stride(stride).padding(1).bias(false),
               nn::Activation::ReLU),
         conv2_(nn::Conv2dOptions(planes, planes, 3).padding(1).bias(false)) {
-    check(shape.groups == 1 && shape.width_per_group == 64,
-          "PreActBlock: groups 1 and width_per_group 64 only, got ", shape.groups, " and ",
-          shape.width_per_group);
+    expect_default_shape(shape, "PreActBlock");
     if (stride != 1 || in_channels != planes)
       shortcut_.emplace(nn::Conv2dOptions(in_channels, planes, 1).stride(stride).bias(false));
   }

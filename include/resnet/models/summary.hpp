@@ -32,6 +32,7 @@
 #include "resnet/kernels/window.hpp"
 #include "resnet/models/basic_block.hpp"
 #include "resnet/models/fold_batchnorm.hpp"
+#include "resnet/models/preact_block.hpp"
 #include "resnet/models/resnet.hpp"
 #include "resnet/nn/adaptive_avgpool2d.hpp"
 #include "resnet/nn/batchnorm2d.hpp"
@@ -156,6 +157,7 @@ struct ShapeTracer {
   static const char* type_name(const nn::Linear<T>*) { return "Linear"; }
   static const char* type_name(const BasicBlock<T>*) { return "BasicBlock"; }
   static const char* type_name(const Bottleneck<T>*) { return "Bottleneck"; }
+  static const char* type_name(const PreActBlock<T>*) { return "PreActBlock"; }
   template <typename Block>
   static const char* type_name(const ResNet<T, Block>*) {
     return "ResNet";
