@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Runs the performance table's cases in our bench_resnet18 (fp32 and bf16) and in PyTorch (fp32 and bf16
-autocast, each NCHW and channels_last), alternating A B C A B C ... in one run, and prints one table: median
-images/s [min-max], ratios, peak RSS.
+"""Runs the performance table's cases (ResNet18 and ResNet50) in our bench_resnet18 (fp32 and bf16) and in
+PyTorch (torchvision's model; fp32 and bf16 autocast, each NCHW and channels_last), alternating A B C A B C ...
+in one run, and prints one table: median images/s [min-max], ratios, peak RSS.
 
 Every measurement is a fresh process, so peak RSS (ru_maxrss of that process) is the case's own footprint.
 PyTorch runs under Debian's /usr/bin/python3 with torch.set_num_threads set explicitly (its default is 1 on
@@ -25,14 +25,24 @@ import sys
 import tempfile
 import time
 
-# name: (description, training?, batch, image size, our Google Benchmark case)
+# name: (description, torchvision model, training?, batch, image size, our Google Benchmark case)
 CASES = {
-    "cifar_train_128": ("CIFAR ResNet18 training step, batch 128", True, 128, 32, "BM_CifarTrainStep/128/"),
-    "cifar_train_32": ("CIFAR ResNet18 training step, batch 32", True, 32, 32, "BM_CifarTrainStep/32/"),
-    "cifar_eval_128": ("CIFAR ResNet18 eval forward, batch 128", False, 128, 32, "BM_EvalForward/128/32/"),
-    "imagenet_eval_1": ("ImageNet ResNet18 eval forward, batch 1", False, 1, 224, "BM_EvalForward/1/224/"),
-    "imagenet_eval_16": ("ImageNet ResNet18 eval forward, batch 16", False, 16, 224, "BM_EvalForward/16/224/"),
-    "imagenet_train_16": ("ImageNet ResNet18 training step, batch 16", True, 16, 224, "BM_ImageNetTrainStep/16/"),
+    "cifar_train_128": ("CIFAR ResNet18 training step, batch 128", "resnet18", True, 128, 32,
+                        "BM_CifarTrainStep/128/"),
+    "cifar_train_32": ("CIFAR ResNet18 training step, batch 32", "resnet18", True, 32, 32, "BM_CifarTrainStep/32/"),
+    "cifar_eval_128": ("CIFAR ResNet18 eval forward, batch 128", "resnet18", False, 128, 32,
+                       "BM_EvalForward/128/32/"),
+    "imagenet_eval_1": ("ImageNet ResNet18 eval forward, batch 1", "resnet18", False, 1, 224, "BM_EvalForward/1/224/"),
+    "imagenet_eval_16": ("ImageNet ResNet18 eval forward, batch 16", "resnet18", False, 16, 224,
+                         "BM_EvalForward/16/224/"),
+    "imagenet_train_16": ("ImageNet ResNet18 training step, batch 16", "resnet18", True, 16, 224,
+                          "BM_ImageNetTrainStep/16/"),
+    "resnet50_eval_1": ("ImageNet ResNet50 eval forward, batch 1", "resnet50", False, 1, 224,
+                        "BM_ResNet50EvalForward/1/"),
+    "resnet50_eval_16": ("ImageNet ResNet50 eval forward, batch 16", "resnet50", False, 16, 224,
+                         "BM_ResNet50EvalForward/16/"),
+    "resnet50_train_16": ("ImageNet ResNet50 training step, batch 16", "resnet50", True, 16, 224,
+                          "BM_ResNet50TrainStep/16/"),
 }
 TORCH_PYTHON = "/usr/bin/python3"
 
@@ -44,9 +54,9 @@ def torch_worker(case, memory_format, precision, threads, seconds):
     import torchvision
 
     torch.set_num_threads(threads)
-    _, training, batch, size, _ = CASES[case]
+    _, model, training, batch, size, _ = CASES[case]
     classes = 10 if size == 32 else 1000
-    net = torchvision.models.resnet18(num_classes=classes)
+    net = getattr(torchvision.models, model)(num_classes=classes)
     if size == 32:  # the CIFAR stem: 3x3 stride-1 conv, no max-pool
         net.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         net.maxpool = torch.nn.Identity()
@@ -98,7 +108,7 @@ def run_process(command):
 def ours(bench, case, precision, threads, seconds):
     # A baseline built before --precision existed runs fp32 and takes no such flag.
     flags = [f"--precision={precision}"] if precision else []
-    out, rss = run_process([bench, f"--threads={threads}", *flags, f"--benchmark_filter=^{CASES[case][4]}",
+    out, rss = run_process([bench, f"--threads={threads}", *flags, f"--benchmark_filter=^{CASES[case][5]}",
                             f"--benchmark_min_time={seconds}", "--benchmark_format=json"])
     runs = [b for b in json.loads(out)["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
     return runs[0]["images/s"], rss
@@ -129,6 +139,9 @@ def main():
         torch_worker(case, fmt, precision, int(threads), float(seconds))
         return
 
+    unknown = set(args.cases.split(",")) - set(CASES)
+    if unknown:
+        parser.error(f"unknown --cases {','.join(sorted(unknown))}; the cases: {','.join(CASES)}")
     precisions = args.precisions.split(",")
     assert set(precisions) <= {"fp32", "bf16"}, "--precisions takes fp32 and bf16"
     # (side name, runner): ours and PyTorch's two formats in each precision, then the baseline.

@@ -1,6 +1,7 @@
 // The training example's run(): a stopped and resumed run ends bitwise where an
-// uninterrupted one does, a small ResNet learns a generated dataset, and
-// checkpoints refuse a run with other settings.
+// uninterrupted one does (a ResNet18 and a Wide ResNet), a small ResNet learns a
+// generated dataset, --arch builds the model it names, and checkpoints refuse a
+// run with other settings or another --arch.
 
 #include <gtest/gtest.h>
 
@@ -83,30 +84,59 @@ class TrainExample : public ::testing::Test {
     return c;
   }
 
+  void expect_resume_ends_where_a_whole_run_does(const std::string& arch, int width);
+
+  // What run(c) throws, or "no error".
+  std::string error_of(const train::Config& c) const {
+    try {
+      train::run(c, no_stop_);
+    } catch (const resnet::Error& e) {
+      return e.what();
+    }
+    return "no error";
+  }
+
   fs::path root_;
   std::atomic<bool> no_stop_{false};
 };
 
-// The final weights of a run, read back from its newest checkpoint.
+// The final weights of a run, read back from its newest checkpoint into the model its --arch names.
 std::vector<resnet::Tensor<float>> final_state(const train::Config& config) {
-  resnet::models::ResNet<float> model({2, 2, 2, 2}, 10, resnet::models::Stem::Cifar, 3, 99, config.width);
-  resnet::optim::SGD<float> sgd(model.named_parameters(), 0.1, 0.9);
-  resnet::io::load_checkpoint(train::checkpoints_newest_first(config.checkpoint_dir).front().string(), model,
-                              sgd);
-  std::vector<resnet::Tensor<float>> state;
-  for (auto& p : model.named_parameters())
-    state.push_back(p.value->clone());
-  for (auto& b : model.named_buffers())
-    state.push_back(b.value->clone());
-  for (auto& m : sgd.momentum_buffers())
-    state.push_back(m.clone());
-  return state;
+  arch::ModelArgs args;
+  args.seed = 99;
+  args.width = config.width;
+  return arch::with_model(arch::parse_arch(config.arch), args, [&](auto& model) {
+    resnet::optim::SGD<float> sgd(model.named_parameters(), 0.1, 0.9);
+    resnet::io::load_checkpoint(train::checkpoints_newest_first(config.checkpoint_dir).front().string(),
+                                model, sgd);
+    std::vector<resnet::Tensor<float>> state;
+    for (auto& p : model.named_parameters())
+      state.push_back(p.value->clone());
+    for (auto& b : model.named_buffers())
+      state.push_back(b.value->clone());
+    for (auto& m : sgd.momentum_buffers())
+      state.push_back(m.clone());
+    return state;
+  });
+}
+
+void expect_bitwise_equal(const std::vector<resnet::Tensor<float>>& expected,
+                          const std::vector<resnet::Tensor<float>>& actual) {
+  ASSERT_EQ(expected.size(), actual.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(expected[i].shape(), actual[i].shape());
+    for (std::int64_t j = 0; j < expected[i].numel(); ++j)
+      ASSERT_EQ(expected[i][j], actual[i][j]) << i << " " << j;
+  }
 }
 
 }  // namespace
 
-TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
-  const train::Config whole = config("whole");
+// A run stopped and resumed twice ends bitwise where an uninterrupted one does, for the model `arch` names.
+void TrainExample::expect_resume_ends_where_a_whole_run_does(const std::string& arch, int width) {
+  train::Config whole = config("whole"), pieces = config("pieces");
+  whole.arch = pieces.arch = arch;
+  whole.width = pieces.width = width;
   const train::Outcome reference = train::run(whole, no_stop_);
   ASSERT_FALSE(reference.interrupted);
   EXPECT_EQ(reference.updates, 8);
@@ -114,7 +144,6 @@ TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
 
   // Stopped mid-epoch (after update 3), then across the epoch boundary (after
   // update 6), then to the end.
-  train::Config pieces = config("pieces");
   pieces.max_steps = 3;
   const train::Outcome first = train::run(pieces, no_stop_);
   EXPECT_TRUE(first.interrupted);
@@ -129,13 +158,7 @@ TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
   EXPECT_FALSE(last.interrupted);
   EXPECT_EQ(last.updates, 8);
 
-  const auto expected = final_state(whole), actual = final_state(pieces);
-  ASSERT_EQ(expected.size(), actual.size());
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    ASSERT_EQ(expected[i].shape(), actual[i].shape());
-    for (std::int64_t j = 0; j < expected[i].numel(); ++j)
-      ASSERT_EQ(expected[i][j], actual[i][j]) << i << " " << j;
-  }
+  expect_bitwise_equal(final_state(whole), final_state(pieces));
   ASSERT_EQ(last.history.size(), 2u);
   for (std::size_t e = 0; e < 2; ++e) {
     EXPECT_EQ(last.history[e].train_loss, reference.history[e].train_loss);
@@ -154,6 +177,15 @@ TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
     ++rows;
   EXPECT_EQ(rows, 2);
   EXPECT_EQ(train::checkpoints_newest_first(pieces.checkpoint_dir).size(), 2u);
+}
+
+TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
+  expect_resume_ends_where_a_whole_run_does("resnet18", 4);
+}
+
+// The same for a pre-activation model, the other kind of model --arch builds.
+TEST_F(TrainExample, ResumedWideResNetRunEndsBitwiseWhereAnUninterruptedOneDoes) {
+  expect_resume_ends_where_a_whole_run_does("wrn-10-1", 64);
 }
 
 // --conv-search with --conv-choices saves what it searched; a run that loads the file (search off, nothing
@@ -187,13 +219,7 @@ TEST_F(TrainExample, ConvSearchRunRepeatsBitwiseFromItsSavedChoices) {
   EXPECT_EQ(kernels::conv_searches(), searches);
   EXPECT_EQ(kernels::conv_choice_count(kernels::ConvChoiceSource::Loaded), count);
   EXPECT_EQ(kernels::conv_choice_count(kernels::ConvChoiceSource::Searched), 0);
-  const auto expected = final_state(searched), actual = final_state(repeated);
-  ASSERT_EQ(expected.size(), actual.size());
-  for (std::size_t i = 0; i < expected.size(); ++i) {
-    ASSERT_EQ(expected[i].shape(), actual[i].shape());
-    for (std::int64_t j = 0; j < expected[i].numel(); ++j)
-      ASSERT_EQ(expected[i][j], actual[i][j]) << i << " " << j;
-  }
+  expect_bitwise_equal(final_state(searched), final_state(repeated));
 }
 
 TEST_F(TrainExample, ResumeWithoutCheckpointStartsFreshAndAFinishedRunStaysFinished) {
@@ -344,4 +370,83 @@ TEST_F(TrainExample, FineTunesFromSavedWeightsSkippingTheHead) {
   ASSERT_EQ(expected.front().name, "conv1.weight");
   for (std::int64_t j = 0; j < expected.front().value->numel(); ++j)
     ASSERT_EQ(state.front()[j], (*expected.front().value)[j]);
+}
+
+// --arch picks the model: a narrow ResNet50 trains, its checkpoints record the arch, and a resume with
+// another
+// --arch is refused by name before any tensor is read.
+TEST_F(TrainExample, TrainsTheArchItNamesAndResumesOnlyWithThatArch) {
+  train::Config c = config("resnet50");
+  c.arch = "resnet50";
+  c.max_steps = 3;
+  EXPECT_TRUE(train::run(c, no_stop_).interrupted);
+  const auto saved =
+      resnet::io::read_safetensors(train::checkpoints_newest_first(c.checkpoint_dir).front().string());
+  EXPECT_EQ(saved.metadata.at("arch"), "resnet50");
+  EXPECT_EQ(saved.metadata.at("block"), "bottleneck");
+  EXPECT_TRUE(saved.find("model.layer4.2.conv3.weight"));
+  c.resume = true;
+  c.arch = "resnet18";
+  EXPECT_NE(error_of(c).find("arch = 'resnet50', this run has 'resnet18'"), std::string::npos) << error_of(c);
+  c.arch = "resnet50";
+  c.max_steps = 0;
+  const train::Outcome outcome = train::run(c, no_stop_);
+  EXPECT_FALSE(outcome.interrupted);
+  EXPECT_EQ(outcome.updates, 8);
+}
+
+// Checkpoints written before --arch existed hold a resnet18 and record no arch: they resume as one.
+TEST_F(TrainExample, CheckpointWithoutArchResumesAsResNet18) {
+  train::Config c = config("old");
+  c.max_steps = 1;
+  train::run(c, no_stop_);
+  const std::string path = train::checkpoints_newest_first(c.checkpoint_dir).front().string();
+  resnet::io::Safetensors file = resnet::io::read_safetensors(path);
+  ASSERT_EQ(file.metadata.erase("arch"), 1u);
+  resnet::io::write_safetensors(path, file.tensors, file.metadata);
+  const fs::path copy = root_ / "old34" / fs::path(path).filename();
+  fs::create_directories(copy.parent_path());
+  fs::copy_file(path, copy);
+  c.resume = true;
+  c.max_steps = 0;
+  EXPECT_EQ(train::run(c, no_stop_).updates, 8);
+  c.arch = "resnet34";
+  c.checkpoint_dir = copy.parent_path().string();
+  EXPECT_NE(error_of(c).find("arch = 'resnet18', this run has 'resnet34'"), std::string::npos) << error_of(c);
+}
+
+// A name outside the table, a malformed wrn-D-K and options a pre-activation model has no use for are
+// refused, naming what is wrong.
+TEST_F(TrainExample, BadArchIsRefusedWithTheValidNames) {
+  train::Config c = config("bad");
+  const auto message = [&](const std::string& arch) {
+    c.arch = arch;
+    return error_of(c);
+  };
+  for (const char* part : {"unknown --arch 'resnet19'", "resnet18, resnet34, resnet50", "wide_resnet101_2",
+                           "resnext101_32x8d", "preact_resnet18", "wrn-D-K"})
+    EXPECT_NE(message("resnet19").find(part), std::string::npos) << message("resnet19");
+  EXPECT_NE(message("wrn-016-4").find("unknown --arch"), std::string::npos) << message("wrn-016-4");
+  // config()'s --width 4: the pre-activation models set their own widths.
+  EXPECT_NE(message("wrn-16-4").find("--stem and --width are for torchvision's models"), std::string::npos)
+      << message("wrn-16-4");
+  c.width = 64;
+  EXPECT_NE(message("wrn-15-2").find("depth must be 6n + 4"), std::string::npos) << message("wrn-15-2");
+  EXPECT_NE(message("wrn-16-0").find("widen_factor must be in [1,"), std::string::npos)
+      << message("wrn-16-0");
+  EXPECT_FALSE(fs::exists(c.checkpoint_dir));
+}
+
+// --init-weights from a file whose metadata names another --arch model says which --arch to give.
+TEST_F(TrainExample, InitWeightsOfAnotherArchNameTheArchToGive) {
+  resnet::models::ResNet<float> resnet34({3, 4, 6, 3}, 10, resnet::models::Stem::Cifar, 3, 77, 4);
+  const std::string weights = (root_ / "resnet34.safetensors").string();
+  resnet::io::save_safetensors(resnet34, weights);
+  train::Config c = frozen_from("from34", weights);
+  EXPECT_NE(
+      error_of(c).find("holds a resnet34 (its metadata says), and --arch is resnet18: give --arch resnet34"),
+      std::string::npos)
+      << error_of(c);
+  c.arch = "resnet34";
+  EXPECT_EQ(train::run(c, no_stop_).updates, 4);
 }

@@ -1,7 +1,8 @@
-// train_cifar10: trains ResNet18 (CIFAR stem) on CIFAR-10, Fashion-MNIST or MNIST with the standard recipe
-// (SGD with Nesterov momentum, weight decay, one-cycle / cosine / step schedule, crop + flip augmentation),
-// showing a progress bar, evaluating on the test split every epoch, writing metrics.csv and a checkpoint per
-// epoch (and on Ctrl-C), resuming with --resume, and plotting the curves at the end.
+// train_cifar10: trains a ResNet (--arch; ResNet18 with the CIFAR stem by default) on CIFAR-10, Fashion-MNIST
+// or MNIST with the standard recipe (SGD with Nesterov momentum, weight decay, one-cycle / cosine / step
+// schedule, crop + flip augmentation), showing a progress bar, evaluating on the test split every epoch,
+// writing metrics.csv and a checkpoint per epoch (and on Ctrl-C), resuming with --resume, and plotting the
+// curves at the end.
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -44,10 +45,27 @@ void plot(const std::string& checkpoint_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Train ResNet18 on CIFAR-10, Fashion-MNIST or MNIST"};
+  CLI::App app{"Train a ResNet (ResNet18 by default) on CIFAR-10, Fashion-MNIST or MNIST"};
   // An option given twice takes its last value, so that scripts/train.sh's defaults can be overridden.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   train::Config config;
+  // A bad name is refused here, before any data is read, with the list of good ones.
+  const CLI::Validator known_arch(
+      [](std::string& name) {
+        try {
+          arch::parse_arch(name);
+          return std::string();
+        } catch (const resnet::Error& e) {
+          return std::string(e.what());
+        }
+      },
+      "ARCH");
+  app.add_option("--arch", config.arch,
+                 "the model: " + arch::arch_names() +
+                     ". torchvision's take --stem (default cifar) and --width; the pre-activation ones have "
+                     "their own CIFAR stem")
+      ->check(known_arch)
+      ->capture_default_str();
   app.add_option("--dataset", config.dataset, "cifar10, fashion-mnist or mnist")
       ->check(CLI::IsMember({"cifar10", "fashion-mnist", "mnist"}))
       ->capture_default_str();
@@ -109,12 +127,12 @@ int main(int argc, char** argv) {
          "with --init-weights: leave out keys starting with this prefix (repeatable), e.g. --skip fc.")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--width", config.width,
-                 "channels of ResNet18's first stage (64: torchvision's; less: faster; with --init-weights: "
-                 "the weights' width)")
+                 "torchvision archs: channels of the first stage (64: torchvision's; less: faster; with "
+                 "--init-weights: the weights' width)")
       ->capture_default_str();
   app.add_option("--stem", config.stem,
-                 "imagenet (7x7/2 conv and max-pool, torchvision's) or cifar (3x3/1 conv); default: what "
-                 "--init-weights describes, else cifar")
+                 "torchvision archs: imagenet (7x7/2 conv and max-pool, torchvision's) or cifar (3x3/1 "
+                 "conv); default: what --init-weights describes, else cifar")
       ->check(CLI::IsMember({"imagenet", "cifar"}));
   app.add_option("--in-channels", config.in_channels,
                  "channels of the first conv; default: what --init-weights describes, else the dataset's "

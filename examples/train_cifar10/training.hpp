@@ -2,7 +2,7 @@
 // The training run behind examples/train_cifar10: data, model, optimizer, schedule, the epoch loop with its
 // progress bar and test evaluation, metrics.csv and checkpoints. main.cpp parses the command line into a
 // Config and calls run(); the tests call run() directly (resume equals an uninterrupted run, a small ResNet
-// learns).
+// learns). The model is the one --arch names (architectures.hpp); the loop is a template over its type.
 //
 // A checkpoint holds everything the rest of the run depends on: weights, BatchNorm statistics, momentum
 // buffers, the loader position (its randomness is a pure function of seed, epoch and position), the update
@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "architectures.hpp"
 #include "progress.hpp"
 #include "resnet/resnet.hpp"
 #include "resnet/train/checkpoint.hpp"
@@ -31,6 +32,7 @@ using resnet::Tensor;
 namespace data = resnet::data;
 
 struct Config {
+  std::string arch = "resnet18";    // an arch::parse_arch name: resnet18 ... resnext101_32x8d, wrn-D-K
   std::string dataset = "cifar10";  // cifar10 | fashion-mnist | mnist
   std::string data_dir;  // "" : cifar10 looks in data/cifar-10-batches-bin, fashion-mnist in Debian's
   int epochs = 1;
@@ -59,7 +61,7 @@ struct Config {
   std::int64_t test_subset = 0;
   std::string init_weights;                // safetensors file to start from (e.g. exported from torchvision)
   std::vector<std::string> skip_prefixes;  // keys of init_weights to leave out, e.g. {"fc."} for a new head
-  int width = 64;       // channels of the first stage; 64 is torchvision's ResNet18, smaller is faster
+  int width = 64;       // torchvision archs: channels of the first stage; 64 is torchvision's, less is faster
   std::string stem;     // "imagenet" or "cifar"; "": what init_weights describes, else cifar
   int in_channels = 0;  // 0: what init_weights describes, else the dataset's
   std::string checkpoint_dir = "runs/latest";
@@ -149,40 +151,45 @@ inline resnet::optim::Schedule make_schedule(const Config& config, std::int64_t 
   return Schedule::constant(config.lr);
 }
 
-// The ResNet18 a run trains: the stem, input channels and first-stage width.
-struct ModelShape {
-  resnet::models::Stem stem = resnet::models::Stem::Cifar;
-  int in_channels = 3;
-  int width = 64;
-};
-
-// Without weights: the CIFAR stem on the dataset's channels, --width wide. With weights (init_weights, read
-// into `weights`): what they describe, from their metadata ("stem") or conv1.weight [width, channels, k, k]
-// (k 7: torchvision's ImageNet stem), so that a torchvision export loads as it is. --stem and --in-channels
-// override either.
-inline ModelShape model_shape(const Config& config, const resnet::io::Safetensors* weights,
-                              std::int64_t data_channels) {
-  ModelShape shape{resnet::models::Stem::Cifar, static_cast<int>(data_channels), config.width};
+// The arguments of the model a run trains. Without weights: the CIFAR stem on the dataset's channels, --width
+// wide. With weights (init_weights, read into `weights`): what they describe, from their metadata ("stem") or
+// conv1.weight [width, channels, k, k] (k 7: torchvision's ImageNet stem), so that a torchvision export loads
+// as it is. --stem and --in-channels override either; --stem and --width are the torchvision archs' alone.
+inline arch::ModelArgs model_args(const Config& config, const arch::Arch& arch,
+                                  const resnet::io::Safetensors* weights, std::int64_t data_channels,
+                                  int num_classes) {
+  arch::ModelArgs args;
+  args.num_classes = num_classes;
+  args.in_channels = static_cast<int>(data_channels);
+  args.seed = config.seed;
+  args.width = config.width;
+  resnet::check(arch.torchvision() || (config.stem.empty() && config.width == 64), "--arch ", arch.name,
+                " has its own stem and widths: --stem and --width are for torchvision's models (",
+                arch::arch_names(true), ")");
   if (weights) {
-    const auto conv1 =
-        std::find_if(weights->tensors.begin(), weights->tensors.end(),
-                     [](const resnet::io::NamedTensor& t) { return t.name == "conv1.weight"; });
-    resnet::check(conv1 != weights->tensors.end() && conv1->shape.size() == 4, config.init_weights,
+    const resnet::io::NamedTensor* conv1 = weights->find("conv1.weight");
+    resnet::check(conv1 && conv1->shape.size() == 4, config.init_weights,
                   ": no 4-d conv1.weight to build the model from (is it a ResNet's state dict?)");
-    shape.width = static_cast<int>(conv1->shape[0]);
-    shape.in_channels = static_cast<int>(conv1->shape[1]);
+    // A file that records another of the --arch models says which to give.
+    const auto recorded = weights->metadata.find("architecture");
+    if (recorded != weights->metadata.end() && recorded->second != arch.name &&
+        arch::find_arch(recorded->second))
+      resnet::fail(config.init_weights, " holds a ", recorded->second, " (its metadata says), and --arch is ",
+                   arch.name, ": give --arch ", recorded->second);
+    args.width = static_cast<int>(conv1->shape[0]);
+    args.in_channels = static_cast<int>(conv1->shape[1]);
     const auto stem = weights->metadata.find("stem");
     const bool imagenet = stem != weights->metadata.end() ? stem->second == "imagenet" : conv1->shape[2] == 7;
-    shape.stem = imagenet ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
+    args.stem = imagenet ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
   }
   if (!config.stem.empty()) {
     resnet::check(config.stem == "imagenet" || config.stem == "cifar",
                   "--stem must be imagenet or cifar, got '", config.stem, "'");
-    shape.stem = config.stem == "imagenet" ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
+    args.stem = config.stem == "imagenet" ? resnet::models::Stem::ImageNet : resnet::models::Stem::Cifar;
   }
   resnet::check(config.in_channels >= 0, "--in-channels must be positive, got ", config.in_channels);
-  if (config.in_channels > 0) shape.in_channels = config.in_channels;
-  return shape;
+  if (config.in_channels > 0) args.in_channels = config.in_channels;
+  return args;
 }
 
 // ---- checkpoints
@@ -194,7 +201,8 @@ inline std::map<std::string, std::string> run_fingerprint(const Config& c) {
   lr.precision(17);
   lr << c.lr << ' ' << c.momentum << ' ' << c.weight_decay << ' ' << c.label_smoothing << ' '
      << c.warmup_epochs << ' ' << c.pct_start << ' ' << c.div_factor << ' ' << c.cycle_momentum;
-  return {{"dataset", c.dataset},
+  return {{"arch", c.arch},
+          {"dataset", c.dataset},
           {"epochs", std::to_string(c.epochs)},
           {"batch_size", std::to_string(c.batch_size)},
           {"schedule", c.schedule + " " + std::to_string(c.step_epochs)},
@@ -286,8 +294,9 @@ struct Position {
   std::vector<EpochMetrics> history;
 };
 
-inline std::string save_run_checkpoint(const Config& config, resnet::models::ResNet<float>& model,
-                                       resnet::optim::SGD<float>& sgd, const Position& at) {
+template <typename Model>
+std::string save_run_checkpoint(const Config& config, Model& model, resnet::optim::SGD<float>& sgd,
+                                const Position& at) {
   auto metadata = run_fingerprint(config);
   metadata["loader_epoch"] = std::to_string(at.loader.epoch);
   metadata["loader_batch"] = std::to_string(at.loader.batch);
@@ -307,11 +316,17 @@ inline std::string save_run_checkpoint(const Config& config, resnet::models::Res
   return path;
 }
 
-inline Position load_run_checkpoint(const std::string& path, const Config& config,
-                                    resnet::models::ResNet<float>& model, resnet::optim::SGD<float>& sgd) {
-  auto metadata = resnet::io::load_checkpoint(path, model, sgd);
+// The run's settings are checked before any tensor is loaded, so that a resume with another --arch is told
+// so by name rather than by the model's keys.
+template <typename Model>
+Position load_run_checkpoint(const std::string& path, const Config& config, Model& model,
+                             resnet::optim::SGD<float>& sgd) {
+  resnet::io::Safetensors file = resnet::io::read_safetensors(path);
+  const resnet::io::Metadata& metadata = file.metadata;
   const auto field = [&](const std::string& key) {
     const auto it = metadata.find(key);
+    // Checkpoints from before --arch were all of resnet18.
+    if (it == metadata.end() && key == "arch") return std::string("resnet18");
     resnet::check(it != metadata.end(), "checkpoint ", path, ": missing metadata '", key, "'");
     return it->second;
   };
@@ -327,32 +342,47 @@ inline Position load_run_checkpoint(const std::string& path, const Config& confi
   at.epoch_seen = std::stoll(field("epoch_seen"));
   at.epoch_seconds = std::stod(field("epoch_seconds"));
   at.history = parse_history(field("history"));
+  resnet::io::load_checkpoint(std::move(file), model, sgd, path);
   return at;
 }
 
 // ---- the run ---------------------------------------------------------------------------------------------
 
+// The run, for the model `config.arch` names: the data and weights first, then train_model over that type.
+template <typename Model>
+Outcome train_model(const Config& config, const Splits& splits, const resnet::io::Safetensors* weights,
+                    Model& model, const std::atomic<bool>& stop_requested);
+
 inline Outcome train_and_evaluate(const Config& config, const std::atomic<bool>& stop_requested) {
   resnet::check(config.epochs >= 1, "--epochs must be >= 1, got ", config.epochs);
   resnet::check(config.batch_size >= 1, "--batch-size must be >= 1, got ", config.batch_size);
+  const arch::Arch arch = arch::parse_arch(config.arch);
   if (config.threads > 0) resnet::set_num_threads(config.threads);
 
   Splits splits = load_splits(config);
   const resnet::io::Safetensors weights = config.init_weights.empty()
                                               ? resnet::io::Safetensors{}
                                               : resnet::io::read_safetensors(config.init_weights);
-  const ModelShape shape =
-      model_shape(config, config.init_weights.empty() ? nullptr : &weights, splits.train.channels());
-  if (shape.in_channels != splits.train.channels()) {
+  const resnet::io::Safetensors* init = config.init_weights.empty() ? nullptr : &weights;
+  const arch::ModelArgs args =
+      model_args(config, arch, init, splits.train.channels(), splits.train.num_classes());
+  if (args.in_channels != splits.train.channels()) {
     // Grayscale images for RGB weights: each image's channel repeated, as torchvision's Grayscale(3).
-    resnet::check(splits.train.channels() == 1, "the model takes ", shape.in_channels, " channels and ",
+    resnet::check(splits.train.channels() == 1, "the model takes ", args.in_channels, " channels and ",
                   splits.train.name, " has ", splits.train.channels(), ": give --in-channels ",
                   splits.train.channels(), " or weights for such images");
     std::printf("Repeating the %s images' one channel %d times for the model's first conv.\n",
-                config.dataset.c_str(), shape.in_channels);
-    splits.train = splits.train.repeat_channel(shape.in_channels);
-    splits.test = splits.test.repeat_channel(shape.in_channels);
+                config.dataset.c_str(), args.in_channels);
+    splits.train = splits.train.repeat_channel(args.in_channels);
+    splits.test = splits.test.repeat_channel(args.in_channels);
   }
+  return arch::with_model(
+      arch, args, [&](auto& model) { return train_model(config, splits, init, model, stop_requested); });
+}
+
+template <typename Model>
+Outcome train_model(const Config& config, const Splits& splits, const resnet::io::Safetensors* weights,
+                    Model& model, const std::atomic<bool>& stop_requested) {
   data::LoaderOptions options;
   options.batch_size = config.batch_size;
   options.seed = config.seed;
@@ -361,16 +391,16 @@ inline Outcome train_and_evaluate(const Config& config, const std::atomic<bool>&
   data::BatchLoader<float> loader(splits.train, options);
   const std::int64_t steps_per_epoch = loader.batches_per_epoch();
 
-  resnet::models::ResNet<float> model({2, 2, 2, 2}, splits.train.num_classes(), shape.stem, shape.in_channels,
-                                      config.seed, shape.width);
+  std::printf("Model: %s, %lld parameters.\n", config.arch.c_str(),
+              static_cast<long long>(model.parameter_count()));
   if (config.zero_init_residual) model.zero_init_residual();
   model.set_precision(resnet::parse_precision(config.precision));
   std::printf("Precision: %s%s\n", resnet::precision_name(model.precision()),
               config.precision == "auto" ? " (auto: bf16 where the CPU multiplies bf16 natively)" : "");
-  if (!config.init_weights.empty()) {
+  if (weights) {
     resnet::io::LoadOptions load;
     load.skip_prefixes = config.skip_prefixes;
-    const auto report = resnet::io::load_state(model, weights, load, config.init_weights);
+    const auto report = resnet::io::load_state(model, *weights, load, config.init_weights);
     std::printf("Initialised %zu tensors from %s (%zu skipped).\n", report.loaded.size(),
                 config.init_weights.c_str(), report.skipped.size());
   }
