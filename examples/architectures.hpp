@@ -1,9 +1,9 @@
 #pragma once
 // The models the examples build by name (train_cifar10 --arch, classify --arch). One table lists them:
-// torchvision's ResNet family as block, blocks per stage and block shape (torchvision's resnet.py), and the
-// pre-activation models, which have constructors of their own; wrn-D-K (Zagoruyko and Komodakis's WRN-d-k)
-// is parsed from its name. with_model(arch, args, use) builds the model an Arch names and calls the generic
-// `use(model)`, so that the code around a model is written once, as a template over the model's type.
+// torchvision's ResNet family (models::torchvision_architectures(): block, blocks per stage and block shape)
+// and the pre-activation models, which have constructors of their own; wrn-D-K (Zagoruyko and Komodakis's
+// WRN-d-k) is parsed from its name. with_model(arch, args, use) builds the model an Arch names and calls the
+// generic `use(model)`, so that the code around a model is written once, as a template over the model's type.
 
 #include <array>
 #include <cstdint>
@@ -32,21 +32,21 @@ struct Arch {
   bool torchvision() const { return family == Family::Basic || family == Family::Bottleneck; }
 };
 
-// Every named model, one line each (torchvision's names, as ResNet::architecture() records them).
+// The torchvision family of a block kind.
+inline Family family_of(models::BlockKind block) {
+  return block == models::BlockKind::Basic ? Family::Basic : Family::Bottleneck;
+}
+
+// Every named model: torchvision's (models::torchvision_architectures(), whose names ResNet::architecture()
+// records), then the pre-activation ones.
 inline const std::vector<Arch>& named_archs() {
-  using F = Family;
-  static const std::vector<Arch> table = {
-      {"resnet18", F::Basic, {2, 2, 2, 2}, {1, 64}},
-      {"resnet34", F::Basic, {3, 4, 6, 3}, {1, 64}},
-      {"resnet50", F::Bottleneck, {3, 4, 6, 3}, {1, 64}},
-      {"resnet101", F::Bottleneck, {3, 4, 23, 3}, {1, 64}},
-      {"resnet152", F::Bottleneck, {3, 8, 36, 3}, {1, 64}},
-      {"wide_resnet50_2", F::Bottleneck, {3, 4, 6, 3}, {1, 128}},
-      {"wide_resnet101_2", F::Bottleneck, {3, 4, 23, 3}, {1, 128}},
-      {"resnext50_32x4d", F::Bottleneck, {3, 4, 6, 3}, {32, 4}},
-      {"resnext101_32x8d", F::Bottleneck, {3, 4, 23, 3}, {32, 8}},
-      {"preact_resnet18", F::PreAct},
-  };
+  static const std::vector<Arch> table = [] {
+    std::vector<Arch> archs;
+    for (const models::TorchvisionArchitecture& t : models::torchvision_architectures())
+      archs.push_back({t.name, family_of(t.block), t.blocks_per_stage, t.shape});
+    archs.push_back({"preact_resnet18", Family::PreAct});
+    return archs;
+  }();
   return table;
 }
 
@@ -124,7 +124,8 @@ auto with_model(const Arch& arch, const ModelArgs& m, Use&& use) {
 // The torchvision model a state dict holds, by its tensor shapes: a Bottleneck has conv3; layerS.B counts
 // the blocks; layer1.0.conv2 is [width, width / groups, 3, 3] with width = base * width_per_group / 64 *
 // groups; conv1 [base, in_channels, k, k] (k 7: the ImageNet stem); fc [classes, features]. The name is the
-// table's when one row matches at base width 64, else "resnet-<blocks>" as ResNet::architecture() says.
+// one ResNet::architecture() gives the model built from them (models::torchvision_architecture_name): a
+// BasicBlock 2-2-2-2 is resnet18 at any base width, a Bottleneck has the table's name at base width 64 only.
 struct FileModel {
   Arch arch;
   ModelArgs args;
@@ -144,24 +145,22 @@ inline FileModel torchvision_model_in(const resnet::io::Safetensors& weights, co
   file.args.in_channels = static_cast<int>(conv1[1]);
   file.args.width = static_cast<int>(conv1[0]);
   Arch& a = file.arch;
-  a.family = weights.find("layer1.0.conv3.weight") ? Family::Bottleneck : Family::Basic;
-  std::string counts;
+  const models::BlockKind block =
+      weights.find("layer1.0.conv3.weight") ? models::BlockKind::Bottleneck : models::BlockKind::Basic;
+  a.family = family_of(block);
   for (int s = 0; s < 4; ++s) {
     const std::string stage = "layer" + std::to_string(s + 1) + ".";
     while (weights.find(stage + std::to_string(a.blocks[s]) + ".conv1.weight"))
       ++a.blocks[s];
     resnet::check(a.blocks[s] > 0, path, " has no ", stage, "0.conv1.weight: not a ResNet state dict");
-    counts += (s ? "-" : "") + std::to_string(a.blocks[s]);
   }
-  if (a.family == Family::Bottleneck) {
+  if (block == models::BlockKind::Bottleneck) {
     const auto conv2 = shape_of("layer1.0.conv2.weight", 4);
     a.shape = {static_cast<int>(conv2[0] / conv2[1]), static_cast<int>(64 * conv2[1] / conv1[0])};
   }
-  a.name = (a.family == Family::Bottleneck ? "resnet-bottleneck-" : "resnet-") + counts;
-  for (const Arch& row : named_archs())
-    if (row.family == a.family && row.blocks == a.blocks && row.shape.groups == a.shape.groups &&
-        row.shape.width_per_group == a.shape.width_per_group && file.args.width == 64)
-      a.name = row.name;
+  // with_torchvision_model builds it with the default widths: file.args.width doubled at each stage.
+  a.name = models::torchvision_architecture_name(block, {a.blocks.begin(), a.blocks.end()}, a.shape,
+                                                 file.args.width);
   return file;
 }
 

@@ -510,6 +510,32 @@ TEST(PreActResNet, SummaryShowsTheBlocksAndTheFinalBatchNorm) {
   EXPECT_TRUE(net.is_training());
 }
 
+// Every row of models::torchvision_architectures() builds a model that architecture() calls by the row's
+// name: a BasicBlock model at any stem width (16 here, cheap), a Bottleneck one at torchvision's 64 only (at
+// 16, the narrowest a ResNeXt row builds at, it is "resnet-bottleneck-<blocks per stage>").
+TEST(ResNetFamily, EveryTorchvisionArchitectureNamesTheModelItBuilds) {
+  using namespace resnet::models;
+  for (const TorchvisionArchitecture& row : torchvision_architectures()) {
+    const auto name_at = [&row](int stem_width) {
+      if (row.block == BlockKind::Basic)
+        return ResNet<float>(row.blocks_per_stage, 1, Stem::Cifar, 3, 0, stem_width, row.shape)
+            .architecture()
+            .at("architecture");
+      return ResNet<float, Bottleneck<float>>(row.blocks_per_stage, 1, Stem::Cifar, 3, 0, stem_width,
+                                              row.shape)
+          .architecture()
+          .at("architecture");
+    };
+    if (row.block == BlockKind::Basic) {
+      EXPECT_EQ(name_at(16), row.name);
+    } else {
+      EXPECT_EQ(name_at(64), row.name);
+      const std::vector<int> counts(row.blocks_per_stage.begin(), row.blocks_per_stage.end());
+      EXPECT_EQ(name_at(16), "resnet-bottleneck-" + detail::dash_joined(counts)) << row.name;
+    }
+  }
+}
+
 // torchvision's resnext50_32x4d and resnext101_32x8d: parameter counts (1000 classes, ImageNet stem), the
 // grouped conv2 shapes and the architecture names.
 TEST(ResNeXt, ParameterCountsNamesAndArchitectureAreTorchvisions) {

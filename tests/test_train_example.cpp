@@ -313,6 +313,26 @@ TEST_F(TrainExample, TooShortOneCycleRunNamesTheOptionsToChange) {
   EXPECT_EQ(train::run(c, no_stop_).updates, 4);
 }
 
+// The model a file's tensor shapes describe (classify's) has the name ResNet::architecture() gives the model
+// saved in it: a BasicBlock 2-2-2-2 is resnet18 at base width 8 too; a Bottleneck is named by the table at
+// base width 64 only.
+TEST(Architectures, FileModelHasTheNameOfTheModelSavedInIt) {
+  using namespace resnet::models;
+  const fs::path path = fs::temp_directory_path() / ("resnet_arch_test_" + std::to_string(::getpid()));
+  const auto name_in_file = [&](auto&& model) {
+    resnet::io::save_safetensors(model, path.string());
+    const std::string name =
+        arch::torchvision_model_in(resnet::io::read_safetensors(path.string()), "test").arch.name;
+    fs::remove(path);
+    EXPECT_EQ(name, model.architecture().at("architecture"));
+    return name;
+  };
+  EXPECT_EQ(name_in_file(ResNet<float>({2, 2, 2, 2}, 10, Stem::Cifar, 3, 0, 8)), "resnet18");
+  EXPECT_EQ(name_in_file(ResNet<float>({1, 2, 1, 1}, 10, Stem::Cifar, 3, 0, 8)), "resnet-1-2-1-1");
+  EXPECT_EQ(name_in_file(ResNet<float, Bottleneck<float>>({3, 4, 6, 3}, 10, Stem::Cifar, 3, 0, 8)),
+            "resnet-bottleneck-3-4-6-3");
+}
+
 // After a resume, the ETA comes from the steps this process has timed, not from the whole epoch's count.
 TEST(ProgressBar, EtaCountsOnlyTheStepsItTimed) {
   // Resumed at step 20 of 79, 1 step done in 3 s: 58 steps left at 3 s each.

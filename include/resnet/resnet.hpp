@@ -20,6 +20,7 @@
 #include "resnet/io/image.hpp"
 #include "resnet/io/safetensors.hpp"
 #include "resnet/kernels/conv_search.hpp"
+#include "resnet/models/architectures.hpp"
 #include "resnet/models/basic_block.hpp"
 #include "resnet/models/block_shape.hpp"
 #include "resnet/models/bottleneck.hpp"

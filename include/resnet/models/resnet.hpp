@@ -26,6 +26,7 @@
 
 #include "resnet/core/rng.hpp"
 #include "resnet/kernels/window.hpp"
+#include "resnet/models/architectures.hpp"
 #include "resnet/models/basic_block.hpp"
 #include "resnet/models/block_shape.hpp"
 #include "resnet/models/bottleneck.hpp"
@@ -92,14 +93,6 @@ struct is_pre_activation : std::false_type {};
 template <typename Block>
 struct is_pre_activation<Block, std::void_t<decltype(Block::pre_activation)>>
     : std::bool_constant<Block::pre_activation> {};
-
-// {3, 4, 6, 3} -> "3-4-6-3"
-inline std::string dash_joined(const std::vector<int>& values) {
-  std::string text;
-  for (int v : values)
-    text += (text.empty() ? "" : "-") + std::to_string(v);
-  return text;
-}
 }  // namespace detail
 
 template <typename T, typename Block = BasicBlock<T>>
@@ -258,12 +251,12 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
   int num_classes() const { return options_.num_classes(); }
 
   // The architecture a saved file's metadata records (io::describe) and a strict load checks against the
-  // file, all but num_classes: "architecture" (torchvision's name: resnet18 ... resnet152, wide_resnet50_2,
-  // wide_resnet101_2, resnext50_32x4d, resnext101_32x8d; preact_resnet18, wrn-<depth>-<k>; else
-  // resnet-<blocks per stage>, with "bottleneck-" or "preact-" before the counts for those blocks), "block"
-  // (basic, bottleneck or preact), "groups", "width_per_group", "stem" (imagenet or cifar), "in_channels",
-  // "num_classes", "base_width" (conv1's channels) and "widths" (each stage's planes, "64-128-256-512"). A
-  // file without a key (one saved before it was recorded) is not checked on it.
+  // file, all but num_classes: "architecture" (torchvision's name, models/architectures.hpp: resnet18 ...
+  // resnet152, wide_resnet50_2, wide_resnet101_2, resnext50_32x4d, resnext101_32x8d; preact_resnet18,
+  // wrn-<depth>-<k>; else resnet-<blocks per stage>, with "bottleneck-" or "preact-" before the counts for
+  // those blocks), "block" (basic, bottleneck or preact), "groups", "width_per_group", "stem" (imagenet or
+  // cifar), "in_channels", "num_classes", "base_width" (conv1's channels) and "widths" (each stage's planes,
+  // "64-128-256-512"). A file without a key (one saved before it was recorded) is not checked on it.
   std::map<std::string, std::string> architecture() const {
     return {{"architecture", architecture_name()},
             {"block", Block::name},
@@ -326,53 +319,22 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
       return stem_.conv();
   }
 
-  // torchvision's name for these blocks and widths (see architecture()).
+  // The architecture's name (see architecture()): torchvision_architecture_name() for BasicBlock and
+  // Bottleneck models, preact_resnet18, wrn-<depth>-<k> or "preact-resnet-<blocks per stage>" for
+  // pre-activation ones.
   std::string architecture_name() const {
     const std::vector<int>& b = blocks_per_stage();
     const std::vector<int>& w = widths();
-    const std::string counts = detail::dash_joined(b);
-    const int stem_width = base_width();
-    // Whether the widths are `first` doubled at each of `stages` stages.
-    const auto doubling = [&w](std::int64_t first, std::size_t stages) {
-      for (std::size_t s = 0; s < w.size(); ++s)
-        if (w[s] != first << s) return false;
-      return w.size() == stages;
-    };
     if (kPreActivation) {
-      if (counts == "2-2-2-2" && stem_width == 64 && doubling(64, 4)) return "preact_resnet18";
-      const bool wrn = b.size() == 3 && b[1] == b[0] && b[2] == b[0] && stem_width == 16 && w[0] % 16 == 0;
-      if (wrn && doubling(w[0], 3))
+      const std::string counts = detail::dash_joined(b);
+      if (counts == "2-2-2-2" && base_width() == 64 && detail::doubling(w, 64, 4)) return "preact_resnet18";
+      const bool wrn = b.size() == 3 && b[1] == b[0] && b[2] == b[0] && base_width() == 16 && w[0] % 16 == 0;
+      if (wrn && detail::doubling(w, w[0], 3))
         return "wrn-" + std::to_string(6 * std::int64_t{b[0]} + 4) + "-" + std::to_string(w[0] / 16);
       return "preact-resnet-" + counts;
     }
-    // A BasicBlock model keeps its name at any stem width (as in earlier releases): base_width tells them
-    // apart.
-    if (Block::expansion == 1) {
-      if (doubling(stem_width, 4) && counts == "2-2-2-2") return "resnet18";
-      if (doubling(stem_width, 4) && counts == "3-4-6-3") return "resnet34";
-      return "resnet-" + counts;
-    }
-    struct Named {
-      const char* counts;
-      int groups, width_per_group;
-      const char* name;
-    };
-    // clang-format off
-    static const Named torchvision[] = {
-        {"3-4-6-3", 1, 64, "resnet50"},
-        {"3-4-23-3", 1, 64, "resnet101"},
-        {"3-8-36-3", 1, 64, "resnet152"},
-        {"3-4-6-3", 1, 128, "wide_resnet50_2"},
-        {"3-4-23-3", 1, 128, "wide_resnet101_2"},
-        {"3-4-6-3", 32, 4, "resnext50_32x4d"},
-        {"3-4-23-3", 32, 8, "resnext101_32x8d"}};
-    // clang-format on
-    for (const Named& n : torchvision) {
-      if (stem_width == 64 && doubling(64, 4) && counts == n.counts && block_shape().groups == n.groups &&
-          block_shape().width_per_group == n.width_per_group)
-        return n.name;
-    }
-    return "resnet-bottleneck-" + counts;
+    return torchvision_architecture_name(Block::expansion == 1 ? BlockKind::Basic : BlockKind::Bottleneck, b,
+                                         block_shape(), base_width(), w);
   }
 
   // Training-mode BatchNorm needs more than one value per channel, as in PyTorch. The last stage's map is
