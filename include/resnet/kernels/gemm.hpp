@@ -1,8 +1,8 @@
 #pragma once
 // The one matrix multiply of the library: C = alpha * op(A) * op(B) + beta * C on row-major arrays with
-// leading dimensions, like BLAS sgemm. On a CPU with AVX-512, float runs our kernels (sgemm_avx512.hpp)
-// where they beat Eigen's: a product of few columns on any build, every product in a generic build;
-// everything else runs Eigen's blocked GEMM on the caller's memory. bf16 operands (a float C) run on AMX
+// leading dimensions, like BLAS sgemm. On a CPU with AVX-512, float runs our kernels (sgemm_avx512.hpp) on
+// any build: they beat Eigen's AVX-512 kernel (benchmarks/README.md); elsewhere float runs Eigen's blocked
+// GEMM on the caller's memory. bf16 operands (a float C) run on AMX
 // tiles (bgemm_amx.hpp) where the CPU has them, else our AVX512-BF16 kernel (bgemm_avx512.hpp) where it has
 // that. It always runs on the calling thread:
 // parallelism is the caller's, over fixed work units (see kernels/conv2d.hpp), which is what keeps results
@@ -167,9 +167,9 @@ void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, st
     }
   }
 #endif
-#if defined(RESNET_HAVE_SGEMM_AVX512) && !defined(__AVX512F__)
-  // Built for generic x86-64, Eigen would run SSE kernels; a build with -march=native already gets Eigen's
-  // AVX-512 kernel, which is as fast as ours on ResNet18's shapes (benchmarks/bench_kernels).
+#if defined(RESNET_HAVE_SGEMM_AVX512)
+  // Every other product with AVX-512: built for generic x86-64, Eigen would run SSE kernels, and with
+  // -march=native its AVX-512 kernel is slower than ours (benchmarks/README.md).
   if constexpr (std::is_same_v<T, float>) {
     if (M > 0 && N > 0 && K > 0 && alpha != 0.0f && avx512::cpu_supported()) {
       avx512::sgemm(transpose_a, transpose_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -232,14 +232,7 @@ std::string gemm_path() {
   }
   const std::string eigen = std::string("Eigen (") + Eigen::SimdInstructionSetsInUse() + ")";
 #if defined(RESNET_HAVE_SGEMM_AVX512)
-  if (std::is_same_v<T, float> && avx512::cpu_supported()) {
-#if defined(__AVX512F__)
-    return "our AVX-512 SGEMM below " + std::to_string(avx512::kNarrowMaxColumns + 1) + " columns, " + eigen +
-           " from there";
-#else
-    return "our AVX-512 SGEMM";
-#endif
-  }
+  if (std::is_same_v<T, float> && avx512::cpu_supported()) return "our AVX-512 SGEMM";
 #endif
   return eigen;
 }

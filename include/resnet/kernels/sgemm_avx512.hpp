@@ -4,8 +4,9 @@
 // in the order a 12x32 register-tile micro-kernel reads them, so the kernel streams both with unit stride and
 // keeps 24 of the 32 vector registers as accumulators; and sgemm_narrow, for products of fewer than 256
 // columns, which keeps rows of C in vectors instead. Compiled for AVX-512 with a target attribute, so the
-// library's default (generic x86-64) build gets them too; gemm.hpp calls sgemm_narrow on any build and sgemm
-// in a generic one, when the CPU has AVX-512F.
+// library's default (generic x86-64) build gets them too; gemm.hpp calls them on any build when the CPU has
+// AVX-512F. The register tiles' loops carry `#pragma GCC unroll`: at -O2, GCC would not unroll them and
+// would keep the accumulators in memory (benchmarks/README.md).
 //
 // The blocking depends on the shape alone, never on the thread count, and each call runs on the calling
 // thread, so results are bitwise reproducible as kernels/conv2d.hpp requires.
@@ -63,10 +64,12 @@ __attribute__((target("avx512f,fma"))) void micro_tile(std::int64_t depth, const
                                                        float alpha, float beta, float* c, std::int64_t ldc,
                                                        std::int64_t columns) {
   __m512 acc[rows][2];
+#pragma GCC unroll 16
   for (auto& row : acc)
     row[0] = row[1] = _mm512_setzero_ps();
   for (std::int64_t k = 0; k < depth; ++k) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 16
     for (int r = 0; r < rows; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
       acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
@@ -77,8 +80,10 @@ __attribute__((target("avx512f,fma"))) void micro_tile(std::int64_t depth, const
   }
   const __mmask16 masks[2] = {first_lanes(columns), first_lanes(columns - 16)};
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
   for (int r = 0; r < rows; ++r) {
     float* row = c + r * ldc;
+#pragma GCC unroll 16
     for (int h = 0; h < 2; ++h) {
       __m512 value = _mm512_mul_ps(va, acc[r][h]);
       if (beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(masks[h], row + 16 * h), value);
@@ -272,12 +277,14 @@ template <int columns>
 __attribute__((target("avx512f,fma"))) void narrow_tile(std::int64_t depth, const float* a, const float* b,
                                                         bool first, float* tile, RowLines* ahead) {
   __m512 acc[columns][2];
+#pragma GCC unroll 16
   for (int j = 0; j < columns; ++j) {
     acc[j][0] = first ? _mm512_setzero_ps() : _mm512_load_ps(tile + j * kNarrowPanelRows);
     acc[j][1] = first ? _mm512_setzero_ps() : _mm512_load_ps(tile + j * kNarrowPanelRows + 16);
   }
   for (std::int64_t k = 0; k < depth; ++k) {
     const __m512 a0 = _mm512_load_ps(a), a1 = _mm512_load_ps(a + 16);
+#pragma GCC unroll 16
     for (int j = 0; j < columns; ++j) {
       const __m512 bj = _mm512_set1_ps(b[j]);
       acc[j][0] = _mm512_fmadd_ps(a0, bj, acc[j][0]);
@@ -288,6 +295,7 @@ __attribute__((target("avx512f,fma"))) void narrow_tile(std::int64_t depth, cons
     a += kNarrowPanelRows;
     b += columns;
   }
+#pragma GCC unroll 16
   for (int j = 0; j < columns; ++j) {
     _mm512_store_ps(tile + j * kNarrowPanelRows, acc[j][0]);
     _mm512_store_ps(tile + j * kNarrowPanelRows + 16, acc[j][1]);
