@@ -151,7 +151,8 @@ TEST(SgemmAvx512, MatchesADoubleProductOnEveryTransposeEdgeAndBlock) {
                             {13, 33, 2 * avx512::kDepthBlock + 3},
                             {avx512::kRowBlock + 1, 40, 300},
                             {12, avx512::kColumnBlock + 33, 5},
-                            {30, 70, 520}};
+                            {30, 70, 520},
+                            {7, 57, 21}};  // a last column panel of 25: two 16-column halves, one partial
   for (const GemmCase& c : cases) {
     for (bool ta : {false, true}) {
       for (bool tb : {false, true})

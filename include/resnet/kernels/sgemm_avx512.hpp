@@ -169,17 +169,27 @@ __attribute__((target("avx512f"))) void pack_a(bool transpose, const float* A, s
 }
 
 // op(B)[k0 .. k0+depth, j0 .. j0+columns] into panels of kTileColumns columns, each [depth][kTileColumns].
-inline void pack_b(bool transpose, const float* B, std::int64_t ldb, std::int64_t k0, std::int64_t depth,
-                   std::int64_t j0, std::int64_t columns, float* packed) {
+// A transposed B (a weight gradient's cols^T, Linear's weight^T) is read as A is in pack_a: 16 depths of
+// 16 columns as vectors, transposed in registers.
+__attribute__((target("avx512f"))) inline void pack_b(bool transpose, const float* B, std::int64_t ldb,
+                                                      std::int64_t k0, std::int64_t depth, std::int64_t j0,
+                                                      std::int64_t columns, float* packed) {
   for (std::int64_t p = 0; p < columns; p += kTileColumns) {
     const std::int64_t width = std::min(kTileColumns, columns - p);
     if (transpose) {
-      // op(B)[k, j] = B[j, k]: read each of the panel's columns with unit stride.
-      if (width < kTileColumns) std::fill(packed, packed + depth * kTileColumns, 0.0f);
-      for (std::int64_t j = 0; j < width; ++j) {
-        const float* src = B + (j0 + p + j) * ldb + k0;
-        for (std::int64_t k = 0; k < depth; ++k)
-          packed[k * kTileColumns + j] = src[k];
+      // op(B)[k, j] = B[j, k]: each of the panel's columns is a row of B.
+      for (int c0 = 0; c0 < kTileColumns; c0 += 16) {
+        const std::int64_t height = std::clamp<std::int64_t>(width - c0, 0, 16);
+        const float* src = height == 0 ? B : B + (j0 + p + c0) * ldb + k0;
+        for (std::int64_t k = 0; k < depth; k += 16) {
+          const __mmask16 inside = first_lanes(depth - k);
+          __m512 block[16];
+          for (int j = 0; j < 16; ++j)
+            block[j] = j < height ? _mm512_maskz_loadu_ps(inside, src + j * ldb + k) : _mm512_setzero_ps();
+          transpose_16x16(block);  // block[d] = depth k + d of columns c0 .. c0 + 16
+          for (std::int64_t d = 0; d < std::min<std::int64_t>(16, depth - k); ++d)
+            _mm512_store_ps(packed + (k + d) * kTileColumns + c0, block[d]);
+        }
       }
     } else {
       for (std::int64_t k = 0; k < depth; ++k) {
