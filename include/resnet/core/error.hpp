@@ -43,6 +43,8 @@ template <typename... Parts>
   throw Error(out.str());
 }
 
+// Throws as fail() unless `condition` holds. Its parts are evaluated either way: where one costs (a
+// shape_string on every forward), write `if (!condition) fail(...)` instead.
 template <typename... Parts>
 void check(bool condition, Parts&&... parts) {
   if (!condition) fail(std::forward<Parts>(parts)...);

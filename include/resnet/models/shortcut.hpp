@@ -46,11 +46,11 @@ class Shortcut {
   }
 
   // relu(residual + shortcut(input)); in training mode kept for backward. `block` names the caller in errors.
-  Tensor<T> forward(const Tensor<T>& residual, const Tensor<T>& input, bool training,
-                    const std::string& block) {
+  Tensor<T> forward(const Tensor<T>& residual, const Tensor<T>& input, bool training, const char* block) {
     const Tensor<T> shortcut = projection_ ? projection_->forward(input) : input;
-    check(shortcut.shape() == residual.shape(), block, ".forward: shortcut ", shape_string(shortcut.shape()),
-          " and residual ", shape_string(residual.shape()), " differ");
+    if (shortcut.shape() != residual.shape())
+      fail(block, ".forward: shortcut ", shape_string(shortcut.shape()), " and residual ",
+           shape_string(residual.shape()), " differ");
     auto output = Tensor<T>::uninitialized(residual.shape());
     kernels::add_relu(residual.data(), shortcut.data(), output.data(), output.numel());
     output_ = training ? output : Tensor<T>();

@@ -72,8 +72,9 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
       return output;
     }
     // PyTorch refuses too: the biased variance of one value is 0 and its unbiased variance undefined.
-    check(N * HW > 1, where, ": expected more than 1 value per channel when training, got input shape ",
-          shape_string(input.shape()));
+    if (N * HW <= 1)
+      fail(where, ": expected more than 1 value per channel when training, got input shape ",
+           shape_string(input.shape()));
     kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
     kernels::batchnorm_invstd(var_.cdata(), eps_, C, invstd_.data());
     kernels::batchnorm_forward(input.data(), mean_.cdata(), invstd_.cdata(), weight_.cdata(), bias_.cdata(),

@@ -136,14 +136,14 @@ struct PrecisionSetter {
 template <typename T>
 void expect_rank(const Tensor<T>& t, std::int64_t rank, const char* where, const char* layout) {
   check(!t.empty(), where, ": got an empty tensor, expected ", layout);
-  check(t.dim() == rank, where, ": expected a ", rank, "-d tensor ", layout, ", got shape ",
-        shape_string(t.shape()));
+  if (t.dim() != rank)
+    fail(where, ": expected a ", rank, "-d tensor ", layout, ", got shape ", shape_string(t.shape()));
 }
 template <typename T>
 void expect_shape(const Tensor<T>& t, const std::vector<std::int64_t>& shape, const char* where,
                   const char* what) {
-  check(t.shape() == shape, where, ": ", what, " has shape ", shape_string(t.shape()), ", expected ",
-        shape_string(shape));
+  if (t.shape() != shape)
+    fail(where, ": ", what, " has shape ", shape_string(t.shape()), ", expected ", shape_string(shape));
 }
 
 // expect_input's `features` for layers that take any number of channels.
@@ -157,11 +157,12 @@ void expect_input(const Tensor<T>& input, std::int64_t rank, std::int64_t featur
                   const char* layout) {
   expect_rank(input, rank, where, layout);
   const std::vector<std::int64_t>& shape = input.shape();
-  check(std::find(shape.begin(), shape.end(), 0) == shape.end(), where, ": input shape ", shape_string(shape),
-        " has an empty dimension, expected ", layout, " with every size at least 1");
-  check(features == kAnyFeatures || shape[1] == features, where, ": input has ", shape[1],
-        rank == 2 ? " features" : " channels", ", expected ", features, " (input shape ", shape_string(shape),
-        ")");
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end())
+    fail(where, ": input shape ", shape_string(shape), " has an empty dimension, expected ", layout,
+         " with every size at least 1");
+  if (features != kAnyFeatures && shape[1] != features)
+    fail(where, ": input has ", shape[1], rank == 2 ? " features" : " channels", ", expected ", features,
+         " (input shape ", shape_string(shape), ")");
 }
 
 // A sliding window (Conv2d, MaxPool2d) needs at least one position in the padded input [N, C, H, W].
@@ -169,9 +170,9 @@ template <typename T>
 void expect_window_fits(const Tensor<T>& input, std::int64_t kernel_size, std::int64_t padding,
                         const char* where) {
   const std::int64_t least = std::max<std::int64_t>(kernel_size - 2 * padding, 1);
-  check(input.size(2) >= least && input.size(3) >= least, where, ": input shape ",
-        shape_string(input.shape()), " gives an empty output with kernel_size ", kernel_size, " and padding ",
-        padding, "; H and W must be at least ", least);
+  if (input.size(2) < least || input.size(3) < least)
+    fail(where, ": input shape ", shape_string(input.shape()), " gives an empty output with kernel_size ",
+         kernel_size, " and padding ", padding, "; H and W must be at least ", least);
 }
 
 // backward needs what a training-mode forward cached, and releases it.
