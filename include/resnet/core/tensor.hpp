@@ -1,17 +1,19 @@
 #pragma once
 // Tensor<T>: a contiguous, row-major (NCHW for images), 64-byte aligned array with a shape.
 //
-// Copies share storage, like a torch.Tensor: `Tensor b = a;` and `a.reshape(...)` see the same elements.
-// `clone()` makes an independent deep copy. Layers rely on this to keep what backward needs without copying:
-// they hold a Tensor that shares the input's storage, so a temporary argument stays alive.
+// Copies share storage, like a torch.Tensor: `Tensor b = a;`, `a.reshape(...)` and `Tensor::view(a, ...)` (a
+// slice of a's elements) see the same elements. `clone()` makes an independent deep copy. Layers rely on this
+// to keep what backward needs without copying: they hold a Tensor that shares the input's storage, so a
+// temporary argument stays alive.
 //
 // version() changes whenever the elements may have changed, like torch.Tensor._version: every non-const
 // access (data(), operator[], at(), fill*, matrix(), vector()) gives the storage a new number from one
-// process-wide counter, so a number is never reused, by this storage or any other. Something built from a
-// tensor (Conv2d's packed weight) is still right while the version it was built from is the current one.
-// A write through a pointer taken before it was built (kept across a forward, say) is not seen: take data()
-// again for every pass that writes. Read-only access keeps the version: cdata(), or any const access, so
-// reading a weight through cdata() does not make an eval-mode Conv2d pack it again.
+// process-wide counter, so a number is never reused, by this storage or any other. Views of one allocation
+// share its version: a write through any of them is a write to all (nn/flat_parameters.hpp). Something built
+// from a tensor (Conv2d's packed weight) is still right while the version it was built from is the current
+// one. A write through a pointer taken before it was built (kept across a forward, say) is not seen: take
+// data() again for every pass that writes. Read-only access keeps the version: cdata(), or any const access,
+// so reading a weight through cdata() does not make an eval-mode Conv2d pack it again.
 
 #include <algorithm>
 #include <atomic>
@@ -109,6 +111,24 @@ class Tensor {
     return view;
   }
 
+  // The elements [offset, offset + numel(shape)) of base's storage as a tensor of `shape`: one allocation
+  // holding many tensors (nn/flat_parameters.hpp). The offset keeps the 64-byte alignment kernels rely on.
+  static Tensor view(const Tensor& base, std::int64_t offset, std::vector<std::int64_t> shape) {
+    const std::int64_t n = count(shape);
+    check(offset >= 0 && offset <= base.numel_ && n <= base.numel_ - offset,
+          "Tensor::view: ", shape_string(shape), " at offset ", offset, " does not fit in ", base.numel_,
+          " elements");
+    check(offset * static_cast<std::int64_t>(sizeof(T)) % static_cast<std::int64_t>(kTensorAlignment) == 0,
+          "Tensor::view: offset ", offset, " is not on a ", kTensorAlignment, "-byte boundary");
+    check(!base.empty(), "Tensor::view: the base tensor is empty");
+    Tensor t;
+    t.storage_ = base.storage_;
+    t.offset_ = base.offset_ + offset;
+    t.shape_ = std::move(shape);
+    t.numel_ = n;
+    return t;
+  }
+
   Tensor clone() const {
     Tensor copy(shape_);
     std::copy(data(), data() + numel_, copy.data());
@@ -184,7 +204,7 @@ class Tensor {
     ~Storage() { BufferPool::instance().release(elements, bytes); }
   };
 
-  T* elements() const { return storage_ ? storage_->elements : nullptr; }
+  T* elements() const { return storage_ ? storage_->elements + offset_ : nullptr; }
 
   static std::shared_ptr<Storage> allocate(std::int64_t n) {
     // Round up so aligned_alloc gets a multiple of the alignment; at least one element so data() is never
@@ -227,6 +247,7 @@ class Tensor {
   }
 
   std::shared_ptr<Storage> storage_;
+  std::int64_t offset_ = 0;  // of the first element in the storage (a view)
   std::vector<std::int64_t> shape_;
   std::int64_t numel_ = 0;
 };

@@ -35,6 +35,7 @@
 #include "resnet/nn/batchnorm2d.hpp"
 #include "resnet/nn/conv2d.hpp"
 #include "resnet/nn/conv_bn.hpp"
+#include "resnet/nn/flat_parameters.hpp"
 #include "resnet/nn/init.hpp"
 #include "resnet/nn/linear.hpp"
 #include "resnet/nn/maxpool2d.hpp"
@@ -120,6 +121,7 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
     if constexpr (kPreActivation) bn_.emplace(channels);
     Rng rng(options_.seed());
     reset_parameters(rng);
+    flat_ = nn::flatten_parameters(*this);
   }
   // The spelling of earlier releases: 4 stages of base_width, doubled at each stage.
   ResNet(std::array<int, 4> blocks_per_stage, int num_classes = 1000, Stem stem = Stem::ImageNet,
@@ -198,8 +200,10 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
 
   // d loss / d logits [N, num_classes] -> d loss / d input, or an empty tensor with InputGrad::Skip, which
   // training uses (PyTorch skips it for an input that does not require grad): the stem conv then skips its
-  // input-gradient GEMM and col2im. Parameter gradients accumulate.
-  Tensor<T> backward(const Tensor<T>& grad_logits, nn::InputGrad input_grad = nn::InputGrad::Compute) {
+  // input-gradient GEMM and col2im. Parameter gradients accumulate. `ready`, if given, hears after fc, the
+  // final BatchNorm, each block and the stem which parameters have their final gradients.
+  Tensor<T> backward(const Tensor<T>& grad_logits, nn::InputGrad input_grad = nn::InputGrad::Compute,
+                     const nn::GradientsReady& ready = {}) {
     check(!backward_ran_ || !pooled_shape_.empty(),
           "ResNet.backward: backward already ran for the last forward (each training-mode forward allows one "
           "backward: run forward again first)");
@@ -208,17 +212,33 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
     nn::expect_shape(grad_logits, {pooled_shape_[0], num_classes()}, "ResNet.backward", "grad_logits");
     const std::vector<std::int64_t> pooled_shape =
         std::exchange(pooled_shape_, {});  // released: one backward
-    Tensor<T> grad = avgpool_.backward(fc_.backward(grad_logits).reshape(pooled_shape));
-    if (bn_) grad = bn_->backward(grad, bn_->relu_output_again());
+    // The parameters from `first` on are final once the unit owning those before it is the next to run.
+    std::size_t first = ready ? this->named_parameters().size() : 0;
+    const auto done = [&](auto& unit) {
+      if (!ready) return;
+      first -= parameters_of(unit);
+      ready(first);
+    };
+    Tensor<T> grad = fc_.backward(grad_logits);
+    done(fc_);
+    grad = avgpool_.backward(grad.reshape(pooled_shape));
+    if (bn_) {
+      grad = bn_->backward(grad, bn_->relu_output_again());
+      done(*bn_);
+    }
     for (auto stage = stages_.rbegin(); stage != stages_.rend(); ++stage) {
-      for (auto block = stage->rbegin(); block != stage->rend(); ++block)
+      for (auto block = stage->rbegin(); block != stage->rend(); ++block) {
         grad = block->backward(grad);
+        done(*block);
+      }
     }
     if (maxpool_) grad = maxpool_->backward(grad);
     if constexpr (kPreActivation)
-      return stem_.backward(grad, input_grad);
+      grad = stem_.backward(grad, input_grad);
     else
-      return stem_.backward(std::move(grad), std::exchange(stem_output_, Tensor<T>()), input_grad);
+      grad = stem_.backward(std::move(grad), std::exchange(stem_output_, Tensor<T>()), input_grad);
+    if (ready) ready(0);  // the stem's too
+    return grad;
   }
 
   // The inference lowering, in place: every BatchNorm that directly follows a conv folded into it
@@ -234,8 +254,12 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
     }
     folded_ = true;
     this->eval();
+    flat_ = nn::flatten_parameters(*this);
   }
   bool is_folded() const { return folded_; }
+
+  // Every parameter and gradient, in one allocation each (nn/flat_parameters.hpp).
+  const nn::FlatParameters<T>& flat_parameters() const { return flat_; }
 
   // backward(grad_logits, nn::InputGrad::Skip), the spelling of earlier releases.
   void backward_parameters(const Tensor<T>& grad_logits) { backward(grad_logits, nn::InputGrad::Skip); }
@@ -337,6 +361,15 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
                                          block_shape(), base_width(), w);
   }
 
+  // The number of parameters of one unit of the model (a block, the final BatchNorm, fc).
+  template <typename Unit>
+  static std::size_t parameters_of(Unit& unit) {
+    std::vector<nn::Parameter<T>> parameters;
+    nn::detail::StateCollector<T> collector{"", &parameters, nullptr};
+    unit.visit(collector);
+    return parameters.size();
+  }
+
   // Training-mode BatchNorm needs more than one value per channel, as in PyTorch. The last stage's map is
   // the smallest, so the check is made here, where the message can say which input would do, and not deep
   // in that stage.
@@ -378,6 +411,7 @@ class ResNet : public nn::Module<ResNet<T, Block>, T> {
   std::vector<std::int64_t> pooled_shape_;  // shape before flatten, from the last training-mode forward
   bool backward_ran_ = false;               // for the last forward: a second backward is refused by name
   bool folded_ = false;                     // fold_batchnorm() ran: inference-only
+  nn::FlatParameters<T> flat_;              // where the parameters and gradients live
 };
 
 // A ResNet with torchvision's block counts, width per group and groups fixed by name, taking the constructor

@@ -37,7 +37,8 @@ class Linear : public Module<Linear<T>, T> {
     const std::int64_t N = input.size(0);
     Tensor<T> output({N, out_features_});
     // Like PyTorch's addmm: the bias fills the output and the GEMM adds to it.
-    if (has_bias()) output.matrix(N, out_features_).rowwise() = params_.bias.vector().transpose();
+    if (has_bias())
+      output.matrix(N, out_features_).rowwise() = std::as_const(params_.bias).vector().transpose();
     params_.with_weight_operands(this->precision(), [&](const auto* weight) {
       Tensor<bfloat16> rounded_input;
       kernels::gemm(false, true, N, out_features_, in_features_, T(1), operands(input, weight, rounded_input),

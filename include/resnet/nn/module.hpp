@@ -29,6 +29,9 @@
 //                                            backward(grad, InputGrad::Compute, input).
 //   BatchNorm2d::forward(input, Activation::ReLU) and backward(grad, relu_output): a ReLU after the
 //                                            BatchNorm, its mask applied inside BatchNorm's own passes.
+//   ResNet::backward(grad, input_grad, ready) ready(i) each time named_parameters()[i..] have their final
+//                                            gradients (GradientsReady, below), for a data-parallel run
+//                                            that reduces them while backward goes on.
 // ConvBn (nn/conv_bn.hpp) combines these into the conv -> BatchNorm -> ReLU unit ResNets are made of.
 //
 // A module never writes into its input or into a tensor it returned: copies share storage (core/tensor.hpp),
@@ -58,6 +61,10 @@ enum class Cache { Input, None };
 
 // An activation fused into the module before it, applied in that module's own passes.
 enum class Activation { None, ReLU };
+
+// Called by a backward as it goes, with falling i and last with 0, when named_parameters()[i..] hold their
+// final gradients of this backward (distributed/gradient_reducer.hpp starts reducing them then).
+using GradientsReady = std::function<void(std::size_t first)>;
 
 template <typename T>
 struct Parameter {
