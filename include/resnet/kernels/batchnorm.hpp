@@ -8,8 +8,10 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "resnet/core/parallel.hpp"
 #include "resnet/kernels/relu.hpp"
@@ -75,46 +77,83 @@ void sums_of(std::int64_t N, std::int64_t channels, std::int64_t HW, ValuesOf&& 
 // Below this many elements a call runs on one thread: the work would not pay for waking the others.
 inline constexpr std::int64_t kBatchNormParallelMinElements = std::int64_t{1} << 15;
 
-// x [N, C, HW] -> mean [C], var [C]: the mean and the BIASED variance of each channel's N*HW values.
-// Two passes (the mean, then the squared deviations from it) instead of E[x^2] - E[x]^2, which cancels
-// catastrophically when |mean| >> std; PyTorch's batch_norm_cpu_collect_stats does the same, with the mean
-// rounded to T before the second pass.
+// Sums over the processes of a data-parallel run, in place: `values` [count] becomes, on every process, the
+// sum of every process's values. Synchronized BatchNorm (distributed/sync_batchnorm.hpp) passes one, so that
+// the statistics are those of the global batch; empty, a BatchNorm is local.
 template <typename T>
-void batchnorm_statistics(const T* x, std::int64_t N, std::int64_t C, std::int64_t HW, T* mean, T* var) {
+using SumAcross = std::function<void(BatchNormAcc<T>* values, std::int64_t count)>;
+
+// x [N, C, HW] -> mean [C], var [C]: the mean and the BIASED variance of each channel's N*HW values; returns
+// that count. Two passes (the mean, then the squared deviations from it) instead of E[x^2] - E[x]^2, which
+// cancels catastrophically when |mean| >> std; PyTorch's batch_norm_cpu_collect_stats does the same, with
+// the mean rounded to T before the second pass. With `across`, each pass's sums (and the count) are summed
+// over the processes before they are used: the statistics of every process's x together, and their count.
+template <typename T>
+BatchNormAcc<T> batchnorm_statistics(const T* x, std::int64_t N, std::int64_t C, std::int64_t HW, T* mean,
+                                     T* var, const SumAcross<T>& across = {}) {
   using Acc = BatchNormAcc<T>;
-  const Acc count = static_cast<Acc>(N * HW);
+  const Acc local_count = static_cast<Acc>(N * HW);
   const std::int64_t block = detail::channel_block(HW), blocks = (C + block - 1) / block;
-  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
-  for (std::int64_t b = 0; b < blocks; ++b) {
-    const std::int64_t c0 = b * block, channels = std::min(block, C - c0);
-    const auto plane_of = [x, C, HW, c0](std::int64_t n, std::int64_t j) {
-      return x + (n * C + c0 + j) * HW;
-    };
-    std::array<Acc, 1> sums[detail::kMaxChannels];
+  const bool parallel = N * C * HW >= kBatchNormParallelMinElements;
+  // The sums of channels [c0, c0 + channels): of x, or, given the channels' means m, of (x - m)^2.
+  const auto sums_of_block = [&](std::int64_t c0, std::int64_t channels, const T* m,
+                                 std::array<Acc, 1>* sums) {
+    const auto plane = [&](std::int64_t n, std::int64_t j) { return x + (n * C + c0 + j) * HW; };
+    if (!m) {
+      detail::sums_of(
+          N, channels, HW,
+          [&](std::int64_t n, std::int64_t j) {
+            return [xc = plane(n, j)](std::int64_t i) { return std::array<Acc, 1>{static_cast<Acc>(xc[i])}; };
+          },
+          sums);
+      return;
+    }
     detail::sums_of(
         N, channels, HW,
         [&](std::int64_t n, std::int64_t j) {
-          return
-              [xc = plane_of(n, j)](std::int64_t i) { return std::array<Acc, 1>{static_cast<Acc>(xc[i])}; };
-        },
-        sums);
-    T m[detail::kMaxChannels];
-    for (std::int64_t j = 0; j < channels; ++j)
-      m[j] = static_cast<T>(sums[j][0] / count);
-    detail::sums_of(
-        N, channels, HW,
-        [&](std::int64_t n, std::int64_t j) {
-          return [xc = plane_of(n, j), mj = static_cast<Acc>(m[j])](std::int64_t i) {
+          return [xc = plane(n, j), mj = static_cast<Acc>(m[j])](std::int64_t i) {
             const Acc d = static_cast<Acc>(xc[i]) - mj;
             return std::array<Acc, 1>{d * d};
           };
         },
         sums);
-    for (std::int64_t j = 0; j < channels; ++j) {
-      mean[c0 + j] = m[j];
-      var[c0 + j] = static_cast<T>(sums[j][0] / count);
+  };
+  if (!across) {  // each block of channels from start to end while it is in cache
+    RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (parallel))
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      const std::int64_t c0 = b * block, channels = std::min(block, C - c0);
+      std::array<Acc, 1> sums[detail::kMaxChannels];
+      sums_of_block(c0, channels, nullptr, sums);
+      for (std::int64_t j = 0; j < channels; ++j)
+        mean[c0 + j] = static_cast<T>(sums[j][0] / local_count);
+      sums_of_block(c0, channels, mean + c0, sums);
+      for (std::int64_t j = 0; j < channels; ++j)
+        var[c0 + j] = static_cast<T>(sums[j][0] / local_count);
     }
+    return local_count;
   }
+  std::vector<Acc> totals(static_cast<std::size_t>(C + 1));  // each pass's sums, then the count
+  const auto pass = [&](const T* m) {
+    RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (parallel))
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      const std::int64_t c0 = b * block, channels = std::min(block, C - c0);
+      std::array<Acc, 1> sums[detail::kMaxChannels];
+      sums_of_block(c0, channels, m ? m + c0 : nullptr, sums);
+      for (std::int64_t j = 0; j < channels; ++j)
+        totals[static_cast<std::size_t>(c0 + j)] = sums[j][0];
+    }
+  };
+  pass(nullptr);
+  totals[static_cast<std::size_t>(C)] = local_count;
+  across(totals.data(), C + 1);
+  const Acc count = totals[static_cast<std::size_t>(C)];
+  for (std::int64_t c = 0; c < C; ++c)
+    mean[c] = static_cast<T>(totals[static_cast<std::size_t>(c)] / count);
+  pass(mean);
+  across(totals.data(), C);
+  for (std::int64_t c = 0; c < C; ++c)
+    var[c] = static_cast<T>(totals[static_cast<std::size_t>(c)] / count);
+  return count;
 }
 
 // var [C] -> invstd [C] = 1 / sqrt(var + eps).
@@ -160,14 +199,13 @@ namespace detail {
 template <typename T, typename DyOfPlane>
 void batchnorm_backward_with(const T* x, DyOfPlane dy_of_plane, const T* mean, const T* invstd,
                              const T* gamma, std::int64_t N, std::int64_t C, std::int64_t HW, T* dx,
-                             T* dgamma, T* dbeta) {
+                             T* dgamma, T* dbeta, const SumAcross<T>& across) {
   using Acc = BatchNormAcc<T>;
-  const Acc count = static_cast<Acc>(N * HW);
+  const Acc local_count = static_cast<Acc>(N * HW);
   const std::int64_t block = channel_block(HW), blocks = (C + block - 1) / block;
-  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (N * C * HW >= kBatchNormParallelMinElements))
-  for (std::int64_t b = 0; b < blocks; ++b) {
-    const std::int64_t c0 = b * block, channels = std::min(block, C - c0);
-    std::array<Acc, 2> sums[kMaxChannels];  // sum(dy), sum(dy * (x - mean))
+  const bool parallel = N * C * HW >= kBatchNormParallelMinElements;
+  // Channels [c0, c0 + channels): their sum(dy), sum(dy * (x - mean)) into sums, added to dbeta and dgamma.
+  const auto reduce_block = [&](std::int64_t c0, std::int64_t channels, std::array<Acc, 2>* sums) {
     sums_of(
         N, channels, HW,
         [&](std::int64_t n, std::int64_t j) {
@@ -179,16 +217,22 @@ void batchnorm_backward_with(const T* x, DyOfPlane dy_of_plane, const T* mean, c
           };
         },
         sums);
-    // dx = (dy - mean(dy) - (x - mean) * k) * gamma * invstd, with k = sum(dy * (x - mean)) * invstd^2 / M.
-    T mean_dy[kMaxChannels], k[kMaxChannels], scale[kMaxChannels];
     for (std::int64_t j = 0; j < channels; ++j) {
       const std::int64_t c = c0 + j;
-      const Acc istd = invstd[c], sum_dy = sums[j][0], sum_dy_xmu = sums[j][1];
-      dbeta[c] = static_cast<T>(static_cast<Acc>(dbeta[c]) + sum_dy);
-      dgamma[c] = static_cast<T>(static_cast<Acc>(dgamma[c]) + sum_dy_xmu * istd);
-      mean_dy[j] = static_cast<T>(sum_dy / count);
-      k[j] = static_cast<T>(sum_dy_xmu * istd * istd / count);
-      scale[j] = static_cast<T>(static_cast<Acc>(gamma[c]) * istd);
+      dbeta[c] = static_cast<T>(static_cast<Acc>(dbeta[c]) + sums[j][0]);
+      dgamma[c] = static_cast<T>(static_cast<Acc>(dgamma[c]) + sums[j][1] * static_cast<Acc>(invstd[c]));
+    }
+  };
+  // dx = (dy - mean(dy) - (x - mean) * k) * gamma * invstd, with k = sum(dy * (x - mean)) * invstd^2 / M,
+  // for channels [c0, c0 + channels) from their sums over `count` values.
+  const auto dx_of_block = [&](std::int64_t c0, std::int64_t channels, const std::array<Acc, 2>* sums,
+                               Acc count) {
+    T mean_dy[kMaxChannels], k[kMaxChannels], scale[kMaxChannels];
+    for (std::int64_t j = 0; j < channels; ++j) {
+      const Acc istd = invstd[c0 + j];
+      mean_dy[j] = static_cast<T>(sums[j][0] / count);
+      k[j] = static_cast<T>(sums[j][1] * istd * istd / count);
+      scale[j] = static_cast<T>(static_cast<Acc>(gamma[c0 + j]) * istd);
     }
     for (std::int64_t n = 0; n < N; ++n) {
       for (std::int64_t j = 0; j < channels; ++j) {
@@ -201,6 +245,40 @@ void batchnorm_backward_with(const T* x, DyOfPlane dy_of_plane, const T* mean, c
           dxc[i] = (dyc(i) - mdy - (xc[i] - mu) * kj) * sj;
       }
     }
+  };
+  if (!across) {  // each block of channels from start to end while it is in cache
+    RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (parallel))
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      const std::int64_t c0 = b * block, channels = std::min(block, C - c0);
+      std::array<Acc, 2> sums[kMaxChannels];
+      reduce_block(c0, channels, sums);
+      dx_of_block(c0, channels, sums, local_count);
+    }
+    return;
+  }
+  // The parameter gradients take this process's sums (a data-parallel run averages them as it does every
+  // gradient); dx takes the sums over every process, as the statistics were.
+  std::vector<Acc> totals(static_cast<std::size_t>(2 * C + 1));  // sum(dy), sum(dy * (x - mean)) per channel
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (parallel))
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t c0 = b * block, channels = std::min(block, C - c0);
+    std::array<Acc, 2> sums[kMaxChannels];
+    reduce_block(c0, channels, sums);
+    for (std::int64_t j = 0; j < channels; ++j)
+      for (std::size_t k = 0; k < 2; ++k)
+        totals[static_cast<std::size_t>(2 * (c0 + j)) + k] = sums[j][k];
+  }
+  totals[static_cast<std::size_t>(2 * C)] = local_count;
+  across(totals.data(), 2 * C + 1);
+  const Acc count = totals[static_cast<std::size_t>(2 * C)];
+  RESNET_OMP(parallel for num_threads(resnet::num_threads()) if (parallel))
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t c0 = b * block, channels = std::min(block, C - c0);
+    std::array<Acc, 2> sums[kMaxChannels];
+    for (std::int64_t j = 0; j < channels; ++j)
+      for (std::size_t k = 0; k < 2; ++k)
+        sums[j][k] = totals[static_cast<std::size_t>(2 * (c0 + j)) + k];
+    dx_of_block(c0, channels, sums, count);
   }
 }
 }  // namespace detail
@@ -213,10 +291,12 @@ void batchnorm_backward_with(const T* x, DyOfPlane dy_of_plane, const T* mean, c
 //   dx = gamma * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M)
 // With relu_output (a tensor like x, or null), dy is first masked to dy * (relu_output > 0): the backward of
 // a ReLU applied after this BatchNorm (possibly after a residual add), fused so no masked copy is made.
+// With `across` (as the forward's statistics had), the sums and M in dx are over every process; dgamma and
+// dbeta stay this process's.
 template <typename T>
 void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd, const T* gamma,
                         std::int64_t N, std::int64_t C, std::int64_t HW, T* dx, T* dgamma, T* dbeta,
-                        const T* relu_output = nullptr) {
+                        const T* relu_output = nullptr, const SumAcross<T>& across = {}) {
   if (relu_output) {
     detail::batchnorm_backward_with(
         x,
@@ -225,7 +305,7 @@ void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd,
           const T* rp = relu_output + plane * HW;
           return [dyp, rp](std::int64_t i) { return keep_if(rp[i] > T(0), dyp[i]); };
         },
-        mean, invstd, gamma, N, C, HW, dx, dgamma, dbeta);
+        mean, invstd, gamma, N, C, HW, dx, dgamma, dbeta, across);
   } else {
     detail::batchnorm_backward_with(
         x,
@@ -233,7 +313,7 @@ void batchnorm_backward(const T* x, const T* dy, const T* mean, const T* invstd,
           const T* dyp = dy + plane * HW;
           return [dyp](std::int64_t i) { return dyp[i]; };
         },
-        mean, invstd, gamma, N, C, HW, dx, dgamma, dbeta);
+        mean, invstd, gamma, N, C, HW, dx, dgamma, dbeta, across);
   }
 }
 

@@ -4,6 +4,8 @@
 // Training mode normalises with the batch mean and BIASED variance and updates the running statistics with
 //   running = (1 - momentum) * running + momentum * batch, using the UNBIASED variance (n / (n - 1));
 // eval mode normalises with the running statistics and caches nothing.
+// synchronize(sum_across) makes it torch.nn.SyncBatchNorm for a data-parallel run: training-mode statistics
+// over the global batch (every process's input), forward and backward (distributed/sync_batchnorm.hpp).
 
 #include <cstdint>
 #include <utility>
@@ -75,11 +77,12 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     if (N * HW <= 1)
       fail(where, ": expected more than 1 value per channel when training, got input shape ",
            shape_string(input.shape()));
-    kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data());
+    const auto count =
+        kernels::batchnorm_statistics(input.data(), N, C, HW, mean_.data(), var_.data(), across_);
     kernels::batchnorm_invstd(var_.cdata(), eps_, C, invstd_.data());
     kernels::batchnorm_forward(input.data(), mean_.cdata(), invstd_.cdata(), weight_.cdata(), bias_.cdata(),
                                N, C, HW, output.data(), relu);
-    update_running_stats(N * HW);
+    update_running_stats(count);
     input_ = input;
     return output;
   }
@@ -99,7 +102,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
     kernels::batchnorm_backward(input.data(), grad_output.data(), mean_.cdata(), invstd_.cdata(),
                                 weight_.cdata(), input.size(0), num_features_, input.size(2) * input.size(3),
                                 grad_input.data(), weight_grad_.data(), bias_grad_.data(),
-                                relu_output.empty() ? nullptr : relu_output.data());
+                                relu_output.empty() ? nullptr : relu_output.data(), across_);
     return grad_input;
   }
 
@@ -113,6 +116,10 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   const Tensor<T>& running_var() const { return running_var_; }
   Tensor<T>& num_batches_tracked() { return num_batches_tracked_; }
   const Tensor<T>& num_batches_tracked() const { return num_batches_tracked_; }
+  // Training-mode statistics summed over the processes by `sum_across` (empty: this process's alone), as
+  // torch.nn.SyncBatchNorm; every process must then run each forward and backward together.
+  void synchronize(kernels::SumAcross<T> sum_across) { across_ = std::move(sum_across); }
+  bool is_synchronized() const { return static_cast<bool>(across_); }
   int num_features() const { return num_features_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
@@ -145,9 +152,9 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
 
  private:
   // From mean_ and var_ (biased) of a batch with `count` values per channel.
-  void update_running_stats(std::int64_t count) {
+  void update_running_stats(kernels::BatchNormAcc<T> count) {
     using Acc = kernels::BatchNormAcc<T>;
-    const Acc m = momentum_, unbiased = static_cast<Acc>(count) / static_cast<Acc>(count - 1);
+    const Acc m = momentum_, unbiased = count / (count - 1);
     for (std::int64_t c = 0; c < num_features_; ++c) {
       running_mean_[c] = static_cast<T>((1 - m) * running_mean_[c] + m * mean_[c]);
       running_var_[c] = static_cast<T>((1 - m) * running_var_[c] + m * (var_[c] * unbiased));
@@ -163,6 +170,7 @@ class BatchNorm2d : public Module<BatchNorm2d<T>, T> {
   Tensor<T> num_batches_tracked_;         // shape {}: training-mode forwards so far
   Tensor<T> mean_, var_, invstd_;         // [C]: the statistics the last forward normalised with
   Tensor<T> input_;                       // training mode: the forward input, for backward
+  kernels::SumAcross<T> across_;          // synchronized: sums the statistics over the processes
 };
 
 }  // namespace resnet::nn
