@@ -681,6 +681,57 @@ TEST(Loader, BatchHoldsTheNormalisedAugmentedImagesOfItsIndices) {
   EXPECT_GT(changed, 6);  // augmentation really happened for most of the 12
 }
 
+// A shard is DistributedSampler's share: positions r, r + N, ... of each batch of the same order, each image
+// augmented as the unsharded loader augments it, so that the shards together are the unsharded batch.
+TEST(Loader, ShardsSplitEachBatchByPositionAndTogetherAreTheWholeBatch) {
+  const Dataset d = formula_dataset(23);
+  LoaderOptions whole_options{6, true, false, Augmentation::cifar(), 5, Prefetch::Never};
+  BatchLoader<float> whole(d, whole_options);
+  const auto expected = whole_epoch(whole, 1);
+  ASSERT_EQ(expected.size(), 4u);  // 6 + 6 + 6 + 5
+  const std::int64_t shards = 3, image = 3 * 8 * 8;
+  std::vector<std::vector<Batch<float>>> parts;
+  for (std::int64_t r = 0; r < shards; ++r) {
+    LoaderOptions options = whole_options;
+    options.shard = {r, shards};
+    options.prefetch = r == 1 ? Prefetch::Always : Prefetch::Never;
+    BatchLoader<float> loader(d, options);
+    EXPECT_EQ(loader.batches_per_epoch(), whole.batches_per_epoch());
+    parts.push_back(whole_epoch(loader, 1));
+    ASSERT_EQ(parts.back().size(), expected.size());
+  }
+  for (std::size_t b = 0; b < expected.size(); ++b) {
+    std::int64_t total = 0;
+    for (std::int64_t r = 0; r < shards; ++r) {
+      const Batch<float>& part = parts[static_cast<std::size_t>(r)][b];
+      EXPECT_EQ(part.index, static_cast<std::int64_t>(b));
+      total += part.size();
+      for (std::int64_t k = 0; k < part.size(); ++k) {
+        const std::int64_t position = r + k * shards;  // within the batch
+        EXPECT_EQ(part.indices[static_cast<std::size_t>(k)],
+                  expected[b].indices[static_cast<std::size_t>(position)]);
+        EXPECT_EQ(part.labels[static_cast<std::size_t>(k)],
+                  expected[b].labels[static_cast<std::size_t>(position)]);
+        EXPECT_EQ(std::memcmp(part.images.cdata() + k * image, expected[b].images.cdata() + position * image,
+                              sizeof(float) * image),
+                  0)
+            << "batch " << b << ", shard " << r << ", image " << k;
+      }
+    }
+    EXPECT_EQ(total, expected[b].size());
+    EXPECT_EQ(whole.whole_batch_size(static_cast<std::int64_t>(b)), expected[b].size());
+  }
+  EXPECT_EQ(parts[2][3].size(), 1);  // the last batch of 5: 2, 2 and 1
+}
+
+TEST(Loader, ShardOutsideTheCountIsRefused) {
+  LoaderOptions options{4, true, false, {}, 1, Prefetch::Never};
+  options.shard = {2, 2};
+  EXPECT_THROW(BatchLoader<float>(formula_dataset(10), options), resnet::Error);
+  options.shard = {0, 0};
+  EXPECT_THROW(BatchLoader<float>(formula_dataset(10), options), resnet::Error);
+}
+
 TEST(Loader, RestoredStateResumesTheSameSequence) {
   const LoaderOptions options{4, true, false, Augmentation::cifar(), 21, Prefetch::Never};
   BatchLoader<float> reference(formula_dataset(18), options);

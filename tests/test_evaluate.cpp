@@ -67,6 +67,43 @@ TEST(Evaluate, LossAccuracyAndPerClassCounts) {
   EXPECT_NEAR(e.loss, expected, 1e-6);
 }
 
+// Shards of the images (a data-parallel evaluation), merged by summing their counts, give the evaluation of
+// the whole set; a shard with nothing in a last batch (5 images over 3 shards in batches of 4) skips it.
+TEST(Evaluate, ShardsMergeIntoTheWholeEvaluation) {
+  FirstPixel model;
+  const resnet::train::Evaluation whole = resnet::train::evaluate(model, five_images(), 4);
+  std::vector<resnet::train::Evaluation> shards;
+  for (std::int64_t r = 0; r < 3; ++r)
+    shards.push_back(resnet::train::evaluate(model, five_images(), 4, {r, 3}));
+  EXPECT_EQ(shards[0].images + shards[1].images + shards[2].images, 5);
+  EXPECT_EQ(shards[2].images,
+            1);  // positions 2 of the first batch; none of the last (position 4 is shard 0's)
+  for (std::size_t r = 0; r < shards.size(); ++r) {
+    // The other shards' sums, added as an allreduce would.
+    const auto merged = resnet::train::merge(shards[r], [&](double* values, std::int64_t count) {
+      for (std::size_t other = 0; other < shards.size(); ++other) {
+        if (other == r) continue;
+        const auto& o = shards[other];
+        std::vector<double> theirs{o.loss * static_cast<double>(o.images), static_cast<double>(o.images)};
+        for (std::size_t c = 0; c < o.correct.size(); ++c) {
+          theirs.push_back(static_cast<double>(o.correct[c]));
+          theirs.push_back(static_cast<double>(o.total[c]));
+        }
+        ASSERT_EQ(static_cast<std::int64_t>(theirs.size()), count);
+        for (std::int64_t i = 0; i < count; ++i)
+          values[i] += theirs[static_cast<std::size_t>(i)];
+      }
+    });
+    EXPECT_EQ(merged.images, 5);
+    EXPECT_DOUBLE_EQ(merged.accuracy, whole.accuracy);
+    // Each batch's loss is a float mean, and the shards batch the images differently: equal to float
+    // rounding.
+    EXPECT_NEAR(merged.loss, whole.loss, 1e-6 * whole.loss);
+    EXPECT_EQ(merged.correct, whole.correct);
+    EXPECT_EQ(merged.total, whole.total);
+  }
+}
+
 TEST(Evaluate, PutsEveryModuleBackInItsMode) {
   FirstPixel model;
   resnet::train::evaluate(model, five_images(), 4);

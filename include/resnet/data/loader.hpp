@@ -16,6 +16,11 @@
 // in a checkpoint and restoring them resumes the same sequence, mid-epoch included, and a batch's contents
 // cannot depend on the batch size of earlier batches, on the background thread or on the thread count.
 //
+// A data-parallel run gives each process a shard (LoaderOptions::shard), as torch's DistributedSampler: every
+// process draws the same epoch order and the same batches of batch_size positions, and process r of N takes
+// the positions r, r + N, r + 2N, ... of each batch, augmented by their global position. So N processes see,
+// update by update, exactly the images one process with the whole batch sees.
+//
 // With prefetch on, one worker thread (started once, alive as long as the loader) assembles the next batch
 // while the caller computes on the current one. Each batch owns fresh storage, so a batch the caller keeps
 // (or a layer caches for backward) is never overwritten.
@@ -45,13 +50,20 @@ namespace resnet::data {
 enum class Prefetch { Auto, Always, Never };
 inline constexpr std::int64_t kPrefetchMinElements = 1 << 15;
 
+// Process `index` of `count` in a data-parallel run: which positions of each batch it takes.
+struct Shard {
+  std::int64_t index = 0;
+  std::int64_t count = 1;
+};
+
 struct LoaderOptions {
-  std::int64_t batch_size = 128;
+  std::int64_t batch_size = 128;  // of the whole batch, over every shard
   bool shuffle = true;
   bool drop_last = false;     // drop the last batch when it would be smaller than batch_size
   Augmentation augmentation;  // none by default; Augmentation::cifar() for the standard recipe
   std::uint64_t seed = 0;
   Prefetch prefetch = Prefetch::Auto;
+  Shard shard = {};  // this process's share of each batch
 };
 
 // Where the loader is: the next batch to hand out is batch `batch` of epoch `epoch`.
@@ -107,6 +119,9 @@ class BatchLoader {
     check(options_.batch_size >= 1, "BatchLoader: batch_size must be at least 1, got ", options_.batch_size);
     check(options_.augmentation.crop_padding >= 0, "BatchLoader: negative crop padding ",
           options_.augmentation.crop_padding);
+    check(
+        options_.shard.count >= 1 && options_.shard.index >= 0 && options_.shard.index < options_.shard.count,
+        "BatchLoader: shard ", options_.shard.index, " of ", options_.shard.count, " does not exist");
     check(!options_.drop_last || dataset_.size() >= options_.batch_size,
           "BatchLoader: drop_last with batch_size ", options_.batch_size, " leaves no batch of the ",
           dataset_.size(), " images of '", dataset_.name, "'");
@@ -185,15 +200,24 @@ class BatchLoader {
     start_epoch(state.epoch, state.batch);
   }
 
-  // Batch `index` of an epoch with the given order, built on the calling thread.
-  Batch<T> assemble(const std::vector<std::int64_t>& order, std::int64_t epoch, std::int64_t index) const {
+  // The number of images of batch `index` over every shard (batch_size but for a last, partial one).
+  std::int64_t whole_batch_size(std::int64_t index) const {
     const std::int64_t begin = index * options_.batch_size;
-    const std::int64_t end = std::min(begin + options_.batch_size, dataset_.size());
+    return std::clamp<std::int64_t>(dataset_.size() - begin, 0, options_.batch_size);
+  }
+
+  // Batch `index` of an epoch with the given order (this shard's positions of it), built on the calling
+  // thread.
+  Batch<T> assemble(const std::vector<std::int64_t>& order, std::int64_t epoch, std::int64_t index) const {
+    const std::int64_t begin = index * options_.batch_size + options_.shard.index;
+    const std::int64_t end = index * options_.batch_size + whole_batch_size(index);
+    const std::int64_t step = options_.shard.count;
+    const std::int64_t count = begin < end ? (end - begin + step - 1) / step : 0;
     const std::int64_t channels = dataset_.channels(), height = dataset_.height(), width = dataset_.width();
     const std::int64_t image = channels * height * width;
-    Batch<T> batch{Tensor<T>({end - begin, channels, height, width}), {}, {}, epoch, index};
+    Batch<T> batch{Tensor<T>({count, channels, height, width}), {}, {}, epoch, index};
     std::vector<std::uint8_t> augmented(static_cast<std::size_t>(image));
-    for (std::int64_t position = begin; position < end; ++position) {
+    for (std::int64_t position = begin, k = 0; position < end; position += step, ++k) {
       const std::int64_t i = order[static_cast<std::size_t>(position)];
       const std::uint8_t* pixels = dataset_.images.data() + i * image;
       if (options_.augmentation.active()) {
@@ -203,7 +227,7 @@ class BatchLoader {
         pixels = augmented.data();
       }
       normalize_image(pixels, channels, height * width, dataset_.normalization,
-                      batch.images.data() + (position - begin) * image);
+                      batch.images.data() + k * image);
       batch.labels.push_back(dataset_.labels[static_cast<std::size_t>(i)]);
       batch.indices.push_back(i);
     }

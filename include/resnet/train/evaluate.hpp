@@ -7,8 +7,10 @@
 //   std::printf("test loss %.4f, accuracy %.2f%%\n", test.loss, 100 * test.accuracy);
 //
 // The loss is CrossEntropyLoss without label smoothing, averaged over the images; every module of the model
-// is left in the mode it was in.
+// is left in the mode it was in. With a shard (data/loader.hpp), a data-parallel process evaluates its share
+// of the images: `images`, the loss sum and the per-class counts then add up over the processes (merge).
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -24,14 +26,17 @@ namespace resnet::train {
 struct Evaluation {
   double loss = 0, accuracy = 0;
   std::vector<std::int64_t> correct, total;  // per class, index = label
+  std::int64_t images = 0;                   // evaluated
 };
 
 // Model: any module whose forward takes [B, C, H, W] images to [B, classes] logits.
 template <typename Model>
-Evaluation evaluate(Model& model, const data::Dataset& dataset, int batch_size) {
+Evaluation evaluate(Model& model, const data::Dataset& dataset, int batch_size, data::Shard shard = {}) {
   using T = typename Model::Scalar;
   const nn::EvalModeGuard<Model> eval(model);
-  data::BatchLoader<T> loader(dataset, {batch_size, false, false, {}, 0});
+  data::LoaderOptions options{batch_size, false, false, {}, 0};
+  options.shard = shard;
+  data::BatchLoader<T> loader(dataset, options);
   nn::CrossEntropyLoss<T> loss;
   Evaluation result;
   result.correct.assign(dataset.class_names.size(), 0);
@@ -41,6 +46,8 @@ Evaluation evaluate(Model& model, const data::Dataset& dataset, int batch_size) 
   data::Batch<T> batch;
   loader.start_epoch(0);
   while (loader.next(batch)) {
+    if (batch.size() == 0) continue;  // a shard's share of a last batch smaller than the shard count
+    result.images += batch.size();
     const Tensor<T> logits = model.forward(batch.images);
     loss_sum += static_cast<double>(loss.forward(logits, batch.labels)) * static_cast<double>(batch.size());
     const std::vector<int> predicted = nn::argmax(logits);
@@ -53,9 +60,36 @@ Evaluation evaluate(Model& model, const data::Dataset& dataset, int batch_size) 
       }
     }
   }
-  result.loss = loss_sum / static_cast<double>(dataset.size());
-  result.accuracy = static_cast<double>(correct) / static_cast<double>(dataset.size());
+  const double images = static_cast<double>(std::max<std::int64_t>(result.images, 1));
+  result.loss = loss_sum / images;
+  result.accuracy = static_cast<double>(correct) / images;
   return result;
+}
+
+// The evaluation of all the shards' images together, from each shard's: `sum` adds a vector of doubles over
+// the processes, in place (a data-parallel run's allreduce). Every process gets the same result.
+template <typename Sum>
+Evaluation merge(const Evaluation& shard, Sum&& sum) {
+  const std::size_t classes = shard.correct.size();
+  std::vector<double> totals{shard.loss * static_cast<double>(shard.images),
+                             static_cast<double>(shard.images)};
+  for (std::size_t c = 0; c < classes; ++c) {
+    totals.push_back(static_cast<double>(shard.correct[c]));
+    totals.push_back(static_cast<double>(shard.total[c]));
+  }
+  sum(totals.data(), static_cast<std::int64_t>(totals.size()));
+  Evaluation merged;
+  merged.images = static_cast<std::int64_t>(totals[1]);
+  std::int64_t correct = 0;
+  for (std::size_t c = 0; c < classes; ++c) {
+    merged.correct.push_back(static_cast<std::int64_t>(totals[2 + 2 * c]));
+    merged.total.push_back(static_cast<std::int64_t>(totals[3 + 2 * c]));
+    correct += merged.correct.back();
+  }
+  const double images = static_cast<double>(std::max<std::int64_t>(merged.images, 1));
+  merged.loss = totals[0] / images;
+  merged.accuracy = static_cast<double>(correct) / images;
+  return merged;
 }
 
 }  // namespace resnet::train
