@@ -7,7 +7,12 @@ never goes back, and it is at most one epoch behind metrics.csv (which is writte
 reaches the end, and the last one, must end bitwise where an uninterrupted run does (same tensors in the final
 checkpoint, same losses and accuracies). Standard library only.
 
+With --launcher (say "mpirun --allow-run-as-root --oversubscribe -np 2") every run is a data-parallel job of
+that many ranks, and a kill is a SIGKILL to the launcher and every rank at once (its whole process group), as
+when a job's allocation ends.
+
 Usage: python3 tools/kill_resume_test.py --train build/examples/train_cifar10 [--kills 20] [--seed 1] [--epochs 4]
+                                         [--launcher "mpirun -np 2"]
 """
 import argparse
 import collections
@@ -15,6 +20,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import struct
@@ -130,6 +136,7 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--launcher", default="", help="command before the trainer, e.g. mpirun -np 2")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="resnet_kill_resume_")
@@ -140,11 +147,24 @@ def main():
 
     def command(run_dir):
         # 80 images in batches of 16: 5 updates an epoch
-        return [args.train, "--data", data, "--epochs", str(args.epochs), "--batch-size", "16", "--width", "4",
+        return shlex.split(args.launcher) + [args.train, "--data", data, "--epochs", str(args.epochs), "--batch-size", "16", "--width", "4",
                 "--lr", "0.05", "--threads", "1", "--no-progress", "--checkpoint-dir", run_dir, "--resume"]
 
     def start(run_dir, log):
-        return subprocess.Popen(command(run_dir), stdout=log, stderr=subprocess.STDOUT, env=env)
+        # A session of its own, so that a kill reaches the launcher and every process it started.
+        return subprocess.Popen(command(run_dir), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+    def kill(process):
+        os.killpg(process.pid, signal.SIGKILL)
+        code = process.wait()
+        for _ in range(500):  # until no process of the group is left to write into the run directory
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        return code
 
     try:
         whole = os.path.join(work, "whole")
@@ -172,8 +192,7 @@ def main():
                 try:
                     code = process.wait(timeout=rng.uniform(0, duration))
                 except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGKILL)
-                    code = process.wait()
+                    code = kill(process)
             if code == -signal.SIGKILL:
                 kills += 1
                 newest, epochs = check_after_kill(run_dir, newest)

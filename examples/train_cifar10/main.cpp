@@ -2,7 +2,7 @@
 // or MNIST with the standard recipe (SGD with Nesterov momentum, weight decay, one-cycle / cosine / step
 // schedule, crop + flip augmentation), showing a progress bar, evaluating on the test split every epoch,
 // writing metrics.csv and a checkpoint per epoch (and on Ctrl-C), resuming with --resume, and plotting the
-// curves at the end.
+// curves at the end. Under mpirun it trains data-parallel over the ranks (training.hpp, ranks.hpp).
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -45,6 +45,8 @@ void plot(const std::string& checkpoint_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun: this rank of the job (MPI starts here, before the arguments are read).
+  const train::Ranks ranks = train::Ranks::of_job(argc, argv);
   CLI::App app{"Train a ResNet (ResNet18 by default) on CIFAR-10, Fashion-MNIST or MNIST"};
   // An option given twice takes its last value, so that scripts/train.sh's defaults can be overridden.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -103,7 +105,13 @@ int main(int argc, char** argv) {
                "onecycle: keep --momentum fixed instead of cycling it between 0.95 and 0.85");
   app.add_flag("--zero-init-residual", config.zero_init_residual,
                "start each residual block's last BatchNorm at weight 0 (torchvision's zero_init_residual)");
-  app.add_option("--threads", config.threads, "OpenMP threads (default: all cores)");
+  app.add_option(
+      "--threads", config.threads,
+      "OpenMP threads (per rank under mpirun; default: the cores, shared by the ranks on a machine)");
+  app.add_flag(
+      "--sync-bn", config.sync_bn,
+      "under mpirun: BatchNorm statistics over the whole batch (torch.nn.SyncBatchNorm), so that N ranks "
+      "train as one process would; default: each rank's share alone, as DDP");
   app.add_option("--precision", config.precision,
                  "fp32, bf16 (operands of convs and Linear rounded to bfloat16, as torch.autocast) or auto "
                  "(bf16 where the CPU has AVX512-BF16 or AMX)")
@@ -149,10 +157,12 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, request_stop);
   try {
     // run() sets the thread count and conv search too; set here, so that runtime_info reports them.
+    if (config.threads <= 0 && ranks.size() > 1) config.threads = ranks.default_threads();
     if (config.threads > 0) resnet::set_num_threads(config.threads);
     if (config.conv_search) resnet::set_conv_search(true);
-    std::printf("%s\n", resnet::runtime_info().c_str());
-    const train::Outcome outcome = train::run(config, stop_requested);
+    if (ranks.leader()) std::printf("%s\n", resnet::runtime_info().c_str());
+    const train::Outcome outcome = train::run(config, stop_requested, ranks);
+    if (!ranks.leader()) return outcome.interrupted && stop_requested.load() ? 130 : 0;
     if (outcome.interrupted) {
       std::printf(
           "Stopped after %lld updates; checkpoint %s. Continue with the same command plus --resume.\n",
@@ -162,8 +172,14 @@ int main(int argc, char** argv) {
     std::printf("\nTest accuracy: %.2f%% (loss %.4f) after %lld updates\n", 100 * outcome.final_test.accuracy,
                 outcome.final_test.loss, static_cast<long long>(outcome.updates));
     print_per_class(outcome);
-    plot(config.checkpoint_dir);
+    // A child process after MPI has started is what OpenMPI warns against: under mpirun, plot afterwards.
+    if (ranks.size() == 1)
+      plot(config.checkpoint_dir);
+    else
+      std::printf("Plot the curves with: bash tools/plot_metrics.sh %s/metrics.csv %s/curves.png\n",
+                  config.checkpoint_dir.c_str(), config.checkpoint_dir.c_str());
   } catch (const std::exception& e) {
+    ranks.abort_job(std::string("train_cifar10: ") + e.what());  // every rank ends, not only this one
     std::fprintf(stderr, "train_cifar10: %s\n", e.what());
     return 1;
   }

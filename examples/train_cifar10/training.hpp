@@ -8,6 +8,12 @@
 // buffers, the loader position (its randomness is a pure function of seed, epoch and position), the update
 // count (the schedule is a function of it), the running sums of the current epoch, and the metrics history.
 // So a run stopped at any step and resumed gives bitwise the same weights as one that never stopped.
+//
+// Under mpirun (ranks.hpp) the run is data-parallel: --batch-size stays the images per update, split evenly
+// over the ranks; each rank's loader takes its shard of every batch (DistributedSampler's order), the
+// gradients are averaged over the ranks as backward produces them (distributed::GradientReducer), and with
+// --sync-bn the BatchNorms use the statistics of the whole batch, so N ranks train as one process would.
+// Progress, metrics and checkpoints come from rank 0 alone; a checkpoint resumes on the same number of ranks.
 
 #include <algorithm>
 #include <atomic>
@@ -16,15 +22,23 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "architectures.hpp"
 #include "progress.hpp"
+#include "ranks.hpp"
 #include "resnet/resnet.hpp"
 #include "resnet/train/checkpoint.hpp"
+
+#ifdef RESNET_TRAIN_WITH_MPI
+#include "resnet/distributed/gradient_reducer.hpp"
+#include "resnet/distributed/sync_batchnorm.hpp"
+#endif
 
 namespace train {
 
@@ -68,6 +82,7 @@ struct Config {
   bool resume = false;
   std::int64_t max_steps = 0;  // > 0: stop with a checkpoint after this many updates in this process
   bool show_progress = true;
+  bool sync_bn = false;  // under mpirun: BatchNorm statistics over the whole batch (SyncBatchNorm)
 };
 
 struct EpochMetrics {
@@ -89,6 +104,14 @@ struct Outcome {
   std::int64_t updates = 0;  // optimizer steps taken so far, over all runs
   std::string checkpoint;    // the last checkpoint written
 };
+
+// The test evaluation of a run: each rank evaluates its shard of the images, and the counts are summed.
+template <typename Model>
+Evaluation evaluate_on_ranks(Model& model, const data::Dataset& test, int batch_size, const Ranks& ranks) {
+  const Evaluation shard = evaluate(model, test, batch_size, {ranks.rank(), ranks.size()});
+  if (ranks.size() == 1) return shard;
+  return resnet::train::merge(shard, [&](double* values, std::int64_t count) { ranks.sum(values, count); });
+}
 
 // The two splits, as the config asks.
 struct Splits {
@@ -196,7 +219,7 @@ inline arch::ModelArgs model_args(const Config& config, const arch::Arch& arch,
 // -------------------------------------------------------------------------------------------
 
 // The settings a resumed run must share with the run that wrote the checkpoint.
-inline std::map<std::string, std::string> run_fingerprint(const Config& c) {
+inline std::map<std::string, std::string> run_fingerprint(const Config& c, const Ranks& ranks) {
   std::ostringstream lr;
   lr.precision(17);
   lr << c.lr << ' ' << c.momentum << ' ' << c.weight_decay << ' ' << c.label_smoothing << ' '
@@ -214,7 +237,9 @@ inline std::map<std::string, std::string> run_fingerprint(const Config& c) {
           {"seed", std::to_string(c.seed)},
           {"width", std::to_string(c.width)},
           {"train_subset", std::to_string(c.train_subset)},
-          {"test_subset", std::to_string(c.test_subset)}};
+          {"test_subset", std::to_string(c.test_subset)},
+          {"ranks", std::to_string(ranks.size())},
+          {"sync_bn", c.sync_bn && ranks.size() > 1 ? "1" : "0"}};
 }
 
 inline std::string exact(double value) {
@@ -295,9 +320,12 @@ struct Position {
 };
 
 template <typename Model>
-std::string save_run_checkpoint(const Config& config, Model& model, resnet::optim::SGD<float>& sgd,
-                                const Position& at) {
-  auto metadata = run_fingerprint(config);
+std::string save_run_checkpoint(const Config& config, const Ranks& ranks, Model& model,
+                                resnet::optim::SGD<float>& sgd, const Position& at) {
+  const std::string path =
+      (std::filesystem::path(config.checkpoint_dir) / checkpoint_name(at.updates)).string();
+  if (!ranks.leader()) return path;  // every rank holds the same state: one writes it
+  auto metadata = run_fingerprint(config, ranks);
   metadata["loader_epoch"] = std::to_string(at.loader.epoch);
   metadata["loader_batch"] = std::to_string(at.loader.batch);
   metadata["updates"] = std::to_string(at.updates);
@@ -306,8 +334,6 @@ std::string save_run_checkpoint(const Config& config, Model& model, resnet::opti
   metadata["epoch_seen"] = std::to_string(at.epoch_seen);
   metadata["epoch_seconds"] = exact(at.epoch_seconds);
   metadata["history"] = history_csv(at.history);
-  const std::string path =
-      (std::filesystem::path(config.checkpoint_dir) / checkpoint_name(at.updates)).string();
   resnet::io::save_checkpoint(path, model, sgd, metadata);
   // Keep the newest two: the previous one stays until the new one is safely renamed into place.
   const auto all = checkpoints_newest_first(config.checkpoint_dir);
@@ -319,21 +345,27 @@ std::string save_run_checkpoint(const Config& config, Model& model, resnet::opti
 // The run's settings are checked before any tensor is loaded, so that a resume with another --arch is told
 // so by name rather than by the model's keys.
 template <typename Model>
-Position load_run_checkpoint(const std::string& path, const Config& config, Model& model,
+Position load_run_checkpoint(const std::string& path, const Config& config, const Ranks& ranks, Model& model,
                              resnet::optim::SGD<float>& sgd) {
   resnet::io::Safetensors file = resnet::io::read_safetensors(path);
   const resnet::io::Metadata& metadata = file.metadata;
   const auto field = [&](const std::string& key) {
     const auto it = metadata.find(key);
-    // Checkpoints from before --arch were all of resnet18.
+    // Checkpoints from before --arch were all of resnet18, and those from before MPI of one process.
     if (it == metadata.end() && key == "arch") return std::string("resnet18");
+    if (it == metadata.end() && key == "ranks") return std::string("1");
+    if (it == metadata.end() && key == "sync_bn") return std::string("0");
     resnet::check(it != metadata.end(), "checkpoint ", path, ": missing metadata '", key, "'");
     return it->second;
   };
-  for (const auto& [key, value] : run_fingerprint(config))
+  for (const auto& [key, value] : run_fingerprint(config, ranks)) {
+    resnet::check(key != "ranks" || field(key) == value, "checkpoint ", path, " was written by ", field(key),
+                  " ranks and this run has ", value, ": resume it with mpirun -np ", field(key),
+                  " (each rank's share of a batch, and so the run, depends on the number of ranks)");
     resnet::check(field(key) == value, "checkpoint ", path, " was written with ", key, " = '", field(key),
                   "', this run has '", value,
                   "': resume with the same settings or use another --checkpoint-dir");
+  }
   Position at;
   at.loader = {config.seed, std::stoll(field("loader_epoch")), std::stoll(field("loader_batch"))};
   at.updates = std::stoll(field("updates"));
@@ -350,10 +382,12 @@ Position load_run_checkpoint(const std::string& path, const Config& config, Mode
 
 // The run, for the model `config.arch` names: the data and weights first, then train_model over that type.
 template <typename Model>
-Outcome train_model(const Config& config, const Splits& splits, const resnet::io::Safetensors* weights,
-                    Model& model, const std::atomic<bool>& stop_requested);
+Outcome train_model(const Config& config, const Ranks& ranks, const Splits& splits,
+                    const resnet::io::Safetensors* weights, Model& model,
+                    const std::atomic<bool>& stop_requested);
 
-inline Outcome train_and_evaluate(const Config& config, const std::atomic<bool>& stop_requested) {
+inline Outcome train_and_evaluate(const Config& config, const Ranks& ranks,
+                                  const std::atomic<bool>& stop_requested) {
   resnet::check(config.epochs >= 1, "--epochs must be >= 1, got ", config.epochs);
   resnet::check(config.batch_size >= 1, "--batch-size must be >= 1, got ", config.batch_size);
   const arch::Arch arch = arch::parse_arch(config.arch);
@@ -371,38 +405,53 @@ inline Outcome train_and_evaluate(const Config& config, const std::atomic<bool>&
     resnet::check(splits.train.channels() == 1, "the model takes ", args.in_channels, " channels and ",
                   splits.train.name, " has ", splits.train.channels(), ": give --in-channels ",
                   splits.train.channels(), " or weights for such images");
-    std::printf("Repeating the %s images' one channel %d times for the model's first conv.\n",
-                config.dataset.c_str(), args.in_channels);
+    if (ranks.leader())
+      std::printf("Repeating the %s images' one channel %d times for the model's first conv.\n",
+                  config.dataset.c_str(), args.in_channels);
     splits.train = splits.train.repeat_channel(args.in_channels);
     splits.test = splits.test.repeat_channel(args.in_channels);
   }
-  return arch::with_model(
-      arch, args, [&](auto& model) { return train_model(config, splits, init, model, stop_requested); });
+  return arch::with_model(arch, args, [&](auto& model) {
+    return train_model(config, ranks, splits, init, model, stop_requested);
+  });
 }
 
 template <typename Model>
-Outcome train_model(const Config& config, const Splits& splits, const resnet::io::Safetensors* weights,
-                    Model& model, const std::atomic<bool>& stop_requested) {
+Outcome train_model(const Config& config, const Ranks& ranks, const Splits& splits,
+                    const resnet::io::Safetensors* weights, Model& model,
+                    const std::atomic<bool>& stop_requested) {
+  const std::int64_t rank_count = ranks.size(), images = splits.train.size();
+  resnet::check(config.batch_size % rank_count == 0, "--batch-size ", config.batch_size,
+                " (images per update) does not split evenly over ", rank_count, " ranks: give a multiple of ",
+                rank_count);
+  const std::int64_t last = images % config.batch_size;
+  resnet::check(last == 0 || last >= rank_count, "the last batch of an epoch holds ", last, " of the ",
+                images, " training images, fewer than the ", rank_count,
+                " ranks: choose a --batch-size or --train-subset that leaves each rank an image");
   data::LoaderOptions options;
   options.batch_size = config.batch_size;
+  options.shard = {ranks.rank(), rank_count};
   options.seed = config.seed;
   resnet::check(config.crop_padding >= 0, "--crop-padding must be >= 0, got ", config.crop_padding);
   options.augmentation = {config.crop_padding, config.flip && config.dataset != "mnist"};
   data::BatchLoader<float> loader(splits.train, options);
   const std::int64_t steps_per_epoch = loader.batches_per_epoch();
 
-  std::printf("Model: %s, %lld parameters.\n", config.arch.c_str(),
-              static_cast<long long>(model.parameter_count()));
+  // What every rank would print, printed once.
+  const auto say = [&](const char* format, auto... values) {
+    if (ranks.leader()) std::printf(format, values...);
+  };
+  say("Model: %s, %lld parameters.\n", config.arch.c_str(), static_cast<long long>(model.parameter_count()));
   if (config.zero_init_residual) model.zero_init_residual();
   model.set_precision(resnet::parse_precision(config.precision));
-  std::printf("Precision: %s%s\n", resnet::precision_name(model.precision()),
-              config.precision == "auto" ? " (auto: bf16 where the CPU multiplies bf16 natively)" : "");
+  say("Precision: %s%s\n", resnet::precision_name(model.precision()),
+      config.precision == "auto" ? " (auto: bf16 where the CPU multiplies bf16 natively)" : "");
   if (weights) {
     resnet::io::LoadOptions load;
     load.skip_prefixes = config.skip_prefixes;
     const auto report = resnet::io::load_state(model, *weights, load, config.init_weights);
-    std::printf("Initialised %zu tensors from %s (%zu skipped).\n", report.loaded.size(),
-                config.init_weights.c_str(), report.skipped.size());
+    say("Initialised %zu tensors from %s (%zu skipped).\n", report.loaded.size(), config.init_weights.c_str(),
+        report.skipped.size());
   }
   const auto params = model.named_parameters();
   auto groups = config.decay_bn_and_bias
@@ -423,18 +472,47 @@ Outcome train_model(const Config& config, const Splits& splits, const resnet::io
                 "): continue that run with --resume, or start this one in a new --checkpoint-dir");
   if (config.resume) {
     if (found.empty()) {
-      std::printf("No checkpoint in %s: starting a fresh run.\n", config.checkpoint_dir.c_str());
+      say("No checkpoint in %s: starting a fresh run.\n", config.checkpoint_dir.c_str());
     } else {
-      at = load_run_checkpoint(found.front().string(), config, model, sgd);
+      at = load_run_checkpoint(found.front().string(), config, ranks, model, sgd);
       outcome.checkpoint = found.front().string();
-      std::printf("Resuming from %s (epoch %lld, batch %lld of %lld).\n", found.front().c_str(),
-                  static_cast<long long>(at.loader.epoch + 1), static_cast<long long>(at.loader.batch),
-                  static_cast<long long>(steps_per_epoch));
+      say("Resuming from %s (epoch %lld, batch %lld of %lld).\n", found.front().c_str(),
+          static_cast<long long>(at.loader.epoch + 1), static_cast<long long>(at.loader.batch),
+          static_cast<long long>(steps_per_epoch));
     }
   }
 
-  std::filesystem::create_directories(config.checkpoint_dir);
-  remove_interrupted_saves(config.checkpoint_dir);
+  if (ranks.leader()) {
+    std::filesystem::create_directories(config.checkpoint_dir);
+    remove_interrupted_saves(config.checkpoint_dir);
+  }
+  // The data-parallel parts: one model on every rank (rank 0's), BatchNorm over the whole batch if asked,
+  // and after each step's backward the gradients averaged (started as backward goes) and, with per-rank
+  // BatchNorm, rank 0's running statistics on every rank (DDP's broadcast_buffers), so that the ranks
+  // evaluate and save one model.
+  resnet::check(ranks.agree(at.updates), "the ranks resumed at different updates: give --checkpoint-dir a ",
+                "directory every rank sees (rank 0 writes the checkpoints)");
+  resnet::nn::GradientsReady gradients_ready;
+  std::function<void()> synchronize_step = [] {};
+#ifdef RESNET_TRAIN_WITH_MPI
+  std::optional<resnet::distributed::GradientReducer<float>> reducer;
+  if (rank_count > 1) {
+    const resnet::distributed::Communicator& world = *ranks.world();
+    resnet::distributed::broadcast_state(world, model);
+    if (config.sync_bn) resnet::distributed::synchronize_batchnorm(world, model);
+    reducer.emplace(world, model);
+    gradients_ready = reducer->ready();
+    synchronize_step = [&reducer, &world, &model, sync_bn = config.sync_bn] {
+      reducer->finish();
+      if (!sync_bn) resnet::distributed::broadcast_buffers(world, model);
+    };
+  }
+#endif
+  say("Ranks: %lld, %lld images each per update%s.\n", static_cast<long long>(rank_count),
+      static_cast<long long>(config.batch_size / rank_count),
+      rank_count == 1  ? ""
+      : config.sync_bn ? ", BatchNorm over the whole batch"
+                       : ", BatchNorm per rank");
   std::int64_t updates_this_process = 0;
   for (std::int64_t epoch = at.loader.epoch; epoch < config.epochs; ++epoch) {
     loader.start_epoch(epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
@@ -443,6 +521,7 @@ Outcome train_model(const Config& config, const Splits& splits, const resnet::io
       at.epoch_correct = at.epoch_seen = 0;
       at.epoch_seconds = 0;
     }
+    const bool show_progress = config.show_progress && ranks.leader();
     ProgressBar progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs),
                          steps_per_epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
     data::Batch<float> batch;
@@ -456,29 +535,47 @@ Outcome train_model(const Config& config, const Splits& splits, const resnet::io
       resnet::check(std::isfinite(loss), "training diverged: loss is ", loss, " at update ", at.updates,
                     " (epoch ", epoch + 1, ", batch ", batch.index + 1, "); the last checkpoint in ",
                     config.checkpoint_dir, " is from before it. Try a lower --lr.");
-      model.backward(criterion.backward(), resnet::nn::InputGrad::Skip);
+      // Each rank's loss is the mean over its share; averaged over the ranks, the gradients are those of the
+      // whole batch's mean as long as the shares are equal. A last, partial batch may split unevenly: each
+      // rank's share then weighs by its size.
+      Tensor<float> grad_logits = criterion.backward();
+      const std::int64_t whole = loader.whole_batch_size(batch.index);
+      if (batch.size() * rank_count != whole) {
+        const float weight = static_cast<float>(batch.size() * rank_count) / static_cast<float>(whole);
+        float* g = grad_logits.data();
+        for (std::int64_t i = 0; i < grad_logits.numel(); ++i)
+          g[i] *= weight;
+      }
+      model.backward(grad_logits, resnet::nn::InputGrad::Skip, gradients_ready);
+      synchronize_step();
       sgd.step();
       ++at.updates;
       ++updates_this_process;
 
       const std::vector<int> predicted = resnet::nn::argmax(logits);
+      std::int64_t correct = 0;
       for (std::size_t n = 0; n < predicted.size(); ++n)
-        at.epoch_correct += predicted[n] == batch.labels[n];
-      at.epoch_loss_sum += static_cast<double>(loss) * static_cast<double>(batch.size());
-      at.epoch_seen += batch.size();
+        correct += predicted[n] == batch.labels[n];
+      // The batch's sums over every rank, and whether any rank was asked to stop: all stop together.
+      double sums[4] = {static_cast<double>(loss) * static_cast<double>(batch.size()),
+                        static_cast<double>(correct), static_cast<double>(batch.size()),
+                        stop_requested.load() ? 1.0 : 0.0};
+      ranks.sum(sums, 4);
+      at.epoch_loss_sum += sums[0];
+      at.epoch_correct += static_cast<std::int64_t>(sums[1]);
+      at.epoch_seen += static_cast<std::int64_t>(sums[2]);
       const auto now = std::chrono::steady_clock::now();
       at.epoch_seconds += std::chrono::duration<double>(now - last).count();
       last = now;
       at.loader = loader.state();
       const double seen = static_cast<double>(at.epoch_seen);
-      if (config.show_progress)
+      if (show_progress)
         progress.update(batch.index + 1, at.epoch_loss_sum / seen,
                         static_cast<double>(at.epoch_correct) / seen, seen / at.epoch_seconds);
 
-      const bool stop =
-          stop_requested.load() || (config.max_steps > 0 && updates_this_process >= config.max_steps);
+      const bool stop = sums[3] > 0 || (config.max_steps > 0 && updates_this_process >= config.max_steps);
       if (stop && loader.state().batch < steps_per_epoch) {
-        outcome.checkpoint = save_run_checkpoint(config, model, sgd, at);
+        outcome.checkpoint = save_run_checkpoint(config, ranks, model, sgd, at);
         outcome.interrupted = true;
         outcome.updates = at.updates;
         outcome.history = at.history;
@@ -486,30 +583,34 @@ Outcome train_model(const Config& config, const Splits& splits, const resnet::io
       }
     }
 
-    outcome.final_test = evaluate(model, splits.test, config.batch_size);
+    outcome.final_test = evaluate_on_ranks(model, splits.test, config.batch_size, ranks);
     const double seen = static_cast<double>(at.epoch_seen);
     at.history.push_back({epoch + 1, at.epoch_loss_sum / seen, static_cast<double>(at.epoch_correct) / seen,
                           outcome.final_test.loss, outcome.final_test.accuracy, seen / at.epoch_seconds,
                           at.epoch_seconds});
     const EpochMetrics& m = at.history.back();
-    std::printf("epoch %lld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f img/s, %.0f s\n",
-                static_cast<long long>(m.epoch), m.train_loss, 100 * m.train_acc, m.test_loss,
-                100 * m.test_acc, m.images_per_sec, m.seconds);
+    say("epoch %lld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f img/s, %.0f s\n",
+        static_cast<long long>(m.epoch), m.train_loss, 100 * m.train_acc, m.test_loss, 100 * m.test_acc,
+        m.images_per_sec, m.seconds);
     at.loader = {config.seed, epoch + 1, 0};
-    const std::string csv = history_csv(at.history);
-    resnet::io::AtomicFile metrics((std::filesystem::path(config.checkpoint_dir) / "metrics.csv").string());
-    metrics.write(csv.data(), csv.size());
-    metrics.commit();
-    outcome.checkpoint = save_run_checkpoint(config, model, sgd, at);
-    const bool stop =
-        stop_requested.load() || (config.max_steps > 0 && updates_this_process >= config.max_steps);
+    if (ranks.leader()) {
+      const std::string csv = history_csv(at.history);
+      resnet::io::AtomicFile metrics((std::filesystem::path(config.checkpoint_dir) / "metrics.csv").string());
+      metrics.write(csv.data(), csv.size());
+      metrics.commit();
+    }
+    outcome.checkpoint = save_run_checkpoint(config, ranks, model, sgd, at);
+    double stop_votes = stop_requested.load() ? 1.0 : 0.0;  // all ranks stop together
+    ranks.sum(&stop_votes, 1);
+    const bool stop = stop_votes > 0 || (config.max_steps > 0 && updates_this_process >= config.max_steps);
     if (stop && epoch + 1 < config.epochs) {
       outcome.interrupted = true;
       break;
     }
   }
   // A resumed run that had already finished still reports its final test evaluation.
-  if (outcome.final_test.total.empty()) outcome.final_test = evaluate(model, splits.test, config.batch_size);
+  if (outcome.final_test.total.empty())
+    outcome.final_test = evaluate_on_ranks(model, splits.test, config.batch_size, ranks);
   outcome.updates = at.updates;
   outcome.history = at.history;
   return outcome;
@@ -517,14 +618,14 @@ Outcome train_model(const Config& config, const Splits& splits, const resnet::io
 
 // The run: train_and_evaluate, with the conv choices of config.conv_choices loaded first (if the file
 // exists) and saved at the end, so that a run with --conv-search can be repeated with its choices.
-inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested) {
+inline Outcome run(const Config& config, const std::atomic<bool>& stop_requested, const Ranks& ranks = {}) {
   if (config.conv_search) resnet::set_conv_search(true);
   if (!config.conv_choices.empty() && std::filesystem::exists(config.conv_choices))
     std::printf("Loaded %zu conv choices from %s.\n", resnet::io::load_conv_choices(config.conv_choices),
                 config.conv_choices.c_str());
-  Outcome outcome = train_and_evaluate(config, stop_requested);
-  if (!config.conv_choices.empty()) resnet::io::save_conv_choices(config.conv_choices);
-  if (resnet::conv_search() || !config.conv_choices.empty())
+  Outcome outcome = train_and_evaluate(config, ranks, stop_requested);
+  if (!config.conv_choices.empty() && ranks.leader()) resnet::io::save_conv_choices(config.conv_choices);
+  if ((resnet::conv_search() || !config.conv_choices.empty()) && ranks.leader())
     std::printf("%s%s%s\n", resnet::kernels::conv_search_info().c_str(),
                 config.conv_choices.empty() ? "" : "; saved to ", config.conv_choices.c_str());
   return outcome;
