@@ -1,11 +1,12 @@
 #pragma once
 // Data-parallel gradient averaging, as PyTorch's DistributedDataParallel: after every rank's backward of its
 // share of the batch, each gradient becomes the mean over the ranks, so every rank takes the same SGD step.
-// The gradients live in one allocation (nn/flat_parameters.hpp), cut into buckets of about 25 MB at
-// parameter boundaries, from the last parameter back (DDP's bucket_cap_mb). Backward produces gradients in
-// that order, and tells which are final (nn::GradientsReady); each bucket's MPI_Iallreduce starts as soon as
-// its gradients are, so the reductions overlap the rest of backward. finish() waits for them and divides by
-// the world size.
+// The gradients live in one allocation (nn/flat_parameters.hpp), cut into buckets of about 4 MB at
+// parameter boundaries, from the last parameter back (DDP's bucket_cap_mb, 25 MB there). Backward produces
+// gradients in that order, and tells which are final (nn::GradientsReady); each bucket's MPI_Iallreduce
+// starts as soon as its gradients are, so the reductions overlap the rest of backward. finish() waits for
+// them and divides by the world size. The first parameters' bucket can only start when backward ends, so it
+// should be small: with 25 MB buckets it holds 16 MB of ResNet18's 45 (benchmarks/README.md).
 //
 //   distributed::GradientReducer<float> reducer(world, net);
 //   net.backward(grad, nn::InputGrad::Skip, reducer.ready());   // buckets start as backward goes
@@ -31,7 +32,7 @@ namespace resnet::distributed {
 template <typename T>
 class GradientReducer {
  public:
-  static constexpr std::int64_t kDefaultBucketBytes = 25 << 20;
+  static constexpr std::int64_t kDefaultBucketBytes = 4 << 20;
 
   // For `model` (a module with flat_parameters(), as models::ResNet): buckets of about bucket_bytes.
   template <typename Model>
