@@ -14,6 +14,10 @@
 
 #include "resnet/core/error.hpp"
 
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 #ifdef RESNET_TRAIN_WITH_MPI
 #include "resnet/distributed/communicator.hpp"
 #endif
@@ -66,12 +70,18 @@ class Ranks {
     return sums[1] * size_ == sums[0] * sums[0];
   }
 
-  // Threads per rank when --threads is not given: the cores shared by the ranks on this machine, so that N
-  // ranks of T threads do not oversubscribe them.
+  // Threads per rank when --threads is not given: the cores this process may run on when the launcher bound
+  // it to some (mpirun binds each of 2 or fewer ranks to one core), else the machine's cores shared by the
+  // ranks on it, so that N ranks of T threads do not oversubscribe them.
   int default_threads() const {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#ifdef __linux__
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && CPU_COUNT(&allowed) < cores)
+      return std::max(1, CPU_COUNT(&allowed));
+#endif
     const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     const int ranks_here = size_ > 1 && local ? std::max(1, std::atoi(local)) : 1;
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     return std::max(1, cores / ranks_here);
   }
 
