@@ -46,7 +46,13 @@ void plot(const std::string& checkpoint_dir) {
 
 int main(int argc, char** argv) {
   // Under mpirun: this rank of the job (MPI starts here, before the arguments are read).
-  const train::Ranks ranks = train::Ranks::of_job(argc, argv);
+  train::Ranks ranks;
+  try {
+    ranks = train::Ranks::of_job(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_cifar10: %s\n", e.what());
+    return 1;
+  }
   CLI::App app{"Train a ResNet (ResNet18 by default) on CIFAR-10, Fashion-MNIST or MNIST"};
   // An option given twice takes its last value, so that scripts/train.sh's defaults can be overridden.
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);

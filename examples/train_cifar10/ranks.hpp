@@ -40,6 +40,12 @@ class Ranks {
     }
 #else
     (void)argc, (void)argv;
+    // N copies of a one-process run would each train on everything and write the same files.
+    for (const char* variable : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+      if (const char* size = std::getenv(variable))
+        resnet::check(std::atoi(size) <= 1, "started as one of ", size,
+                      " MPI ranks, but this train_cifar10 was built without MPI: install it (sudo apt-get ",
+                      "install libopenmpi-dev openmpi-bin) and build again, or start one process");
 #endif
     return ranks;
   }
