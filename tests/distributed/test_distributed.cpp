@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "resnet/distributed/communicator.hpp"
@@ -51,6 +52,18 @@ std::vector<float> rank0s(const float* values, std::int64_t count) {
 
 TEST(Distributed, TheJobHasMoreThanOneRank) {
   EXPECT_GE(world->size(), 2) << "run under mpirun -np 2 or more";
+}
+
+// A failed MPI call is a resnet::Error naming the call, not the end of the job: every rank asks for a root
+// that does not exist, and every rank gets the error.
+TEST(Distributed, AFailedMpiCallThrowsNamingIt) {
+  float value = 1;
+  try {
+    world->broadcast(&value, 1, world->size());
+    ADD_FAILURE() << "a broadcast from rank " << world->size() << " of " << world->size() << " did not throw";
+  } catch (const resnet::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MPI_Bcast failed"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Distributed, BroadcastStateGivesEveryRankRankZerosModel) {

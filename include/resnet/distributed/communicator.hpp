@@ -125,6 +125,9 @@ class Communicator {
       owns_ = true;
       check(provided >= MPI_THREAD_FUNNELED, "MPI_Init_thread: this MPI provides thread level ", provided,
             ", below MPI_THREAD_FUNNELED");
+      // A failed call returns its code (MPI's default ends the job at once, without our message): check_mpi
+      // makes it a resnet::Error, and run() still ends every rank on it.
+      check_mpi(MPI_Comm_set_errhandler(comm(), MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     }
     check_mpi(MPI_Comm_rank(comm(), &rank_), "MPI_Comm_rank");
     check_mpi(MPI_Comm_size(comm(), &size_), "MPI_Comm_size");
