@@ -508,11 +508,10 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
     };
   }
 #endif
-  say("Ranks: %lld, %lld images each per update%s.\n", static_cast<long long>(rank_count),
-      static_cast<long long>(config.batch_size / rank_count),
-      rank_count == 1  ? ""
-      : config.sync_bn ? ", BatchNorm over the whole batch"
-                       : ", BatchNorm per rank");
+  if (rank_count > 1)
+    say("Ranks: %lld, %lld images each per update, BatchNorm %s.\n", static_cast<long long>(rank_count),
+        static_cast<long long>(config.batch_size / rank_count),
+        config.sync_bn ? "over the whole batch" : "per rank");
   std::int64_t updates_this_process = 0;
   for (std::int64_t epoch = at.loader.epoch; epoch < config.epochs; ++epoch) {
     loader.start_epoch(epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
