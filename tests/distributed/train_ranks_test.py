@@ -5,17 +5,20 @@
    checkpoint (weights, BatchNorm statistics, momentum) within float rounding of the 1-process run's, and the
    same test accuracy;
 2. without --sync-bn the 2-rank run is a different run (per-rank BatchNorm statistics, as DDP);
-3. a checkpoint of a 2-rank run refuses to resume on 1 process, naming the ranks to use.
+3. a checkpoint of a 2-rank run refuses to resume on 1 process, naming the ranks to use;
+4. a rank killed with SIGKILL (no chance to call MPI_Abort) ends the whole job, non-zero, without a hang.
 
 Usage: train_ranks_test.py MPIEXEC TRAIN_CIFAR10
 """
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
@@ -40,6 +43,22 @@ def largest_difference(a, b):
             worst = max(worst, abs(x - y))
             largest = max(largest, abs(x))
     return worst, largest
+
+
+def ranks_of(train, marker):
+    """The pids of the running `train` processes whose command line holds `marker`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0] == train.encode() and marker.encode() in argv:
+            pids.append(int(entry))
+    return sorted(pids)
 
 
 def main():
@@ -94,6 +113,33 @@ def main():
                 not in resumed.stdout:
             raise AssertionError(f"a 1-process resume of a 2-rank checkpoint was not refused:\n{resumed.stdout}")
         del stopped
+
+        # One rank dies without a word: the launcher sees it and ends the other, which would otherwise wait
+        # in its next allreduce forever.
+        died = os.path.join(work, "died")
+        job = subprocess.Popen(mpirun + [train, "--data", data, "--epochs", "100000", "--width", "8", "--threads",
+                                         "1", "--precision", "fp32", "--no-progress", "--checkpoint-dir", died],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        deadline = time.monotonic() + 60
+        while len(ranks_of(train, died)) < 2 and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.1)
+        time.sleep(1)  # into training
+        ranks = ranks_of(train, died)
+        if len(ranks) != 2:
+            job.kill()
+            raise AssertionError(f"the 2-rank run did not start 2 ranks: {ranks}")
+        os.kill(ranks[-1], signal.SIGKILL)
+        try:
+            job.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            for pid in ranks_of(train, died):
+                os.kill(pid, signal.SIGKILL)
+            raise AssertionError("a job whose rank was killed hung for 60 s")
+        left = ranks_of(train, died)
+        if job.returncode == 0 or left:
+            raise AssertionError(f"a job whose rank was killed exited {job.returncode}, ranks left: {left}")
+        print(f"a rank killed with SIGKILL: the job exited {job.returncode}, no rank left")
         print("train_ranks_test: PASS")
     except (AssertionError, subprocess.TimeoutExpired) as e:
         print(f"train_ranks_test: FAIL: {e} (work directory kept: {work})", file=sys.stderr)
