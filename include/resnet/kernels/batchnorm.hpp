@@ -94,7 +94,7 @@ BatchNormAcc<T> batchnorm_statistics(const T* x, std::int64_t N, std::int64_t C,
   using Acc = BatchNormAcc<T>;
   const Acc local_count = static_cast<Acc>(N * HW);
   const std::int64_t block = detail::channel_block(HW), blocks = (C + block - 1) / block;
-  const bool parallel = N * C * HW >= kBatchNormParallelMinElements;
+  [[maybe_unused]] const bool parallel = N * C * HW >= kBatchNormParallelMinElements;
   // The sums of channels [c0, c0 + channels): of x, or, given the channels' means m, of (x - m)^2.
   const auto sums_of_block = [&](std::int64_t c0, std::int64_t channels, const T* m,
                                  std::array<Acc, 1>* sums) {
@@ -203,7 +203,7 @@ void batchnorm_backward_with(const T* x, DyOfPlane dy_of_plane, const T* mean, c
   using Acc = BatchNormAcc<T>;
   const Acc local_count = static_cast<Acc>(N * HW);
   const std::int64_t block = channel_block(HW), blocks = (C + block - 1) / block;
-  const bool parallel = N * C * HW >= kBatchNormParallelMinElements;
+  [[maybe_unused]] const bool parallel = N * C * HW >= kBatchNormParallelMinElements;
   // Channels [c0, c0 + channels): their sum(dy), sum(dy * (x - mean)) into sums, added to dbeta and dgamma.
   const auto reduce_block = [&](std::int64_t c0, std::int64_t channels, std::array<Acc, 2>* sums) {
     sums_of(
