@@ -2,7 +2,7 @@
 // is SIGKILLed at random moments, many times. After every kill the checkpoint on disk must be one complete
 // save, bitwise (the last one that finished or the one in flight, never an older one, never a torn or mixed
 // file), and whatever the kill left behind (temporary files) must neither break the next save nor look like
-// a checkpoint to the training example. RESNET_KILL_TRIALS sets the number of kills (default 200).
+// a checkpoint to train::Checkpoints. RESNET_KILL_TRIALS sets the number of kills (default 200).
 
 #include <gtest/gtest.h>
 
@@ -30,7 +30,6 @@
 #include "resnet/resnet.hpp"
 #include "resnet/train/checkpoint.hpp"
 #include "support/data_files.hpp"
-#include "train_cifar10/training.hpp"
 
 namespace {
 
@@ -95,7 +94,7 @@ int trials_from_environment() {
 TEST(KillDuringSave, TheCheckpointIsAlwaysOneCompleteSave) {
   const int trials = trials_from_environment();
   resnet::testing::TempDir dir;
-  const std::string name = train::checkpoint_name(1), path = dir.file(name);
+  const std::string name = resnet::train::Checkpoints::file_name(1), path = dir.file(name);
   // Generation g of the checkpoint holds version g % 2 and says "generation = g" in its metadata.
   std::unique_ptr<State> versions[2] = {trained_state(1), trained_state(2)};
   const std::vector<std::string> expected[2] = {snapshot(*versions[0]), snapshot(*versions[1])};
@@ -171,11 +170,13 @@ TEST(KillDuringSave, TheCheckpointIsAlwaysOneCompleteSave) {
     generation = on_disk;
 
     // What a kill leaves is a temporary file next to the target, which the training example never takes
-    // for a checkpoint. Once the next trial has saved beside them, they go, to bound the disk used.
+    // for a checkpoint (train::Checkpoints). Once the next trial has saved beside them, they go, to bound the
+    // disk used.
     const std::set<std::string> after = leftovers(dir.path(), name);
     for (const std::string& left : after)
       ASSERT_EQ(left.rfind(name + ".tmp-", 0), 0u) << "trial " << trial << ": unexpected file " << left;
-    ASSERT_EQ(train::checkpoints_newest_first(dir.path()), std::vector<std::filesystem::path>{path});
+    ASSERT_EQ(resnet::train::Checkpoints(dir.path()).newest_first(),
+              std::vector<std::filesystem::path>{path});
     mid_save += after.size() > before.size();
     for (const std::string& left : before)
       std::filesystem::remove(dir.file(left));

@@ -107,8 +107,8 @@ std::vector<resnet::Tensor<float>> final_state(const train::Config& config) {
   args.width = config.width;
   return arch::with_model(arch::parse_arch(config.arch), args, [&](auto& model) {
     resnet::optim::SGD<float> sgd(model.named_parameters(), 0.1, 0.9);
-    resnet::io::load_checkpoint(train::checkpoints_newest_first(config.checkpoint_dir).front().string(),
-                                model, sgd);
+    resnet::io::load_checkpoint(
+        resnet::train::Checkpoints(config.checkpoint_dir).newest_first().front().string(), model, sgd);
     std::vector<resnet::Tensor<float>> state;
     for (auto& p : model.named_parameters())
       state.push_back(p.value->clone());
@@ -166,17 +166,25 @@ void TrainExample::expect_resume_ends_where_a_whole_run_does(const std::string& 
     EXPECT_EQ(last.history[e].test_loss, reference.history[e].test_loss);
     EXPECT_EQ(last.history[e].test_acc, reference.history[e].test_acc);
   }
-  // metrics.csv has a header and one row per epoch; at most two checkpoints are
-  // kept.
-  std::ifstream csv(pieces.checkpoint_dir + "/metrics.csv");
-  std::string header, row;
-  std::getline(csv, header);
-  EXPECT_EQ(header, "epoch,train_loss,train_acc,test_loss,test_acc,images_per_sec,seconds");
-  int rows = 0;
-  while (std::getline(csv, row))
-    ++rows;
-  EXPECT_EQ(rows, 2);
-  EXPECT_EQ(train::checkpoints_newest_first(pieces.checkpoint_dir).size(), 2u);
+  // evaluations.csv has a header and one row per epoch, metrics.csv one row per update (8 updates: fewer
+  // than 50), the same in both runs but for the timings; at most two checkpoints are kept.
+  const auto rows_of = [](const std::string& path) {
+    std::ifstream csv(path);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(csv, line);)
+      lines.push_back(line.substr(0, line.rfind(',', line.rfind(',') - 1)));  // without the two timings
+    return lines;
+  };
+  const auto evaluations = rows_of(pieces.checkpoint_dir + "/evaluations.csv");
+  ASSERT_EQ(evaluations.size(), 3u);
+  EXPECT_EQ(evaluations[0], "update,epoch,train_loss,train_acc,test_loss,test_acc");
+  EXPECT_EQ(evaluations, rows_of(whole.checkpoint_dir + "/evaluations.csv"));
+  const auto metrics = rows_of(pieces.checkpoint_dir + "/metrics.csv");
+  ASSERT_EQ(metrics.size(), 9u);
+  EXPECT_EQ(metrics[0], "update,epoch,train_loss,train_acc,lr");
+  EXPECT_EQ(metrics[8].substr(0, 4), "8,2,");
+  EXPECT_EQ(metrics, rows_of(whole.checkpoint_dir + "/metrics.csv"));
+  EXPECT_EQ(resnet::train::Checkpoints(pieces.checkpoint_dir).newest_first().size(), 2u);
 }
 
 TEST_F(TrainExample, ResumedRunEndsBitwiseWhereAnUninterruptedOneDoes) {
@@ -253,7 +261,7 @@ TEST_F(TrainExample, DivergingRunStopsNamingTheUpdateAndLeavesOnlyFiniteCheckpoi
   }
   EXPECT_NE(message.find("training diverged: loss is"), std::string::npos) << message;
   EXPECT_NE(message.find(" at update "), std::string::npos) << message;
-  for (const auto& path : train::checkpoints_newest_first(c.checkpoint_dir)) {
+  for (const auto& path : resnet::train::Checkpoints(c.checkpoint_dir).newest_first()) {
     for (const auto& tensor : resnet::io::read_safetensors(path.string()).tensors) {
       std::vector<double> values(static_cast<std::size_t>(tensor.numel()));
       resnet::io::decode_into(tensor, values.data());
@@ -351,8 +359,8 @@ TEST_F(TrainExample, BuildsTheModelItsInitWeightsDescribe) {
   c.width = 4;  // the weights' width (8) wins
   c.skip_prefixes = {"fc."};
   train::run(c, no_stop_);
-  const auto saved =
-      resnet::io::read_safetensors(train::checkpoints_newest_first(c.checkpoint_dir).front().string());
+  const auto saved = resnet::io::read_safetensors(
+      resnet::train::Checkpoints(c.checkpoint_dir).newest_first().front().string());
   EXPECT_EQ(saved.metadata.at("stem"), "imagenet");
   EXPECT_EQ(saved.metadata.at("base_width"), "8");
   c.stem = "cifar";
@@ -400,8 +408,8 @@ TEST_F(TrainExample, TrainsTheArchItNamesAndResumesOnlyWithThatArch) {
   c.arch = "resnet50";
   c.max_steps = 3;
   EXPECT_TRUE(train::run(c, no_stop_).interrupted);
-  const auto saved =
-      resnet::io::read_safetensors(train::checkpoints_newest_first(c.checkpoint_dir).front().string());
+  const auto saved = resnet::io::read_safetensors(
+      resnet::train::Checkpoints(c.checkpoint_dir).newest_first().front().string());
   EXPECT_EQ(saved.metadata.at("arch"), "resnet50");
   EXPECT_EQ(saved.metadata.at("block"), "bottleneck");
   EXPECT_TRUE(saved.find("model.layer4.2.conv3.weight"));
@@ -420,7 +428,7 @@ TEST_F(TrainExample, CheckpointWithoutArchResumesAsResNet18) {
   train::Config c = config("old");
   c.max_steps = 1;
   train::run(c, no_stop_);
-  const std::string path = train::checkpoints_newest_first(c.checkpoint_dir).front().string();
+  const std::string path = resnet::train::Checkpoints(c.checkpoint_dir).newest_first().front().string();
   resnet::io::Safetensors file = resnet::io::read_safetensors(path);
   ASSERT_EQ(file.metadata.erase("arch"), 1u);
   resnet::io::write_safetensors(path, file.tensors, file.metadata);

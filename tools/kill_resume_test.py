@@ -3,9 +3,9 @@
 CIFAR-format data (tools/fake_cifar10.py) and a tiny width. Checks the issue's criterion: killing training at any
 moment and starting it again with --resume loses at most the current epoch and never corrupts the checkpoint.
 After every kill, every checkpoint left loads (complete safetensors, every tensor's bytes present), the newest
-never goes back, and it is at most one epoch behind metrics.csv (which is written just before it). Every run that
-reaches the end, and the last one, must end bitwise where an uninterrupted run does (same tensors in the final
-checkpoint, same losses and accuracies). Standard library only.
+never goes back, and it is at most one epoch behind evaluations.csv (which is written just before it). Every run
+that reaches the end, and the last one, must end bitwise where an uninterrupted run does (same tensors in the final
+checkpoint, same losses, accuracies and learning rates in metrics.csv and evaluations.csv). Standard library only.
 
 With --launcher (say "mpirun --allow-run-as-root --oversubscribe -np 2") every run is a data-parallel job of
 that many ranks, and a kill is a SIGKILL to the launcher and every rank at once (its whole process group), as
@@ -31,8 +31,8 @@ import time
 
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8}
 CHECKPOINT = re.compile(r"checkpoint-(\d{10})\.safetensors$")
-# metadata that depends on the wall clock, not on the computation
-TIMING_KEYS = {"epoch_seconds", "history"}
+# metadata that holds wall-clock times (the logs' deterministic columns are compared on their own)
+TIMING_KEYS = {"epoch_sums", "window_sums", "elapsed_seconds", "metrics", "evaluations"}
 
 
 def read_safetensors(path):
@@ -74,17 +74,25 @@ def temporaries(run_dir):
     return {n for n in os.listdir(run_dir) if ".tmp-" in n} if os.path.isdir(run_dir) else set()
 
 
-def metrics_rows(run_dir):
-    """The deterministic columns (epoch, losses, accuracies) of metrics.csv, one tuple per epoch."""
-    path = os.path.join(run_dir, "metrics.csv")
+def deterministic(csv):
+    """The rows of a metrics.csv or evaluations.csv without their last two columns (images/s, seconds)."""
+    return [tuple(line.split(",")[:-2]) for line in csv.splitlines()[1:]]
+
+
+def log_rows(run_dir, name):
+    path = os.path.join(run_dir, name)
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [tuple(line.split(",")[:5]) for line in f.read().splitlines()[1:]]
+        return deterministic(f.read())
+
+
+def metrics_rows(run_dir):
+    return log_rows(run_dir, "metrics.csv") + log_rows(run_dir, "evaluations.csv")
 
 
 def history_rows(metadata):
-    return [tuple(line.split(",")[:5]) for line in metadata["history"].splitlines()[1:]]
+    return deterministic(metadata["metrics"]) + deterministic(metadata["evaluations"])
 
 
 def final_state(run_dir):
@@ -114,7 +122,7 @@ def same_as_reference(run_dir, reference):
 
 
 def check_after_kill(run_dir, newest_before):
-    """Every checkpoint loads, the newest did not go back and is at most one epoch behind metrics.csv.
+    """Every checkpoint loads, the newest did not go back and is at most one epoch behind evaluations.csv.
     Returns the newest one's update count and completed epochs (-1 and 0 when there is none)."""
     updates, epochs = -1, 0
     for path in checkpoints(run_dir):  # oldest first
@@ -122,9 +130,9 @@ def check_after_kill(run_dir, newest_before):
         updates, epochs = int(metadata["updates"]), int(metadata["loader_epoch"])
     if updates < newest_before:
         raise AssertionError(f"the newest checkpoint went back from update {newest_before} to {updates}")
-    rows = len(metrics_rows(run_dir))
+    rows = len(log_rows(run_dir, "evaluations.csv"))
     if epochs < rows - 1:
-        raise AssertionError(f"metrics.csv has {rows} epochs, the newest checkpoint only {epochs}")
+        raise AssertionError(f"evaluations.csv has {rows} epochs, the newest checkpoint only {epochs}")
     return updates, epochs
 
 

@@ -1,8 +1,9 @@
 // train_cifar10: trains a ResNet (--arch; ResNet18 with the CIFAR stem by default) on CIFAR-10, Fashion-MNIST
 // or MNIST with the standard recipe (SGD with Nesterov momentum, weight decay, one-cycle / cosine / step
 // schedule, crop + flip augmentation), showing a progress bar, evaluating on the test split every epoch,
-// writing metrics.csv and a checkpoint per epoch (and on Ctrl-C), resuming with --resume, and plotting the
-// curves at the end. Under mpirun it trains data-parallel over the ranks (training.hpp, ranks.hpp).
+// writing metrics.csv (every few updates), evaluations.csv and a checkpoint per epoch (and on Ctrl-C),
+// resuming with --resume, and plotting the curves at the end. Under mpirun it trains data-parallel over the
+// ranks (training.hpp, ranks.hpp).
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -32,14 +33,13 @@ void print_per_class(const train::Outcome& outcome) {
   }
 }
 
-// tools/plot_metrics.sh from this source tree draws the curves; without gnuplot the CSV stays.
+// tools/plot_metrics.sh from this source tree draws the curves; without gnuplot the CSV files stay.
 void plot(const std::string& checkpoint_dir) {
   const std::filesystem::path script = std::filesystem::path(RESNET_SOURCE_DIR) / "tools" / "plot_metrics.sh";
-  const std::filesystem::path csv = std::filesystem::path(checkpoint_dir) / "metrics.csv";
-  if (!std::filesystem::exists(script) || !std::filesystem::exists(csv)) return;
-  const std::string command = "bash '" + script.string() + "' '" + csv.string() + "' '" +
-                              (std::filesystem::path(checkpoint_dir) / "curves.png").string() + "'";
-  if (std::system(command.c_str()) != 0) std::printf("(no plot: the metrics are in %s)\n", csv.c_str());
+  const std::filesystem::path dir(checkpoint_dir);
+  if (!std::filesystem::exists(script) || !std::filesystem::exists(dir / "metrics.csv")) return;
+  const std::string command = "bash '" + script.string() + "' '" + dir.string() + "'";
+  if (std::system(command.c_str()) != 0) std::printf("(no plot: the metrics are in %s)\n", dir.c_str());
 }
 
 }  // namespace
@@ -156,6 +156,9 @@ int main(int argc, char** argv) {
   app.add_flag("--resume", config.resume, "continue from the newest checkpoint in --checkpoint-dir");
   app.add_option("--max-steps", config.max_steps,
                  "stop with a checkpoint after N updates (for quick checks)");
+  app.add_option("--log-every", config.log_every,
+                 "a metrics.csv row every N updates (0: about 50 rows over the run)")
+      ->capture_default_str();
   app.add_flag("!--no-progress", config.show_progress, "no progress bar");
   CLI11_PARSE(app, argc, argv);
 
@@ -182,8 +185,7 @@ int main(int argc, char** argv) {
     if (ranks.size() == 1)
       plot(config.checkpoint_dir);
     else
-      std::printf("Plot the curves with: bash tools/plot_metrics.sh %s/metrics.csv %s/curves.png\n",
-                  config.checkpoint_dir.c_str(), config.checkpoint_dir.c_str());
+      std::printf("Plot the curves with: bash tools/plot_metrics.sh %s\n", config.checkpoint_dir.c_str());
   } catch (const std::exception& e) {
     ranks.abort_job(std::string("train_cifar10: ") + e.what());  // every rank ends, not only this one
     std::fprintf(stderr, "train_cifar10: %s\n", e.what());

@@ -1,13 +1,15 @@
 #pragma once
 // The training run behind examples/train_cifar10: data, model, optimizer, schedule, the epoch loop with its
-// progress bar and test evaluation, metrics.csv and checkpoints. main.cpp parses the command line into a
+// progress bar and test evaluation, the metrics logs and checkpoints. main.cpp parses the command line into a
 // Config and calls run(); the tests call run() directly (resume equals an uninterrupted run, a small ResNet
 // learns). The model is the one --arch names (architectures.hpp); the loop is a template over its type.
 //
-// A checkpoint holds everything the rest of the run depends on: weights, BatchNorm statistics, momentum
-// buffers, the loader position (its randomness is a pure function of seed, epoch and position), the update
-// count (the schedule is a function of it), the running sums of the current epoch, and the metrics history.
-// So a run stopped at any step and resumed gives bitwise the same weights as one that never stopped.
+// The checkpoints are the library's (train::Checkpoints): weights, BatchNorm statistics, momentum buffers,
+// the loader position (its randomness is a pure function of seed, epoch and position) and the update count
+// (the schedule is a function of it); this run adds its running sums and its two logs (train::MetricsLog):
+// metrics.csv, a row every --log-every updates (training loss and accuracy since the last row, lr, img/s),
+// and evaluations.csv, a row per test evaluation. So a run stopped at any step and resumed gives bitwise the
+// same weights and logs as one that never stopped.
 //
 // Under mpirun (ranks.hpp) the run is data-parallel: --batch-size stays the images per update, split evenly
 // over the ranks; each rank's loader takes its shard of every batch (DistributedSampler's order), the
@@ -23,7 +25,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -34,6 +35,7 @@
 #include "ranks.hpp"
 #include "resnet/resnet.hpp"
 #include "resnet/train/checkpoint.hpp"
+#include "resnet/train/metrics_log.hpp"
 
 #ifdef RESNET_TRAIN_WITH_MPI
 #include "resnet/distributed/gradient_reducer.hpp"
@@ -81,10 +83,13 @@ struct Config {
   std::string checkpoint_dir = "runs/latest";
   bool resume = false;
   std::int64_t max_steps = 0;  // > 0: stop with a checkpoint after this many updates in this process
+  std::int64_t log_every = 0;  // a metrics.csv row every N updates; 0: about 50 rows over the run
   bool show_progress = true;
   bool sync_bn = false;  // under mpirun: BatchNorm statistics over the whole batch (SyncBatchNorm)
 };
 
+// An evaluations.csv row: the epoch's training means, the test evaluation after it, and the run's wall
+// time so far (training and evaluation, over every process of a resumed run).
 struct EpochMetrics {
   std::int64_t epoch = 0;  // 1-based
   double train_loss = 0, train_acc = 0, test_loss = 0, test_acc = 0, images_per_sec = 0, seconds = 0;
@@ -215,11 +220,11 @@ inline arch::ModelArgs model_args(const Config& config, const arch::Arch& arch,
   return args;
 }
 
-// ---- checkpoints
-// -------------------------------------------------------------------------------------------
+// ---- checkpoints and metrics ----------------------------------------------------------------------------
 
-// The settings a resumed run must share with the run that wrote the checkpoint.
-inline std::map<std::string, std::string> run_fingerprint(const Config& c, const Ranks& ranks) {
+// The settings a resumed run must share with the run that wrote the checkpoint (the rank count is checked on
+// its own, to say how to resume).
+inline resnet::io::Metadata run_settings(const Config& c, const Ranks& ranks) {
   std::ostringstream lr;
   lr.precision(17);
   lr << c.lr << ' ' << c.momentum << ' ' << c.weight_decay << ' ' << c.label_smoothing << ' '
@@ -238,144 +243,103 @@ inline std::map<std::string, std::string> run_fingerprint(const Config& c, const
           {"width", std::to_string(c.width)},
           {"train_subset", std::to_string(c.train_subset)},
           {"test_subset", std::to_string(c.test_subset)},
-          {"ranks", std::to_string(ranks.size())},
           {"sync_bn", c.sync_bn && ranks.size() > 1 ? "1" : "0"}};
 }
 
-inline std::string exact(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.17g", value);
+// Checkpoints written before --arch were all of resnet18, and those from before MPI of one process.
+inline resnet::train::CheckpointOptions checkpoint_options() {
+  resnet::train::CheckpointOptions options;
+  options.implied = {{"arch", "resnet18"}, {"ranks", "1"}, {"sync_bn", "0"}};
+  return options;
+}
+
+// Running sums of the training batches over a span of updates (an epoch, or the updates since the last
+// metrics row), summed over the ranks.
+struct Sums {
+  double loss = 0;  // of loss * batch size
+  double correct = 0, seen = 0;
+  double seconds = 0;  // spent training (no evaluation)
+
+  double mean_loss() const { return seen > 0 ? loss / seen : 0; }
+  double accuracy() const { return seen > 0 ? correct / seen : 0; }
+  double images_per_sec() const { return seconds > 0 ? seen / seconds : 0; }
+  std::vector<double> values() const { return {loss, correct, seen, seconds}; }
+};
+
+// What a run carries from update to update besides its tensors, all of it in each checkpoint.
+struct RunState {
+  resnet::train::Position at;
+  Sums epoch, window;  // window: since the last metrics.csv row
+  double elapsed = 0;  // wall seconds of the run so far, training and evaluation, over every process
+  resnet::train::MetricsLog metrics, evaluations;
+};
+
+inline const std::vector<std::string> kMetricsColumns = {
+    "update", "epoch", "train_loss", "train_acc", "lr", "images_per_sec", "seconds"};
+inline const std::vector<std::string> kEvaluationColumns = {
+    "update", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_sec", "seconds"};
+
+inline std::string numbers_text(const std::vector<double>& values) {
+  std::string text;
+  for (double v : values) {
+    char field[32];
+    std::snprintf(field, sizeof field, "%.17g", v);
+    text += (text.empty() ? "" : " ") + std::string(field);
+  }
   return text;
 }
 
-inline std::string history_csv(const std::vector<EpochMetrics>& history) {
-  std::string csv = "epoch,train_loss,train_acc,test_loss,test_acc,images_per_sec,seconds\n";
-  for (const auto& m : history) {
-    csv += std::to_string(m.epoch);
-    for (double v : {m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.images_per_sec, m.seconds})
-      csv += "," + exact(v);
-    csv += "\n";
-  }
-  return csv;
+inline Sums parse_sums(const std::string& text, const std::string& path) {
+  Sums sums;
+  std::istringstream fields(text);
+  fields >> sums.loss >> sums.correct >> sums.seen >> sums.seconds;
+  resnet::check(!fields.fail(), "checkpoint ", path, ": bad running sums '", text, "'");
+  return sums;
 }
 
-inline std::vector<EpochMetrics> parse_history(const std::string& csv) {
+// The run's own metadata in a checkpoint (the position and settings are Checkpoints').
+inline resnet::io::Metadata run_metadata(const RunState& state, const Ranks& ranks) {
+  return {{"ranks", std::to_string(ranks.size())},
+          {"epoch_sums", numbers_text(state.epoch.values())},
+          {"window_sums", numbers_text(state.window.values())},
+          {"elapsed_seconds", numbers_text({state.elapsed})},
+          {"metrics", state.metrics.csv()},
+          {"evaluations", state.evaluations.csv()}};
+}
+
+// Restores what run_metadata saved (older checkpoints, without metrics logs, start them empty).
+inline void restore_run(RunState& state, const resnet::train::Resumed& resumed, const Ranks& ranks) {
+  const resnet::io::Metadata& m = resumed.metadata;
+  const std::string& ranks_then = m.at("ranks");
+  resnet::check(ranks_then == std::to_string(ranks.size()), "checkpoint ", resumed.path, " was written by ",
+                ranks_then, " ranks and this run has ", ranks.size(), ": resume it with mpirun -np ",
+                ranks_then,
+                " (each rank's share of a batch, and so the run, depends on the number of ranks)");
+  state.at = resumed.position;
+  const auto get = [&](const char* key) {
+    const auto it = m.find(key);
+    return it == m.end() ? std::string() : it->second;
+  };
+  if (!get("epoch_sums").empty()) state.epoch = parse_sums(get("epoch_sums"), resumed.path);
+  if (!get("window_sums").empty()) state.window = parse_sums(get("window_sums"), resumed.path);
+  if (!get("elapsed_seconds").empty()) state.elapsed = std::stod(get("elapsed_seconds"));
+  if (!get("metrics").empty()) state.metrics.restore(get("metrics"));
+  if (!get("evaluations").empty()) state.evaluations.restore(get("evaluations"));
+}
+
+// The rows of evaluations.csv as the per-epoch history the caller reports.
+inline std::vector<EpochMetrics> history_of(const resnet::train::MetricsLog& evaluations) {
   std::vector<EpochMetrics> history;
-  std::istringstream lines(csv);
-  std::string line;
-  std::getline(lines, line);  // header
-  while (std::getline(lines, line)) {
-    EpochMetrics m;
-    char comma;
-    std::istringstream fields(line);
-    fields >> m.epoch >> comma >> m.train_loss >> comma >> m.train_acc >> comma >> m.test_loss >> comma >>
-        m.test_acc >> comma >> m.images_per_sec >> comma >> m.seconds;
-    resnet::check(!fields.fail(), "checkpoint: bad metrics history line '", line, "'");
-    history.push_back(m);
-  }
+  for (const auto& r : evaluations.rows())
+    history.push_back({static_cast<std::int64_t>(std::llround(r[1])), r[2], r[3], r[4], r[5], r[6], r[7]});
   return history;
 }
 
-// Checkpoints are named by the update count so the newest is the largest number.
-inline std::string checkpoint_name(std::int64_t updates) {
-  char name[64];
-  std::snprintf(name, sizeof name, "checkpoint-%010lld.safetensors", static_cast<long long>(updates));
-  return name;
-}
-
-inline std::vector<std::filesystem::path> checkpoints_newest_first(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::vector<fs::path> found;
-  if (!fs::is_directory(dir)) return found;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("checkpoint-", 0) == 0 && entry.path().extension() == ".safetensors")
-      found.push_back(entry);
-  }
-  std::sort(found.rbegin(), found.rend());
-  return found;
-}
-
-// A save killed mid-write leaves its temporary file (io::AtomicFile names it "<target>.tmp-<pid>-<n>"); the
-// run is its directory's only writer, so at start-up any such file is garbage, and may be as large as a
-// checkpoint.
-inline void remove_interrupted_saves(const std::string& dir) {
-  namespace fs = std::filesystem;
-  if (!fs::is_directory(dir)) return;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("checkpoint-", 0) == 0 && name.find(".safetensors.tmp-") != std::string::npos)
-      fs::remove(entry.path());
-  }
-}
-
-// Where training stands: everything besides the model and optimizer tensors.
-struct Position {
-  data::LoaderState loader;   // next batch to train on
-  std::int64_t updates = 0;   // optimizer steps so far
-  double epoch_loss_sum = 0;  // of the current epoch so far: sum of loss * batch size
-  std::int64_t epoch_correct = 0, epoch_seen = 0;
-  double epoch_seconds = 0;  // training time spent in the current epoch so far
-  std::vector<EpochMetrics> history;
-};
-
-template <typename Model>
-std::string save_run_checkpoint(const Config& config, const Ranks& ranks, Model& model,
-                                resnet::optim::SGD<float>& sgd, const Position& at) {
-  const std::string path =
-      (std::filesystem::path(config.checkpoint_dir) / checkpoint_name(at.updates)).string();
-  if (!ranks.leader()) return path;  // every rank holds the same state: one writes it
-  auto metadata = run_fingerprint(config, ranks);
-  metadata["loader_epoch"] = std::to_string(at.loader.epoch);
-  metadata["loader_batch"] = std::to_string(at.loader.batch);
-  metadata["updates"] = std::to_string(at.updates);
-  metadata["epoch_loss_sum"] = exact(at.epoch_loss_sum);
-  metadata["epoch_correct"] = std::to_string(at.epoch_correct);
-  metadata["epoch_seen"] = std::to_string(at.epoch_seen);
-  metadata["epoch_seconds"] = exact(at.epoch_seconds);
-  metadata["history"] = history_csv(at.history);
-  resnet::io::save_checkpoint(path, model, sgd, metadata);
-  // Keep the newest two: the previous one stays until the new one is safely renamed into place.
-  const auto all = checkpoints_newest_first(config.checkpoint_dir);
-  for (std::size_t i = 2; i < all.size(); ++i)
-    std::filesystem::remove(all[i]);
-  return path;
-}
-
-// The run's settings are checked before any tensor is loaded, so that a resume with another --arch is told
-// so by name rather than by the model's keys.
-template <typename Model>
-Position load_run_checkpoint(const std::string& path, const Config& config, const Ranks& ranks, Model& model,
-                             resnet::optim::SGD<float>& sgd) {
-  resnet::io::Safetensors file = resnet::io::read_safetensors(path);
-  const resnet::io::Metadata& metadata = file.metadata;
-  const auto field = [&](const std::string& key) {
-    const auto it = metadata.find(key);
-    // Checkpoints from before --arch were all of resnet18, and those from before MPI of one process.
-    if (it == metadata.end() && key == "arch") return std::string("resnet18");
-    if (it == metadata.end() && key == "ranks") return std::string("1");
-    if (it == metadata.end() && key == "sync_bn") return std::string("0");
-    resnet::check(it != metadata.end(), "checkpoint ", path, ": missing metadata '", key, "'");
-    return it->second;
-  };
-  for (const auto& [key, value] : run_fingerprint(config, ranks)) {
-    resnet::check(key != "ranks" || field(key) == value, "checkpoint ", path, " was written by ", field(key),
-                  " ranks and this run has ", value, ": resume it with mpirun -np ", field(key),
-                  " (each rank's share of a batch, and so the run, depends on the number of ranks)");
-    resnet::check(field(key) == value, "checkpoint ", path, " was written with ", key, " = '", field(key),
-                  "', this run has '", value,
-                  "': resume with the same settings or use another --checkpoint-dir");
-  }
-  Position at;
-  at.loader = {config.seed, std::stoll(field("loader_epoch")), std::stoll(field("loader_batch"))};
-  at.updates = std::stoll(field("updates"));
-  at.epoch_loss_sum = std::stod(field("epoch_loss_sum"));
-  at.epoch_correct = std::stoll(field("epoch_correct"));
-  at.epoch_seen = std::stoll(field("epoch_seen"));
-  at.epoch_seconds = std::stod(field("epoch_seconds"));
-  at.history = parse_history(field("history"));
-  resnet::io::load_checkpoint(std::move(file), model, sgd, path);
-  return at;
+// A metrics.csv row every this many updates: the given number, else about 50 rows over the run.
+inline std::int64_t log_interval(const Config& config, std::int64_t total_updates) {
+  resnet::check(config.log_every >= 0, "--log-every must be >= 0, got ", config.log_every);
+  if (config.log_every > 0) return config.log_every;
+  return std::max<std::int64_t>(1, (total_updates + 25) / 50);
 }
 
 // ---- the run ---------------------------------------------------------------------------------------------
@@ -461,35 +425,45 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
   const resnet::optim::Schedule schedule = make_schedule(config, steps_per_epoch);
   resnet::nn::CrossEntropyLoss<float> criterion(config.label_smoothing);
 
-  Position at;
-  at.loader = {config.seed, 0, 0};
+  const std::filesystem::path dir(config.checkpoint_dir);
+  // Rank 0 writes the logs; the others keep theirs in memory (they evaluate and sum, so they hold the same).
+  const auto log_path = [&](const char* name) {
+    return ranks.leader() ? (dir / name).string() : std::string();
+  };
+  RunState state{{{config.seed, 0, 0}, 0},
+                 {},
+                 {},
+                 0,
+                 resnet::train::MetricsLog(log_path("metrics.csv"), kMetricsColumns),
+                 resnet::train::MetricsLog(log_path("evaluations.csv"), kEvaluationColumns)};
+  resnet::train::Position& at = state.at;
   Outcome outcome;
   outcome.class_names = splits.train.class_names;
-  const auto found = checkpoints_newest_first(config.checkpoint_dir);
+  resnet::train::Checkpoints checkpoints(config.checkpoint_dir, run_settings(config, ranks),
+                                         checkpoint_options());
+  const auto found = checkpoints.newest_first();
   // A fresh run beside another run's checkpoints would be mixed up with it by a later --resume.
   resnet::check(config.resume || found.empty(), config.checkpoint_dir, " already holds checkpoints (",
                 found.empty() ? "" : found.front().filename().string(),
                 "): continue that run with --resume, or start this one in a new --checkpoint-dir");
+  if (ranks.leader()) std::filesystem::create_directories(dir);
   if (config.resume) {
-    if (found.empty()) {
-      say("No checkpoint in %s: starting a fresh run.\n", config.checkpoint_dir.c_str());
-    } else {
-      at = load_run_checkpoint(found.front().string(), config, ranks, model, sgd);
-      outcome.checkpoint = found.front().string();
-      say("Resuming from %s (epoch %lld, batch %lld of %lld).\n", found.front().c_str(),
+    if (const auto resumed = checkpoints.resume(model, sgd)) {
+      restore_run(state, *resumed, ranks);
+      outcome.checkpoint = resumed->path;
+      say("Resuming from %s (epoch %lld, batch %lld of %lld).\n", resumed->path.c_str(),
           static_cast<long long>(at.loader.epoch + 1), static_cast<long long>(at.loader.batch),
           static_cast<long long>(steps_per_epoch));
+    } else {
+      say("No checkpoint in %s: starting a fresh run.\n", config.checkpoint_dir.c_str());
     }
   }
+  // Every rank holds the same state: one writes it.
+  const auto save = [&] {
+    if (!ranks.leader()) return (dir / resnet::train::Checkpoints::file_name(at.updates)).string();
+    return checkpoints.save(model, sgd, at, run_metadata(state, ranks));
+  };
 
-  if (ranks.leader()) {
-    std::filesystem::create_directories(config.checkpoint_dir);
-    remove_interrupted_saves(config.checkpoint_dir);
-  }
-  // The data-parallel parts: one model on every rank (rank 0's), BatchNorm over the whole batch if asked,
-  // and after each step's backward the gradients averaged (started as backward goes) and, with per-rank
-  // BatchNorm, rank 0's running statistics on every rank (DDP's broadcast_buffers), so that the ranks
-  // evaluate and save one model.
   resnet::check(ranks.agree(at.updates), "the ranks resumed at different updates: give --checkpoint-dir a ",
                 "directory every rank sees (rank 0 writes the checkpoints)");
   resnet::nn::GradientsReady gradients_ready;
@@ -512,21 +486,33 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
     say("Ranks: %lld, %lld images each per update, BatchNorm %s.\n", static_cast<long long>(rank_count),
         static_cast<long long>(config.batch_size / rank_count),
         config.sync_bn ? "over the whole batch" : "per rank");
+  const std::int64_t total_updates = steps_per_epoch * config.epochs;
+  const std::int64_t log_every = log_interval(config, total_updates);
   std::int64_t updates_this_process = 0;
+  auto clock = std::chrono::steady_clock::now();
+  // Wall time since the last call, added to the run's clock.
+  const auto tick = [&] {
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - clock).count();
+    clock = now;
+    state.elapsed += seconds;
+    return seconds;
+  };
+  const auto fractional_epoch = [&] {
+    return static_cast<double>(at.updates) / static_cast<double>(steps_per_epoch);
+  };
   for (std::int64_t epoch = at.loader.epoch; epoch < config.epochs; ++epoch) {
     loader.start_epoch(epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
-    if (epoch != at.loader.epoch || at.loader.batch == 0) {
-      at.epoch_loss_sum = 0;
-      at.epoch_correct = at.epoch_seen = 0;
-      at.epoch_seconds = 0;
-    }
+    if (epoch != at.loader.epoch || at.loader.batch == 0) state.epoch = {};
     const bool show_progress = config.show_progress && ranks.leader();
     ProgressBar progress("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs),
-                         steps_per_epoch, epoch == at.loader.epoch ? at.loader.batch : 0);
+                         steps_per_epoch, epoch == at.loader.epoch ? at.loader.batch : 0,
+                         steps_per_epoch * (config.epochs - epoch - 1));
     data::Batch<float> batch;
-    auto last = std::chrono::steady_clock::now();
+    tick();
     while (loader.next(batch)) {
-      sgd.set_lr(schedule.lr(at.updates));
+      const double lr = schedule.lr(at.updates);
+      sgd.set_lr(lr);
       if (const auto momentum = schedule.momentum(at.updates)) sgd.set_momentum(*momentum);
       sgd.zero_grad();
       const Tensor<float> logits = model.forward(batch.images);
@@ -560,45 +546,46 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
                         static_cast<double>(correct), static_cast<double>(batch.size()),
                         stop_requested.load() ? 1.0 : 0.0};
       ranks.sum(sums, 4);
-      at.epoch_loss_sum += sums[0];
-      at.epoch_correct += static_cast<std::int64_t>(sums[1]);
-      at.epoch_seen += static_cast<std::int64_t>(sums[2]);
-      const auto now = std::chrono::steady_clock::now();
-      at.epoch_seconds += std::chrono::duration<double>(now - last).count();
-      last = now;
+      const double seconds = tick();
+      for (Sums* span : {&state.epoch, &state.window}) {
+        span->loss += sums[0];
+        span->correct += sums[1];
+        span->seen += sums[2];
+        span->seconds += seconds;
+      }
       at.loader = loader.state();
-      const double seen = static_cast<double>(at.epoch_seen);
+      if (at.updates % log_every == 0 || at.updates == total_updates) {
+        const Sums& w = state.window;
+        state.metrics.add({static_cast<double>(at.updates), fractional_epoch(), w.mean_loss(), w.accuracy(),
+                           lr, w.images_per_sec(), state.elapsed});
+        state.window = {};
+      }
       if (show_progress)
-        progress.update(batch.index + 1, at.epoch_loss_sum / seen,
-                        static_cast<double>(at.epoch_correct) / seen, seen / at.epoch_seconds);
+        progress.update(batch.index + 1, state.epoch.mean_loss(), state.epoch.accuracy(),
+                        state.epoch.images_per_sec());
 
       const bool stop = sums[3] > 0 || (config.max_steps > 0 && updates_this_process >= config.max_steps);
       if (stop && loader.state().batch < steps_per_epoch) {
-        outcome.checkpoint = save_run_checkpoint(config, ranks, model, sgd, at);
+        outcome.checkpoint = save();
         outcome.interrupted = true;
         outcome.updates = at.updates;
-        outcome.history = at.history;
+        outcome.history = history_of(state.evaluations);
         return outcome;
       }
     }
 
     outcome.final_test = evaluate_on_ranks(model, splits.test, config.batch_size, ranks);
-    const double seen = static_cast<double>(at.epoch_seen);
-    at.history.push_back({epoch + 1, at.epoch_loss_sum / seen, static_cast<double>(at.epoch_correct) / seen,
-                          outcome.final_test.loss, outcome.final_test.accuracy, seen / at.epoch_seconds,
-                          at.epoch_seconds});
-    const EpochMetrics& m = at.history.back();
-    say("epoch %lld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f img/s, %.0f s\n",
-        static_cast<long long>(m.epoch), m.train_loss, 100 * m.train_acc, m.test_loss, 100 * m.test_acc,
-        m.images_per_sec, m.seconds);
+    tick();
+    const Sums& e = state.epoch;
+    state.evaluations.add({static_cast<double>(at.updates), fractional_epoch(), e.mean_loss(), e.accuracy(),
+                           outcome.final_test.loss, outcome.final_test.accuracy, e.images_per_sec(),
+                           state.elapsed});
+    say("epoch %lld: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f img/s | %s so far\n",
+        static_cast<long long>(epoch + 1), e.mean_loss(), 100 * e.accuracy(), outcome.final_test.loss,
+        100 * outcome.final_test.accuracy, e.images_per_sec(),
+        ProgressBar::format_duration(state.elapsed).c_str());
     at.loader = {config.seed, epoch + 1, 0};
-    if (ranks.leader()) {
-      const std::string csv = history_csv(at.history);
-      resnet::io::AtomicFile metrics((std::filesystem::path(config.checkpoint_dir) / "metrics.csv").string());
-      metrics.write(csv.data(), csv.size());
-      metrics.commit();
-    }
-    outcome.checkpoint = save_run_checkpoint(config, ranks, model, sgd, at);
+    outcome.checkpoint = save();
     double stop_votes = stop_requested.load() ? 1.0 : 0.0;  // all ranks stop together
     ranks.sum(&stop_votes, 1);
     const bool stop = stop_votes > 0 || (config.max_steps > 0 && updates_this_process >= config.max_steps);
@@ -611,7 +598,7 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
   if (outcome.final_test.total.empty())
     outcome.final_test = evaluate_on_ranks(model, splits.test, config.batch_size, ranks);
   outcome.updates = at.updates;
-  outcome.history = at.history;
+  outcome.history = history_of(state.evaluations);
   return outcome;
 }
 

@@ -43,3 +43,4 @@
 #include "resnet/optim/sgd.hpp"
 #include "resnet/train/checkpoint.hpp"
 #include "resnet/train/evaluate.hpp"
+#include "resnet/train/metrics_log.hpp"

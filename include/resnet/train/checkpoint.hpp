@@ -1,23 +1,44 @@
 #pragma once
-// A resumable checkpoint of a training run: the model's state (io/safetensors.hpp), its SGD momentum buffers
-// and the caller's own string metadata (epoch, loader position, ...) in one safetensors file, written
-// atomically. Tensor names are "model.<state-dict name>" and "momentum.<parameter name>"; a momentum buffer
-// SGD has not created yet (before its first step, as in PyTorch's optimizer state) is absent. The functions
-// live in resnet::io, beside save_safetensors and load_safetensors.
+// Resumable checkpoints of a training run, at two levels.
+//
+// One file: the model's state (io/safetensors.hpp), its SGD momentum buffers and the caller's own string
+// metadata in one safetensors file, written atomically. Tensor names are "model.<state-dict name>" and
+// "momentum.<parameter name>"; a momentum buffer SGD has not created yet (before its first step, as in
+// PyTorch's optimizer state) is absent. These live in resnet::io, beside save_safetensors and
+// load_safetensors.
 //
 // clang-format off
 //   io::save_checkpoint(path, model, sgd, {{"epoch", "3"}});
 //   io::Metadata metadata = io::load_checkpoint(path, model, sgd);  // model and sgd built as when saving
 // clang-format on
+//
+// A run's directory (train::Checkpoints): files named by the update count, the newest `keep` kept, each with
+// the run's Position (loader position and update count) and the settings a resumed run must share, which
+// resume() checks by name before it loads a tensor. The loader's order and augmentation are functions of its
+// seed and position, and the schedule of the update count, so a run resumed from any checkpoint continues
+// bitwise as if it had never stopped.
+//
+// clang-format off
+//   train::Checkpoints checkpoints("runs/a", {{"lr", "0.1"}, {"batch_size", "128"}});
+//   train::Position at{loader.state(), 0};
+//   if (auto resumed = checkpoints.resume(model, sgd)) at = resumed->position;
+//   ... each update: ++at.updates; at.loader = loader.state(); now and then checkpoints.save(model, sgd, at);
+// clang-format on
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "resnet/core/error.hpp"
 #include "resnet/core/tensor.hpp"
+#include "resnet/data/loader.hpp"
 #include "resnet/io/safetensors.hpp"
 #include "resnet/io/safetensors_file.hpp"
 #include "resnet/optim/sgd.hpp"
@@ -98,3 +119,152 @@ Metadata load_checkpoint(const std::string& path, Module& model, optim::SGD<T>& 
 }
 
 }  // namespace resnet::io
+
+namespace resnet::train {
+
+// Where a run stands, besides its tensors: the next batch (the loader's seed, epoch and batch) and the
+// optimizer steps taken so far (the schedule's argument).
+struct Position {
+  data::LoaderState loader;
+  std::int64_t updates = 0;
+};
+
+// What resume() found: the file, the position and all of its metadata (the caller's `extra` included).
+struct Resumed {
+  std::string path;
+  Position position;
+  io::Metadata metadata;
+};
+
+struct CheckpointOptions {
+  int keep = 2;  // checkpoints kept, newest first; the previous one stays until the next is in place
+  // Settings that checkpoints written before the caller recorded them imply, e.g. {"arch", "resnet18"}.
+  io::Metadata implied;
+};
+
+class Checkpoints {
+ public:
+  // dir: created by the first save(). settings: what a run resumed from these files must share with the run
+  // that wrote them (model name, batch size, learning rates, seed, ...); saved in each file and compared by
+  // resume(), by name.
+  explicit Checkpoints(std::string dir, io::Metadata settings = {}, CheckpointOptions options = {})
+      : dir_(std::move(dir)), settings_(std::move(settings)), options_(std::move(options)) {
+    check(!dir_.empty(), "Checkpoints: empty directory name");
+    check(options_.keep >= 1, "Checkpoints: keep must be at least 1, got ", options_.keep);
+  }
+
+  // checkpoint-<updates, 10 digits>.safetensors: the newest sorts last.
+  static std::string file_name(std::int64_t updates) {
+    char name[64];
+    std::snprintf(name, sizeof name, "checkpoint-%010lld.safetensors", static_cast<long long>(updates));
+    return name;
+  }
+
+  // The checkpoint files in the directory, newest first (none if it does not exist).
+  std::vector<std::filesystem::path> newest_first() const {
+    std::vector<std::filesystem::path> found;
+    for_each_entry([&](const std::filesystem::path& path, const std::string& name) {
+      if (name.rfind("checkpoint-", 0) == 0 && path.extension() == ".safetensors") found.push_back(path);
+    });
+    std::sort(found.rbegin(), found.rend());
+    return found;
+  }
+
+  // The model, the optimizer, `at` and the settings, plus the caller's `extra` metadata (e.g. a MetricsLog's
+  // csv()), as file_name(at.updates), written atomically; then all but the newest `keep` are deleted.
+  // Returns the path.
+  template <typename Module, typename T>
+  std::string save(Module& model, optim::SGD<T>& sgd, const Position& at, const io::Metadata& extra = {}) {
+    std::filesystem::create_directories(dir_);
+    remove_interrupted_saves();
+    io::Metadata metadata = extra;
+    for (const auto& [key, value] : settings_)
+      metadata[key] = value;
+    metadata["loader_seed"] = std::to_string(at.loader.seed);
+    metadata["loader_epoch"] = std::to_string(at.loader.epoch);
+    metadata["loader_batch"] = std::to_string(at.loader.batch);
+    metadata["updates"] = std::to_string(at.updates);
+    const std::string path = (std::filesystem::path(dir_) / file_name(at.updates)).string();
+    io::save_checkpoint(path, model, sgd, metadata);
+    const auto all = newest_first();
+    for (std::size_t i = static_cast<std::size_t>(options_.keep); i < all.size(); ++i)
+      std::filesystem::remove(all[i]);
+    return path;
+  }
+
+  // The newest checkpoint, loaded into `model` and `sgd` (built as when saving), or nothing when the
+  // directory has none. Its settings are checked against this run's first, by name, then every tensor's name
+  // and shape; on a mismatch it throws, before the model and optimizer are changed.
+  template <typename Module, typename T>
+  std::optional<Resumed> resume(Module& model, optim::SGD<T>& sgd) {
+    remove_interrupted_saves();
+    const auto found = newest_first();
+    if (found.empty()) return std::nullopt;
+    Resumed resumed;
+    resumed.path = found.front().string();
+    io::Safetensors file = io::read_safetensors(resumed.path);
+    for (const auto& [key, value] : options_.implied)
+      file.metadata.emplace(key, value);
+    const auto field = [&](const std::string& key) {
+      const auto it = file.metadata.find(key);
+      check(it != file.metadata.end(), "checkpoint ", resumed.path, ": missing metadata '", key, "'");
+      return it->second;
+    };
+    for (const auto& [key, value] : settings_)
+      check(field(key) == value, "checkpoint ", resumed.path, " was written with ", key, " = '", field(key),
+            "', this run has '", value,
+            "': resume with the same settings, or start this run in another directory");
+    const auto integer = [&](const std::string& key) {
+      const std::string text = field(key);
+      std::size_t used = 0;
+      long long value = -1;
+      try {
+        value = std::stoll(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      check(used == text.size() && value >= 0, "checkpoint ", resumed.path, ": metadata '", key, "' is '",
+            text, "', not a count");
+      return value;
+    };
+    Position& at = resumed.position;
+    // Checkpoints written before the seed was recorded were resumed with the run's --seed.
+    at.loader.seed = file.metadata.count("loader_seed") ? static_cast<std::uint64_t>(integer("loader_seed"))
+                                                        : static_cast<std::uint64_t>(integer("seed"));
+    at.loader.epoch = integer("loader_epoch");
+    at.loader.batch = integer("loader_batch");
+    at.updates = integer("updates");
+    resumed.metadata = file.metadata;
+    io::load_checkpoint(std::move(file), model, sgd, resumed.path);
+    return resumed;
+  }
+
+  const std::string& directory() const { return dir_; }
+
+ private:
+  template <typename Visit>
+  void for_each_entry(Visit visit) const {
+    if (!std::filesystem::is_directory(dir_)) return;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_))
+      visit(entry.path(), entry.path().filename().string());
+  }
+
+  // A save killed mid-write leaves its temporary file (io::AtomicFile names it "<target>.tmp-<pid>-<n>"),
+  // as large as a checkpoint. A run is its directory's only writer, so when it resumes or saves its first
+  // checkpoint any such file is garbage.
+  void remove_interrupted_saves() {
+    if (cleaned_) return;
+    cleaned_ = true;
+    for_each_entry([](const std::filesystem::path& path, const std::string& name) {
+      if (name.rfind("checkpoint-", 0) == 0 && name.find(".safetensors.tmp-") != std::string::npos)
+        std::filesystem::remove(path);
+    });
+  }
+
+  std::string dir_;
+  io::Metadata settings_;
+  CheckpointOptions options_;
+  bool cleaned_ = false;
+};
+
+}  // namespace resnet::train
