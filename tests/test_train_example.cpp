@@ -196,6 +196,44 @@ TEST_F(TrainExample, ResumedWideResNetRunEndsBitwiseWhereAnUninterruptedOneDoes)
   expect_resume_ends_where_a_whole_run_does("wrn-10-1", 64);
 }
 
+// With the weights' moving average (--ema) and test-time flip, a stopped and resumed run ends with the same
+// checkpoint tensors (the model's, the momentum's and the average's) and test accuracies as a whole run; the
+// evaluations are of the average, which differs from the weights.
+TEST_F(TrainExample, ResumedRunWithMovingAverageEndsBitwiseWhereAWholeRunDoes) {
+  train::Config whole = config("ema_whole"), pieces = config("ema_pieces");
+  for (train::Config* c : {&whole, &pieces}) {
+    c->ema_decay = 0.5;
+    c->test_flip = true;
+  }
+  const train::Outcome reference = train::run(whole, no_stop_);
+  ASSERT_TRUE(reference.final_test_plain.has_value());
+  pieces.max_steps = 3;
+  EXPECT_TRUE(train::run(pieces, no_stop_).interrupted);
+  pieces.resume = true;
+  pieces.max_steps = 0;
+  const train::Outcome last = train::run(pieces, no_stop_);
+  EXPECT_EQ(last.final_test.loss, reference.final_test.loss);
+  const auto tensors_of = [](const train::Config& c) {
+    return resnet::io::read_safetensors(
+               resnet::train::Checkpoints(c.checkpoint_dir).newest_first().front().string())
+        .tensors;
+  };
+  const auto expected = tensors_of(whole), actual = tensors_of(pieces);
+  ASSERT_EQ(expected.size(), actual.size());
+  int averages = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(expected[i].name, actual[i].name);
+    EXPECT_EQ(expected[i].data, actual[i].data) << expected[i].name;
+    averages += expected[i].name.rfind("ema.", 0) == 0;
+  }
+  EXPECT_GT(averages, 0);
+
+  // The evaluation is the average's: the same weights without it evaluate differently.
+  train::Config plain = config("no_ema");
+  plain.test_flip = true;
+  EXPECT_NE(train::run(plain, no_stop_).final_test.loss, reference.final_test.loss);
+}
+
 // --conv-search with --conv-choices saves what it searched; a run that loads the file (search off, nothing
 // cached, as in a new process) uses those choices without timing and ends bitwise where the searched run did.
 TEST_F(TrainExample, ConvSearchRunRepeatsBitwiseFromItsSavedChoices) {

@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
                  "a metrics.csv row every N updates (0: about 50 rows over the run)")
       ->capture_default_str();
   app.add_flag("!--no-progress", config.show_progress, "no progress bar");
+  app.add_flag(
+      "--test-flip", config.test_flip,
+      "evaluate each test image and its mirror image, averaging the logits (twice the evaluation time)");
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGINT, request_stop);
@@ -178,8 +181,11 @@ int main(int argc, char** argv) {
           static_cast<long long>(outcome.updates), outcome.checkpoint.c_str());
       return stop_requested.load() ? 130 : 0;
     }
-    std::printf("\nTest accuracy: %.2f%% (loss %.4f) after %lld updates\n", 100 * outcome.final_test.accuracy,
+    std::printf("\nTest accuracy: %.2f%% (loss %.4f) after %lld updates", 100 * outcome.final_test.accuracy,
                 outcome.final_test.loss, static_cast<long long>(outcome.updates));
+    if (outcome.final_test_plain)
+      std::printf(", with test-time flip (%.2f%% without)", 100 * outcome.final_test_plain->accuracy);
+    std::printf("\n");
     print_per_class(outcome);
     // A child process after MPI has started is what OpenMPI warns against: under mpirun, plot afterwards.
     if (ranks.size() == 1)

@@ -85,7 +85,9 @@ struct Config {
   std::int64_t max_steps = 0;  // > 0: stop with a checkpoint after this many updates in this process
   std::int64_t log_every = 0;  // a metrics.csv row every N updates; 0: about 50 rows over the run
   bool show_progress = true;
-  bool sync_bn = false;  // under mpirun: BatchNorm statistics over the whole batch (SyncBatchNorm)
+  double ema_decay = 0;    // > 0: evaluate an exponential moving average of the weights (optim/ema.hpp)
+  bool test_flip = false;  // evaluate on each test image and its mirror image (resnet::train::TestTime::Flip)
+  bool sync_bn = false;    // under mpirun: BatchNorm statistics over the whole batch (SyncBatchNorm)
 };
 
 // An evaluations.csv row: the epoch's training means, the test evaluation after it, and the run's wall
@@ -103,19 +105,25 @@ using resnet::train::Evaluation;
 
 struct Outcome {
   std::vector<EpochMetrics> history;
-  Evaluation final_test;  // of the last completed epoch
+  Evaluation final_test;                       // of the last completed epoch
+  std::optional<Evaluation> final_test_plain;  // with --test-flip: the last epoch's without the flip
   std::vector<std::string> class_names;
   bool interrupted = false;  // stopped by a signal or max_steps before the last epoch ended
   std::int64_t updates = 0;  // optimizer steps taken so far, over all runs
   std::string checkpoint;    // the last checkpoint written
 };
 
-// The test evaluation of a run: each rank evaluates its shard of the images, and the counts are summed.
+// The test evaluation of a run, of the weights' moving average if there is one: each rank evaluates its
+// shard of the images, and the counts are summed.
 template <typename Model>
-Evaluation evaluate_on_ranks(Model& model, const data::Dataset& test, int batch_size, const Ranks& ranks) {
-  const Evaluation shard = evaluate(model, test, batch_size, {ranks.rank(), ranks.size()});
-  if (ranks.size() == 1) return shard;
-  return resnet::train::merge(shard, [&](double* values, std::int64_t count) { ranks.sum(values, count); });
+Evaluation evaluate_on_ranks(Model& model, resnet::optim::ExponentialMovingAverage<float>* ema,
+                             const data::Dataset& test, int batch_size, const Ranks& ranks,
+                             resnet::train::TestTime test_time) {
+  if (ema) ema->swap(model);
+  Evaluation result = evaluate(model, test, batch_size, {ranks.rank(), ranks.size()}, test_time);
+  if (ema) ema->swap(model);
+  if (ranks.size() == 1) return result;
+  return resnet::train::merge(result, [&](double* values, std::int64_t count) { ranks.sum(values, count); });
 }
 
 // The two splits, as the config asks.
@@ -222,6 +230,16 @@ inline arch::ModelArgs model_args(const Config& config, const arch::Arch& arch,
 
 // ---- checkpoints and metrics ----------------------------------------------------------------------------
 
+inline std::string numbers_text(const std::vector<double>& values) {
+  std::string text;
+  for (double v : values) {
+    char field[32];
+    std::snprintf(field, sizeof field, "%.17g", v);
+    text += (text.empty() ? "" : " ") + std::string(field);
+  }
+  return text;
+}
+
 // The settings a resumed run must share with the run that wrote the checkpoint (the rank count is checked on
 // its own, to say how to resume).
 inline resnet::io::Metadata run_settings(const Config& c, const Ranks& ranks) {
@@ -243,7 +261,8 @@ inline resnet::io::Metadata run_settings(const Config& c, const Ranks& ranks) {
           {"width", std::to_string(c.width)},
           {"train_subset", std::to_string(c.train_subset)},
           {"test_subset", std::to_string(c.test_subset)},
-          {"sync_bn", c.sync_bn && ranks.size() > 1 ? "1" : "0"}};
+          {"sync_bn", c.sync_bn && ranks.size() > 1 ? "1" : "0"},
+          {"ema", numbers_text({c.ema_decay})}};
 }
 
 // Checkpoints written before --arch were all of resnet18, and those from before MPI of one process.
@@ -278,16 +297,6 @@ inline const std::vector<std::string> kMetricsColumns = {
     "update", "epoch", "train_loss", "train_acc", "lr", "images_per_sec", "seconds"};
 inline const std::vector<std::string> kEvaluationColumns = {
     "update", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_sec", "seconds"};
-
-inline std::string numbers_text(const std::vector<double>& values) {
-  std::string text;
-  for (double v : values) {
-    char field[32];
-    std::snprintf(field, sizeof field, "%.17g", v);
-    text += (text.empty() ? "" : " ") + std::string(field);
-  }
-  return text;
-}
 
 inline Sums parse_sums(const std::string& text, const std::string& path) {
   Sums sums;
@@ -425,6 +434,10 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
   const resnet::optim::Schedule schedule = make_schedule(config, steps_per_epoch);
   resnet::nn::CrossEntropyLoss<float> criterion(config.label_smoothing);
 
+  resnet::check(config.ema_decay >= 0 && config.ema_decay < 1, "--ema must be in [0, 1), got ",
+                config.ema_decay);
+  std::optional<resnet::optim::ExponentialMovingAverage<float>> ema;
+  if (config.ema_decay > 0) ema.emplace(model, config.ema_decay);
   const std::filesystem::path dir(config.checkpoint_dir);
   // Rank 0 writes the logs; the others keep theirs in memory (they evaluate and sum, so they hold the same).
   const auto log_path = [&](const char* name) {
@@ -450,6 +463,7 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
   if (config.resume) {
     if (const auto resumed = checkpoints.resume(model, sgd)) {
       restore_run(state, *resumed, ranks);
+      if (ema) ema->restore(resumed->tensors);
       outcome.checkpoint = resumed->path;
       say("Resuming from %s (epoch %lld, batch %lld of %lld).\n", resumed->path.c_str(),
           static_cast<long long>(at.loader.epoch + 1), static_cast<long long>(at.loader.batch),
@@ -461,7 +475,8 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
   // Every rank holds the same state: one writes it.
   const auto save = [&] {
     if (!ranks.leader()) return (dir / resnet::train::Checkpoints::file_name(at.updates)).string();
-    return checkpoints.save(model, sgd, at, run_metadata(state, ranks));
+    return checkpoints.save(model, sgd, at, run_metadata(state, ranks),
+                            ema ? ema->tensors() : std::vector<resnet::io::NamedTensor>{});
   };
 
   resnet::check(ranks.agree(at.updates), "the ranks resumed at different updates: give --checkpoint-dir a ",
@@ -487,8 +502,11 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
         static_cast<long long>(config.batch_size / rank_count),
         config.sync_bn ? "over the whole batch" : "per rank");
   const std::int64_t total_updates = steps_per_epoch * config.epochs;
+  const auto test_time = config.test_flip ? resnet::train::TestTime::Flip : resnet::train::TestTime::Plain;
   const std::int64_t log_every = log_interval(config, total_updates);
   std::int64_t updates_this_process = 0;
+  constexpr std::int64_t kEstimateAfter = 5;  // updates timed for the estimate of the run's length
+  double first_timed = 0;                     // the run's clock after this process's first update
   auto clock = std::chrono::steady_clock::now();
   // Wall time since the last call, added to the run's clock.
   const auto tick = [&] {
@@ -534,6 +552,7 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
       model.backward(grad_logits, resnet::nn::InputGrad::Skip, gradients_ready);
       synchronize_step();
       sgd.step();
+      if (ema) ema->update(model);
       ++at.updates;
       ++updates_this_process;
 
@@ -554,6 +573,16 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
         span->seconds += seconds;
       }
       at.loader = loader.state();
+      // The run's length, once the first updates (after the first, which warms up) have been timed.
+      if (updates_this_process == 1) first_timed = state.elapsed;
+      if (updates_this_process == kEstimateAfter + 1 && total_updates > at.updates) {
+        const double per_update = (state.elapsed - first_timed) / kEstimateAfter;
+        say("Estimated time: %s for the %lld updates left (%.3f s each), plus %lld test evaluations.\n",
+            ProgressBar::format_duration(per_update * static_cast<double>(total_updates - at.updates))
+                .c_str(),
+            static_cast<long long>(total_updates - at.updates), per_update,
+            static_cast<long long>(config.epochs - epoch));
+      }
       if (at.updates % log_every == 0 || at.updates == total_updates) {
         const Sums& w = state.window;
         state.metrics.add({static_cast<double>(at.updates), fractional_epoch(), w.mean_loss(), w.accuracy(),
@@ -574,7 +603,11 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
       }
     }
 
-    outcome.final_test = evaluate_on_ranks(model, splits.test, config.batch_size, ranks);
+    outcome.final_test =
+        evaluate_on_ranks(model, ema ? &*ema : nullptr, splits.test, config.batch_size, ranks, test_time);
+    if (config.test_flip && epoch + 1 == config.epochs)
+      outcome.final_test_plain = evaluate_on_ranks(model, ema ? &*ema : nullptr, splits.test,
+                                                   config.batch_size, ranks, resnet::train::TestTime::Plain);
     tick();
     const Sums& e = state.epoch;
     state.evaluations.add({static_cast<double>(at.updates), fractional_epoch(), e.mean_loss(), e.accuracy(),
@@ -596,7 +629,8 @@ Outcome train_model(const Config& config, const Ranks& ranks, const Splits& spli
   }
   // A resumed run that had already finished still reports its final test evaluation.
   if (outcome.final_test.total.empty())
-    outcome.final_test = evaluate_on_ranks(model, splits.test, config.batch_size, ranks);
+    outcome.final_test =
+        evaluate_on_ranks(model, ema ? &*ema : nullptr, splits.test, config.batch_size, ranks, test_time);
   outcome.updates = at.updates;
   outcome.history = history_of(state.evaluations);
   return outcome;

@@ -39,6 +39,7 @@
 #include "resnet/nn/maxpool2d.hpp"
 #include "resnet/nn/module.hpp"
 #include "resnet/nn/relu.hpp"
+#include "resnet/optim/ema.hpp"
 #include "resnet/optim/schedule.hpp"
 #include "resnet/optim/sgd.hpp"
 #include "resnet/train/checkpoint.hpp"

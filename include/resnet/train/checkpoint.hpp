@@ -50,8 +50,11 @@ inline const std::string kModelPrefix = "model.";
 inline const std::string kMomentumPrefix = "momentum.";
 }  // namespace detail
 
+// extra_tensors: the caller's own (e.g. optim::ExponentialMovingAverage::tensors()), under names of its own
+// prefix; load_checkpoint hands them back.
 template <typename Module, typename T>
-void save_checkpoint(const std::string& path, Module& model, optim::SGD<T>& sgd, const Metadata& extra = {}) {
+void save_checkpoint(const std::string& path, Module& model, optim::SGD<T>& sgd, const Metadata& extra = {},
+                     const std::vector<NamedTensor>& extra_tensors = {}) {
   Metadata metadata = describe(model);
   for (const auto& [key, value] : extra)
     metadata[key] = value;
@@ -64,14 +67,21 @@ void save_checkpoint(const std::string& path, Module& model, optim::SGD<T>& sgd,
     const Tensor<T>& buffer = sgd.momentum_buffers()[i];
     if (!buffer.empty()) tensors.push_back(encode(detail::kMomentumPrefix + params[i].name, buffer));
   }
+  for (const NamedTensor& t : extra_tensors) {
+    check(t.name.rfind(detail::kModelPrefix, 0) != 0 && t.name.rfind(detail::kMomentumPrefix, 0) != 0,
+          "save_checkpoint: extra tensor '", t.name, "' takes a name of the model's or the optimizer's");
+    tensors.push_back(t);
+  }
   write_safetensors(path, tensors, metadata);
 }
 
 // Restores what save_checkpoint wrote, read into `file` (e.g. by parse_safetensors), into `model` and `sgd`
 // (built the same way as when saving) and returns the file's metadata. Every name and shape is checked first:
-// on any error neither is changed. `path` names the file in messages.
+// on any error neither is changed. `path` names the file in messages. The extra tensors go to
+// `extra_tensors`; without it, a file that has some is refused.
 template <typename Module, typename T>
-Metadata load_checkpoint(Safetensors file, Module& model, optim::SGD<T>& sgd, const std::string& path) {
+Metadata load_checkpoint(Safetensors file, Module& model, optim::SGD<T>& sgd, const std::string& path,
+                         std::vector<NamedTensor>* extra_tensors = nullptr) {
   check(file.metadata.count("checkpoint") == 1, "load_checkpoint: ", path,
         " is not a training checkpoint (no 'checkpoint' metadata); weights load with load_safetensors");
   Safetensors state{{}, file.metadata};
@@ -87,7 +97,7 @@ Metadata load_checkpoint(Safetensors file, Module& model, optim::SGD<T>& sgd, co
       unexpected.push_back(t.name);
     }
   }
-  check(unexpected.empty(), "load_checkpoint: ", path,
+  check(unexpected.empty() || extra_tensors, "load_checkpoint: ", path,
         ": tensors that are neither model. nor momentum.: ", detail::join(unexpected));
 
   const auto& params = sgd.params();
@@ -110,6 +120,12 @@ Metadata load_checkpoint(Safetensors file, Module& model, optim::SGD<T>& sgd, co
   load_state(model, state, {}, path);  // strict; throws before changing the model
   for (std::size_t i = 0; i < params.size(); ++i)
     sgd.momentum_buffers()[i] = buffers[i] ? decode<T>(*buffers[i]) : Tensor<T>();
+  if (extra_tensors) {
+    extra_tensors->clear();
+    for (NamedTensor& t : file.tensors)
+      if (std::find(unexpected.begin(), unexpected.end(), t.name) != unexpected.end())
+        extra_tensors->push_back(std::move(t));
+  }
   return file.metadata;
 }
 
@@ -129,11 +145,13 @@ struct Position {
   std::int64_t updates = 0;
 };
 
-// What resume() found: the file, the position and all of its metadata (the caller's `extra` included).
+// What resume() found: the file, the position, all of its metadata (the caller's `extra` included) and the
+// caller's extra tensors.
 struct Resumed {
   std::string path;
   Position position;
   io::Metadata metadata;
+  std::vector<io::NamedTensor> tensors;
 };
 
 struct CheckpointOptions {
@@ -171,10 +189,11 @@ class Checkpoints {
   }
 
   // The model, the optimizer, `at` and the settings, plus the caller's `extra` metadata (e.g. a MetricsLog's
-  // csv()), as file_name(at.updates), written atomically; then all but the newest `keep` are deleted.
-  // Returns the path.
+  // csv()) and tensors (e.g. an ExponentialMovingAverage's), as file_name(at.updates), written atomically;
+  // then all but the newest `keep` are deleted. Returns the path.
   template <typename Module, typename T>
-  std::string save(Module& model, optim::SGD<T>& sgd, const Position& at, const io::Metadata& extra = {}) {
+  std::string save(Module& model, optim::SGD<T>& sgd, const Position& at, const io::Metadata& extra = {},
+                   const std::vector<io::NamedTensor>& extra_tensors = {}) {
     std::filesystem::create_directories(dir_);
     remove_interrupted_saves();
     io::Metadata metadata = extra;
@@ -185,7 +204,7 @@ class Checkpoints {
     metadata["loader_batch"] = std::to_string(at.loader.batch);
     metadata["updates"] = std::to_string(at.updates);
     const std::string path = (std::filesystem::path(dir_) / file_name(at.updates)).string();
-    io::save_checkpoint(path, model, sgd, metadata);
+    io::save_checkpoint(path, model, sgd, metadata, extra_tensors);
     const auto all = newest_first();
     for (std::size_t i = static_cast<std::size_t>(options_.keep); i < all.size(); ++i)
       std::filesystem::remove(all[i]);
@@ -235,7 +254,7 @@ class Checkpoints {
     at.loader.batch = integer("loader_batch");
     at.updates = integer("updates");
     resumed.metadata = file.metadata;
-    io::load_checkpoint(std::move(file), model, sgd, resumed.path);
+    io::load_checkpoint(std::move(file), model, sgd, resumed.path, &resumed.tensors);
     return resumed;
   }
 

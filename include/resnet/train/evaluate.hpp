@@ -7,8 +7,9 @@
 //   std::printf("test loss %.4f, accuracy %.2f%%\n", test.loss, 100 * test.accuracy);
 //
 // The loss is CrossEntropyLoss without label smoothing, averaged over the images; every module of the model
-// is left in the mode it was in. With a shard (data/loader.hpp), a data-parallel process evaluates its share
-// of the images: `images`, the loss sum and the per-class counts then add up over the processes (merge).
+// is left in the mode it was in. TestTime::Flip averages each image's logits with its mirror image's. With a
+// shard (data/loader.hpp), a data-parallel process evaluates its share of the images: `images`, the loss sum
+// and the per-class counts then add up over the processes (merge).
 
 #include <algorithm>
 #include <cstdint>
@@ -29,9 +30,27 @@ struct Evaluation {
   std::int64_t images = 0;                   // evaluated
 };
 
+// Test-time augmentation. Flip: each image's logits are the mean of its own and its mirror image's
+// (horizontal flip), as airbench evaluates; twice the forward passes.
+enum class TestTime { Plain, Flip };
+
+// [B, C, H, W] -> the same images mirrored left to right.
+template <typename T>
+Tensor<T> mirrored(const Tensor<T>& images) {
+  Tensor<T> out(images.shape());
+  const std::int64_t W = images.shape().back(), rows = images.numel() / W;
+  const T* in = images.cdata();
+  T* o = out.data();
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t x = 0; x < W; ++x)
+      o[r * W + x] = in[r * W + W - 1 - x];
+  return out;
+}
+
 // Model: any module whose forward takes [B, C, H, W] images to [B, classes] logits.
 template <typename Model>
-Evaluation evaluate(Model& model, const data::Dataset& dataset, int batch_size, data::Shard shard = {}) {
+Evaluation evaluate(Model& model, const data::Dataset& dataset, int batch_size, data::Shard shard = {},
+                    TestTime test_time = TestTime::Plain) {
   using T = typename Model::Scalar;
   const nn::EvalModeGuard<Model> eval(model);
   data::LoaderOptions options{batch_size, false, false, {}, 0};
@@ -48,7 +67,13 @@ Evaluation evaluate(Model& model, const data::Dataset& dataset, int batch_size, 
   while (loader.next(batch)) {
     if (batch.size() == 0) continue;  // a shard's share of a last batch smaller than the shard count
     result.images += batch.size();
-    const Tensor<T> logits = model.forward(batch.images);
+    Tensor<T> logits = model.forward(batch.images);
+    if (test_time == TestTime::Flip) {
+      const Tensor<T> flipped = model.forward(mirrored(batch.images));
+      T* l = logits.data();
+      for (std::int64_t i = 0; i < logits.numel(); ++i)
+        l[i] = (l[i] + flipped.cdata()[i]) / 2;
+    }
     loss_sum += static_cast<double>(loss.forward(logits, batch.labels)) * static_cast<double>(batch.size());
     const std::vector<int> predicted = nn::argmax(logits);
     for (std::size_t n = 0; n < predicted.size(); ++n) {
