@@ -1,6 +1,7 @@
 // minimal_train: ResNet18 on Fashion-MNIST in your own loop, with the library's checkpoints and metrics log.
-// Stop it at any point (Ctrl-C, or at update STOP_AT) and run the same command again: it continues from its
-// last checkpoint and ends bitwise where a run that never stopped does.
+// The recipe is scripts/train.sh's quick one (width 16, 3 epochs of one-cycle, flips): about 92% in 4 minutes
+// on 2 cores. Stop it at any point (Ctrl-C, or at update STOP_AT) and run the same command again: it
+// continues from its last checkpoint and ends bitwise where a run that never stopped does.
 //   minimal_train [DATA_DIR (Debian's Fashion-MNIST)] [RUN_DIR (runs/minimal)] [STOP_AT (0: never)]
 #include <algorithm>
 #include <atomic>
@@ -26,11 +27,11 @@ int main(int argc, char** argv) try {
 
   const data::Dataset train_set = data::load_fashion_mnist(data::Split::Train, data_dir);
   const data::Dataset test_set = data::load_fashion_mnist(data::Split::Test, data_dir);
-  const int epochs = 2, seed = 0;
-  models::ResNet18<float> model(10, models::Stem::Cifar, 1, seed);
-  optim::SGD<float> sgd(optim::decay_and_no_decay_groups(model.named_parameters(), 5e-4), 0.05, 0.9, true);
-  data::BatchLoader<float> loader(train_set, {128, true, false, data::Augmentation::cifar(), seed});
-  const auto schedule = optim::Schedule::one_cycle(0.05, loader.batches_per_epoch() * epochs);
+  const int epochs = 3, seed = 0;
+  models::ResNet<float> model({2, 2, 2, 2}, 10, models::Stem::Cifar, 1, seed, /*width=*/16);  // ResNet18
+  optim::SGD<float> sgd(optim::decay_and_no_decay_groups(model.named_parameters(), 5e-4), 0.1, 0.9, true);
+  data::BatchLoader<float> loader(train_set, {128, true, false, {/*crop_padding=*/0, /*flip=*/true}, seed});
+  const auto schedule = optim::Schedule::one_cycle(0.1, loader.batches_per_epoch() * epochs);
   nn::CrossEntropyLoss<float> criterion;
   const std::int64_t log_every = std::max<std::int64_t>(1, loader.batches_per_epoch() / 10);
 
