@@ -9,7 +9,9 @@
 
 #include "fuzz_support.hpp"
 #include "resnet/io/safetensors.hpp"
+#include "resnet/optim/ema.hpp"
 #include "resnet/train/checkpoint.hpp"
+#include "resnet/train/metrics_log.hpp"
 
 namespace {
 
@@ -110,5 +112,14 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < sgd.params().size(); ++i)
     if (i % 2 == 0) sgd.momentum_buffers()[i] = resnet::Tensor<float>(sgd.params()[i].value->shape(), 0.5f);
   io::save_checkpoint(in("checkpoint", "with_momentum.safetensors"), model, sgd, {{"epoch", "3"}});
+  // What train::Checkpoints writes: settings, the position, a metrics log and a moving average's tensors.
+  resnet::train::MetricsLog log("", {"update", "train_loss"});
+  log.add({1, 2.25});
+  resnet::optim::ExponentialMovingAverage<float> ema(model, 0.9);
+  ema.update(model);
+  resnet::train::Checkpoints run(in("checkpoint", "run"), {{"seed", "0"}});
+  const std::string path = run.save(model, sgd, {{0, 2, 5}, 17}, {{"metrics", log.csv()}}, ema.tensors());
+  std::filesystem::rename(path, in("checkpoint", "run_with_average.safetensors"));
+  std::filesystem::remove(in("checkpoint", "run"));
   return 0;
 }

@@ -160,6 +160,10 @@ int main(int argc, char** argv) {
                  "a metrics.csv row every N updates (0: about 50 rows over the run)")
       ->capture_default_str();
   app.add_flag("!--no-progress", config.show_progress, "no progress bar");
+  app.add_option("--ema", config.ema_decay,
+                 "evaluate an exponential moving average of the weights with this decay, e.g. 0.99 (0: off); "
+                 "the checkpoints keep it")
+      ->capture_default_str();
   app.add_flag(
       "--test-flip", config.test_flip,
       "evaluate each test image and its mirror image, averaging the logits (twice the evaluation time)");
