@@ -5,9 +5,12 @@
 // VDPBF16PS in bf16) and the forward's GB/s (input and output in float, the weight in the operand type: the
 // least a conv moves).
 //
-//   profile_resnet18 [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval] [--precision P]
+//   profile_resnet18 [--batch N] [--size S] [--channels C] [--width W] [--threads T] [--steps S] [--eval]
+//                    [--precision P]
 // --precision fp32|bf16|auto (default auto, as the examples).
-// --size 32 builds the CIFAR stem (3x3 conv, no pool), 224 the ImageNet one (7x7/2 conv + max-pool).
+// --size 224 builds the ImageNet stem (7x7/2 conv + max-pool), any other size the CIFAR one (3x3 conv, no
+// pool): 32 for CIFAR-10, 28 with --channels 1 for Fashion-MNIST. --width: channels of the first stage (64,
+// as torchvision; train_cifar10's --width).
 
 #include <algorithm>
 #include <chrono>
@@ -86,16 +89,18 @@ struct Block {
 
 class Network {
  public:
-  Network(bool cifar, int num_classes)
+  Network(bool cifar, int num_classes, int in_channels, int width)
       : cifar_(cifar),
-        conv1_(
-            nn::Conv2dOptions(3, 64, cifar ? 3 : 7).stride(cifar ? 1 : 2).padding(cifar ? 1 : 3).bias(false)),
-        bn1_(64),
+        conv1_(nn::Conv2dOptions(in_channels, width, cifar ? 3 : 7)
+                   .stride(cifar ? 1 : 2)
+                   .padding(cifar ? 1 : 3)
+                   .bias(false)),
+        bn1_(width),
         pool_(3, 2, 1),
         avgpool_(1, 1),
-        fc_(512, num_classes) {
-    const int widths[4] = {64, 128, 256, 512};
-    int in = 64;
+        fc_(8 * width, num_classes) {
+    const int widths[4] = {width, 2 * width, 4 * width, 8 * width};
+    int in = width;
     for (int s = 0; s < 4; ++s) {
       for (int b = 0; b < 2; ++b) {
         blocks_.emplace_back("layer" + std::to_string(s + 1), in, widths[s], b == 0 && s > 0 ? 2 : 1);
@@ -138,7 +143,7 @@ class Network {
       Tensor<float> pooled = avgpool_.forward(x);
       return fc_.forward(pooled.reshape({pooled.size(0), pooled.size(1)}));
     });
-    pooled_shape_ = {x.size(0), 512, 1, 1};
+    pooled_shape_ = {x.size(0), fc_.in_features(), 1, 1};
     return x;
   }
 
@@ -212,7 +217,7 @@ class Network {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int batch = 128, size = 32, threads = 2, steps = 3;
+  int batch = 128, size = 32, channels = 3, width = 64, threads = 2, steps = 3;
   bool eval = false;
   std::string precision_name = "auto";
   for (int i = 1; i < argc; ++i) {
@@ -221,6 +226,10 @@ int main(int argc, char** argv) {
       batch = next();
     else if (!std::strcmp(argv[i], "--size"))
       size = next();
+    else if (!std::strcmp(argv[i], "--channels"))
+      channels = next();
+    else if (!std::strcmp(argv[i], "--width"))
+      width = next();
     else if (!std::strcmp(argv[i], "--threads"))
       threads = next();
     else if (!std::strcmp(argv[i], "--steps"))
@@ -230,12 +239,19 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--precision") && i + 1 < argc)
       precision_name = argv[++i];
     else {
-      std::fprintf(stderr,
-                   "usage: %s [--batch N] [--size 32|224] [--threads T] [--steps S] [--eval] "
-                   "[--precision fp32|bf16|auto]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--batch N] [--size S] [--channels C] [--width W] [--threads T] [--steps S] [--eval] "
+          "[--precision fp32|bf16|auto]\n",
+          argv[0]);
       return 2;
     }
+  }
+  if (batch < 1 || size < 8 || channels < 1 || width < 1 || threads < 1 || steps < 1) {
+    std::fprintf(stderr,
+                 "profile_resnet18: --batch, --channels, --width, --threads and --steps must be positive "
+                 "and --size at least 8\n");
+    return 2;
   }
   resnet::Precision precision;
   try {
@@ -248,13 +264,14 @@ int main(int argc, char** argv) {
   const bool bf16 = precision == resnet::Precision::BF16;
   const double bf16_peak = bf16 ? resnet::bench::bf16_peak_gflops(threads) : 0;
   const double peak = bf16_peak > 0 ? bf16_peak : resnet::bench::fma_peak_gflops(threads);
-  Network net(size == 32, size == 32 ? 10 : 1000);
+  const bool cifar = size != 224;
+  Network net(cifar, cifar ? 10 : 1000, channels, width);
   net.train(!eval);
   net.set_precision(precision);
   resnet::Rng rng(1);
-  Tensor<float> images({batch, 3, size, size});
+  Tensor<float> images({batch, channels, size, size});
   images.fill_normal(rng);
-  Tensor<float> grad_logits({batch, size == 32 ? 10 : 1000}, 1.0f / batch);
+  Tensor<float> grad_logits({batch, cifar ? 10 : 1000}, 1.0f / batch);
 
   Profile prof;
   double total_ms = 0;
@@ -265,10 +282,11 @@ int main(int argc, char** argv) {
     if (!eval) net.backward(prof, grad_logits);
     if (step > 0) total_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   }
-  std::printf("ResNet18 %s batch %d, %dx%d, %d threads, %d steps, %s on %s; %s peak %.0f GFLOP/s\n",
-              eval ? "eval forward" : "training step (no loss/SGD)", batch, size, size, threads, steps,
-              resnet::precision_name(precision), resnet::isa_name(resnet::active_isa()),
-              bf16_peak > 0 ? resnet::bench::bf16_peak_instruction() : "FMA", peak);
+  std::printf(
+      "ResNet18 width %d %s batch %d, %dx%dx%d, %d threads, %d steps, %s on %s; %s peak %.0f GFLOP/s\n",
+      width, eval ? "eval forward" : "training step (no loss/SGD)", batch, channels, size, size, threads,
+      steps, resnet::precision_name(precision), resnet::isa_name(resnet::active_isa()),
+      bf16_peak > 0 ? resnet::bench::bf16_peak_instruction() : "FMA", peak);
   std::printf("%-20s %10s %10s %8s %8s %8s %8s %8s\n", "layer", "fwd ms", "bwd ms", "fwd GF/s", "bwd GF/s",
               "fwd %pk", "bwd %pk", "fwd GB/s");
   double sum_ms = 0, conv_ms = 0, conv_flops = 0;

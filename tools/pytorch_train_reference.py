@@ -11,9 +11,10 @@ weights (optim/ema.hpp's formula, warm-up included) and test-time flip; evaluati
 With --precision auto it trains under torch.autocast(bfloat16) in channels_last where the CPU multiplies bf16
 (AVX512-BF16 or AMX), else in float32.
 
---seconds S gives PyTorch our run's wall time: after loading the data it times a few steps on a copy of the model
-and an evaluation pass, and sets the number of updates (and so the one-cycle schedule) to what fits in S, counting
-the timing itself. Without it, --epochs sets the length. Needs Debian's python3-torch and python3-torchvision
+--seconds S gives PyTorch our run's wall time: after loading the data it times an evaluation pass, and trains for
+the rest of S but the final evaluation, with the one-cycle schedule run over that time instead of a number of
+updates (the learning rate and momentum at each update are OneCycleLR's at the fraction of the time spent), so
+that the run ends annealed however fast the updates go. Without it, --epochs sets the length. Without it, --epochs sets the length. Needs Debian's python3-torch and python3-torchvision
 (run it with /usr/bin/python3).
 
     /usr/bin/python3 tools/pytorch_train_reference.py --width 16 --crop-padding 0 --seconds 225 --seed 0
@@ -89,17 +90,29 @@ def augment(x, crop_padding, flip, generator):
 
 
 class Trainer:
-    def __init__(self, model, args, updates, bf16):
+    def __init__(self, model, args, bf16):
         self.model, self.args, self.bf16 = model, args, bf16
         decay = [p for p in model.parameters() if p.dim() > 1]
         no_decay = [p for p in model.parameters() if p.dim() <= 1]
         self.optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
                                           {"params": no_decay, "weight_decay": 0.0}],
                                          lr=args.lr, momentum=0.9, nesterov=True)
-        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=args.lr, total_steps=updates)
         self.loss = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
         self.average = copy.deepcopy(model) if args.ema else None
         self.averaged = 0
+
+    def set_progress(self, p):
+        """OneCycleLR's learning rate and momentum (cosine phases, pct_start 0.3, div_factor 25,
+        final_div_factor 1e4, momentum 0.95 -> 0.85 -> 0.95) at the fraction p of the run."""
+        def cos(start, end, t):
+            return end + (start - end) / 2 * (math.cos(math.pi * t) + 1)
+        top, first, last = self.args.lr, self.args.lr / 25, self.args.lr / 25 / 1e4
+        if p < 0.3:
+            lr, momentum = cos(first, top, p / 0.3), cos(0.95, 0.85, p / 0.3)
+        else:
+            lr, momentum = cos(top, last, min(1.0, (p - 0.3) / 0.7)), cos(0.85, 0.95, min(1.0, (p - 0.3) / 0.7))
+        for group in self.optimizer.param_groups:
+            group["lr"], group["momentum"] = lr, momentum
 
     def step(self, x, y):
         self.model.train()
@@ -110,7 +123,6 @@ class Trainer:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        self.schedule.step()
         if self.average is not None:  # optim/ema.hpp: parameters and buffers, num_batches_tracked copied
             d = min(self.args.ema, (1 + self.averaged) / (10 + self.averaged))
             with torch.no_grad():
@@ -168,34 +180,31 @@ def main():
     steps_per_epoch = math.ceil(n / args.batch_size)
     start = time.time()
 
-    updates = steps_per_epoch * args.epochs
-    if args.seconds:
-        # A few steps on a copy (the first two warm up), and one evaluation pass, timed.
-        probe = Trainer(copy.deepcopy(model), args, 1000, bf16)
-        batch = torch.arange(args.batch_size)
-        times = []
-        for _ in range(6):
-            begin = time.time()
-            probe.step(augment(x_train[batch], args.crop_padding, not args.no_flip, generator), y_train[batch])
-            times.append(time.time() - begin)
-        per_step = sorted(times[2:])[len(times[2:]) // 2]
+    trainer = Trainer(model, args, bf16)
+    evaluation = 0
+    if args.seconds:  # one evaluation pass timed (on the untrained model), to leave time for the last one
         begin = time.time()
-        probe.evaluate(x_test, y_test, args.test_flip)
+        trainer.evaluate(x_test, y_test, args.test_flip)
         evaluation = time.time() - begin
-        updates = max(4, int((args.seconds - (time.time() - start) - evaluation) / per_step))
-        print(f"{per_step:.3f} s per update, {evaluation:.1f} s per evaluation: {updates} updates "
-              f"({updates / steps_per_epoch:.2f} epochs) fit in {args.seconds:.0f} s")
-
-    trainer = Trainer(model, args, updates, bf16)
-    done = 0
-    while done < updates:
+    budget = args.seconds - (time.time() - start) - evaluation  # for training
+    if args.seconds and budget <= 0:
+        raise SystemExit(f"--seconds {args.seconds:g} leaves no time to train: an evaluation takes {evaluation:.1f} s")
+    training_start = time.time()
+    updates = steps_per_epoch * args.epochs
+    done, finished = 0, False
+    while not finished:
         order = torch.randperm(n, generator=generator)
         for step in range(steps_per_epoch):
-            if done == updates:
+            # The schedule runs over the run's length: updates, or with --seconds the training time left.
+            progress = (time.time() - training_start) / budget if args.seconds else done / updates
+            finished = progress >= 1
+            if finished:
                 break
+            trainer.set_progress(progress)
             batch = order[step * args.batch_size:(step + 1) * args.batch_size]
             trainer.step(augment(x_train[batch], args.crop_padding, not args.no_flip, generator), y_train[batch])
             done += 1
+    updates = done
     accuracy = trainer.evaluate(x_test, y_test, args.test_flip)
     seconds = time.time() - start
     print(f"test accuracy {100 * accuracy:.2f}% after {updates} updates ({updates / steps_per_epoch:.2f} epochs), "
