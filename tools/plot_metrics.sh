@@ -35,9 +35,11 @@ set grid
 set title "loss"
 plot "$metrics" using 1:3 with lines lw 2 title "train"$(test_plot 5 1)
 set title "accuracy"
+set key bottom right
 set format y "%.0f%%"
 plot "$metrics" using 1:(\$4*100) with lines lw 2 title "train"$(test_plot 6 100)
 set title "learning rate"
+set key top right
 set format y "%g"
 plot "$metrics" using 1:5 with lines lw 2 title "lr"
 unset multiplot

@@ -39,6 +39,7 @@ void plot(const std::string& checkpoint_dir) {
   const std::filesystem::path dir(checkpoint_dir);
   if (!std::filesystem::exists(script) || !std::filesystem::exists(dir / "metrics.csv")) return;
   const std::string command = "bash '" + script.string() + "' '" + dir.string() + "'";
+  std::fflush(stdout);  // our lines first, then the script's
   if (std::system(command.c_str()) != 0) std::printf("(no plot: the metrics are in %s)\n", dir.c_str());
 }
 
