@@ -1,7 +1,7 @@
 // libFuzzer target: a training checkpoint (train/checkpoint.hpp) as the newest file of a run's directory,
-// resumed into a tiny ResNet and its SGD optimizer with momentum (train::Checkpoints: the file, the position's
-// counts, the extra tensors), then its metrics log (train::MetricsLog) and the weights' moving average
-// (optim::ExponentialMovingAverage) restored from what it holds.
+// resumed into a tiny ResNet and its SGD optimizer with momentum (train::Checkpoints: the file, the
+// position's counts, the extra tensors), then its metrics log (train::MetricsLog) and the weights' moving
+// average (optim::ExponentialMovingAverage) restored from what it holds.
 
 #include <cstddef>
 #include <cstdint>

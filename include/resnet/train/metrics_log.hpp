@@ -44,10 +44,7 @@ class MetricsLog {
   // The header and every row, each value in the fewest digits that read back as the same double, so that
   // restore() gives it back exactly.
   std::string csv() const {
-    std::string text;
-    for (std::size_t c = 0; c < columns_.size(); ++c)
-      text += (c ? "," : "") + columns_[c];
-    text += "\n";
+    std::string text = header() + "\n";
     for (const auto& row : rows_) {
       for (std::size_t c = 0; c < row.size(); ++c) {
         text += (c ? "," : "") + shortest(row[c]);
@@ -62,9 +59,8 @@ class MetricsLog {
     std::istringstream lines(text);
     std::string header;
     std::getline(lines, header);
-    const std::string expected = csv().substr(0, csv().find('\n'));
-    check(header == expected, "MetricsLog.restore: the saved log has columns '", header, "', this one '",
-          expected, "'");
+    check(header == this->header(), "MetricsLog.restore: the saved log has columns '", header,
+          "', this one '", this->header(), "'");
     std::vector<std::vector<double>> rows;
     std::string line;
     while (std::getline(lines, line)) {
@@ -96,6 +92,14 @@ class MetricsLog {
   const std::string& path() const { return path_; }
 
  private:
+  // The column names, comma-separated.
+  std::string header() const {
+    std::string text;
+    for (std::size_t c = 0; c < columns_.size(); ++c)
+      text += (c ? "," : "") + columns_[c];
+    return text;
+  }
+
   static std::string shortest(double value) {
     char text[32];
     for (int digits = 15; digits <= 17; ++digits) {
